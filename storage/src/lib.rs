@@ -1,1 +1,152 @@
-//! placeholder
+//! Fleetgate's storage: the domain records (accounts, provision users, provision requests,
+//! executions, device users, device connections, registry entries, API tokens), the validation
+//! of every field rule of the admin API, the lifecycle rules of provision requests, and their
+//! persistence in redb.
+//!
+//! Writes go through one writer thread that groups the mutations of many callers into one
+//! durable commit ([`Store::write`], [`Store::write_async`]); a caller is answered only after
+//! the commit holding its mutation. Uniqueness rules are checked inside that write, so two racing
+//! writers cannot both win. Reads use MVCC snapshots ([`Store::read`]).
+//!
+//! This crate owns no network code and never sees a secret in clear: callers hash passwords,
+//! keys and tokens before handing them over.
+
+pub mod engine;
+pub mod ids;
+pub mod ops;
+pub mod read;
+pub mod records;
+pub mod validate;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use engine::{CommitObserver, Tx};
+pub use read::Reader;
+pub use records::*;
+pub use validate::{FieldError, RequestSpec};
+
+/// Errors of the store. Domain refusals carry field-level detail for the admin API.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum StoreError {
+    /// redb failed (I/O, transaction).
+    #[error("storage error: {0}")]
+    Db(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The addressed record does not exist (or is not visible to the caller).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change conflicts with the current state (HTTP 409).
+    #[error("conflict: {}", join(.0))]
+    Conflict(Vec<FieldError>),
+    /// Input failed validation (HTTP 422).
+    #[error("invalid: {}", join(.0))]
+    Invalid(Vec<FieldError>),
+    /// A precondition read outside the transaction changed before the write; read again and
+    /// retry.
+    #[error("stale precondition, retry")]
+    Stale,
+    /// The store is shutting down.
+    #[error("store closed")]
+    Closed,
+}
+
+fn join(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl StoreError {
+    /// A conflict on one field.
+    pub fn conflict(field: &str, message: impl Into<String>) -> Self {
+        StoreError::Conflict(vec![FieldError::new(field, message)])
+    }
+}
+
+/// Options for [`Store::open`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// redb page cache in bytes (redb's own default is 1 GiB, too much for an edge box).
+    pub cache_size: usize,
+    /// fsync every commit. Off only for experiments; an acknowledged enrollment must be durable.
+    pub durable: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_size: 64 * 1024 * 1024,
+            durable: true,
+        }
+    }
+}
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "fleetgate.redb";
+
+/// The store: cheap to clone, shared by every listener.
+#[derive(Clone)]
+pub struct Store {
+    engine: Arc<engine::Engine>,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(
+        path: &Path,
+        options: &StoreOptions,
+        observer: Option<CommitObserver>,
+    ) -> Result<Store, StoreError> {
+        let engine = engine::Engine::open(
+            path,
+            engine::EngineOptions {
+                cache_size: options.cache_size,
+                durable: options.durable,
+                observer,
+            },
+        )?;
+        Ok(Store {
+            engine: Arc::new(engine),
+        })
+    }
+
+    /// A consistent read view.
+    pub fn read(&self) -> Result<Reader, StoreError> {
+        Ok(Reader::new(self.engine.snapshot()?))
+    }
+
+    /// Runs `f` in the next group commit and blocks until that commit is durable. Must not be
+    /// called from an async event loop (use [`Store::write_async`]).
+    pub fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.engine.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Runs `f` in the next group commit; the future resolves once that commit is durable.
+    pub fn write_async<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.engine.submit(f, move |r| {
+            let _ = tx.send(r);
+        });
+        async move { rx.await.unwrap_or(Err(StoreError::Closed)) }
+    }
+}

@@ -1,0 +1,518 @@
+//! The redb engine: tables, record codec, the group-commit writer thread, write contexts and
+//! read snapshots.
+//!
+//! One writer thread owns every write. Callers submit closures; the thread takes every closure
+//! waiting in its queue, runs them in one redb write transaction and commits once, then answers
+//! each caller. A closure sees the effects of the closures before it in the same batch. A
+//! closure that returns an error leaves nothing behind: its writes are staged in a private
+//! overlay that is applied to the transaction only when the closure succeeds (redb's ephemeral
+//! savepoints can only be taken before a table is opened, so they cannot isolate one closure of
+//! a batch).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::StoreError;
+
+/// Version byte of every record encoded today.
+const RECORD_VERSION: u8 = 1;
+
+/// Most closures one commit takes; bounds the latency of the first caller of a batch.
+const MAX_BATCH: usize = 4096;
+
+/// The tables. Keys are byte strings; composite keys join their parts with a 0 byte (validated
+/// names never contain one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// name -> Account
+    Accounts,
+    /// username -> ProvisionUser
+    ProvisionUsers,
+    /// id -> ProvisionRequest
+    Requests,
+    /// client id -> id of its open request
+    OpenRequestByClient,
+    /// client id, request id -> ()
+    RequestsByClient,
+    /// account, request id -> ()
+    RequestsByAccount,
+    /// account, status, request id -> ()
+    RequestsByAccountStatus,
+    /// request id, execution id -> Execution
+    Executions,
+    /// username -> DeviceUser
+    DeviceUsers,
+    /// account, username -> ()
+    UsersByAccount,
+    /// account, client id -> DeviceConnection
+    DeviceConnections,
+    /// account, client id -> Device
+    Devices,
+    /// id -> ApiToken
+    Tokens,
+    /// key -> raw value
+    Meta,
+}
+
+impl Table {
+    const ALL: [Table; 14] = [
+        Table::Accounts,
+        Table::ProvisionUsers,
+        Table::Requests,
+        Table::OpenRequestByClient,
+        Table::RequestsByClient,
+        Table::RequestsByAccount,
+        Table::RequestsByAccountStatus,
+        Table::Executions,
+        Table::DeviceUsers,
+        Table::UsersByAccount,
+        Table::DeviceConnections,
+        Table::Devices,
+        Table::Tokens,
+        Table::Meta,
+    ];
+
+    fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(match self {
+            Table::Accounts => "accounts",
+            Table::ProvisionUsers => "provision_users",
+            Table::Requests => "requests",
+            Table::OpenRequestByClient => "open_request_by_client",
+            Table::RequestsByClient => "requests_by_client",
+            Table::RequestsByAccount => "requests_by_account",
+            Table::RequestsByAccountStatus => "requests_by_account_status",
+            Table::Executions => "executions",
+            Table::DeviceUsers => "device_users",
+            Table::UsersByAccount => "users_by_account",
+            Table::DeviceConnections => "device_connections",
+            Table::Devices => "devices",
+            Table::Tokens => "tokens",
+            Table::Meta => "meta",
+        })
+    }
+}
+
+/// Joins key parts with a 0 byte.
+pub fn key(parts: &[&str]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p.as_bytes());
+    }
+    k
+}
+
+/// The last part of a composite key.
+pub fn last_part(k: &[u8]) -> &str {
+    let start = k.iter().rposition(|b| *b == 0).map_or(0, |p| p + 1);
+    std::str::from_utf8(&k[start..]).unwrap_or("")
+}
+
+/// Encodes a record: version byte + JSON.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    serde_json::to_writer(&mut out, value).expect("records serialise to JSON");
+    out
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&RECORD_VERSION, body)) => {
+            serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(StoreError::Corrupt(format!("unknown record version {v}"))),
+        None => Err(StoreError::Corrupt("empty record".into())),
+    }
+}
+
+/// Observes each durable commit: batch size and commit latency (fed to metrics).
+pub type CommitObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(Option<&mut Tx<'_, '_>>) -> Reply + Send>;
+
+/// The open database and its writer thread.
+pub struct Engine {
+    db: Arc<redb::Database>,
+    jobs: Option<Sender<Job>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Options for [`Engine::open`].
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// redb page cache size in bytes.
+    pub cache_size: usize,
+    /// Durable commits (fsync) when true.
+    pub durable: bool,
+    /// Called after each commit.
+    pub observer: Option<CommitObserver>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("cache_size", &self.cache_size)
+            .field("durable", &self.durable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens or creates the database file, creates missing tables and starts the writer.
+    pub fn open(path: &Path, options: EngineOptions) -> Result<Engine, StoreError> {
+        let db = redb::Database::builder()
+            .set_cache_size(options.cache_size)
+            .create(path)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let txn = db.begin_write().map_err(db_err)?;
+        for t in Table::ALL {
+            txn.open_table(t.definition()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        let db = Arc::new(db);
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("fleetgate-writer".into())
+            .spawn(move || writer_loop(&writer_db, &rx, &options))
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        Ok(Engine {
+            db,
+            jobs: Some(tx),
+            writer: Some(writer),
+        })
+    }
+
+    /// Submits a write; `done` is called with its result after the batch holding it committed
+    /// (or with the error that made it fail).
+    pub fn submit<T, F, D>(&self, f: F, done: D)
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+        D: FnOnce(Result<T, StoreError>) + Send + 'static,
+    {
+        let job: Job = Box::new(move |tx: Option<&mut Tx<'_, '_>>| -> Reply {
+            let Some(tx) = tx else {
+                // The batch could not even begin: answer with the batch's error.
+                return Box::new(move |commit: Result<(), StoreError>| {
+                    done(Err(commit.err().unwrap_or_else(|| {
+                        StoreError::Db("write transaction unavailable".into())
+                    })));
+                });
+            };
+            match tx.run(f) {
+                Ok(value) => Box::new(move |commit: Result<(), StoreError>| {
+                    done(commit.map(|()| value));
+                }),
+                Err(e) => Box::new(move |_| done(Err(e))),
+            }
+        });
+        let sender = self.jobs.as_ref().expect("writer runs until drop");
+        if let Err(crossbeam_channel::SendError(job)) = sender.send(job) {
+            // Unreachable while `self` lives; answer rather than hang if it ever happens.
+            drop(job);
+        }
+    }
+
+    /// A consistent read snapshot.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            txn: self.db.begin_read().map_err(db_err)?,
+        })
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer finish the queued jobs and exit.
+        self.jobs.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn writer_loop(db: &redb::Database, rx: &Receiver<Job>, options: &EngineOptions) {
+    let mut batch: Vec<Job> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let started = Instant::now();
+        let (replies, result) = run_batch(db, options.durable, batch.drain(..));
+        if let Some(observer) = &options.observer {
+            observer(size, started.elapsed());
+        }
+        for reply in replies {
+            reply(result.clone());
+        }
+    }
+}
+
+fn run_batch(
+    db: &redb::Database,
+    durable: bool,
+    jobs: impl Iterator<Item = Job>,
+) -> (Vec<Reply>, Result<(), StoreError>) {
+    let mut replies = Vec::new();
+    let mut txn = match db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            let err = db_err(e);
+            for job in jobs {
+                // Each job still answers its caller, with the failure of the batch.
+                replies.push(job(None));
+            }
+            return (replies, Err(err));
+        }
+    };
+    if !durable {
+        let _ = txn.set_durability(redb::Durability::None);
+    }
+    let mut result = Ok(());
+    {
+        let mut tables = match Tables::open(&txn) {
+            Ok(t) => t,
+            Err(e) => {
+                for job in jobs {
+                    replies.push(job(None));
+                }
+                return (replies, Err(e));
+            }
+        };
+        for job in jobs {
+            let mut tx = Tx {
+                tables: &mut tables,
+                staged: BTreeMap::new(),
+                failed: None,
+            };
+            replies.push(job(Some(&mut tx)));
+            if let Some(e) = tx.failed {
+                result = Err(e);
+            }
+        }
+    }
+    if result.is_ok() {
+        result = txn.commit().map_err(db_err);
+    }
+    (replies, result)
+}
+
+
+struct Tables<'txn> {
+    open: BTreeMap<Table, redb::Table<'txn, &'static [u8], &'static [u8]>>,
+}
+
+impl<'txn> Tables<'txn> {
+    fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
+        let mut open = BTreeMap::new();
+        for t in Table::ALL {
+            open.insert(t, txn.open_table(t.definition()).map_err(db_err)?);
+        }
+        Ok(Tables { open })
+    }
+}
+
+/// A write context: reads see the batch so far plus this closure's own staged writes; writes
+/// are staged and reach the transaction only if the closure succeeds.
+pub struct Tx<'t, 'txn> {
+    tables: &'t mut Tables<'txn>,
+    staged: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    failed: Option<StoreError>,
+}
+
+impl Tx<'_, '_> {
+    fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let value = f(self)?;
+        let staged = std::mem::take(&mut self.staged);
+        for ((table, k), v) in staged {
+            let Some(t) = self.tables.open.get_mut(&table) else {
+                return Err(StoreError::Db("table not open".into()));
+            };
+            let r = match v {
+                Some(v) => t.insert(k.as_slice(), v.as_slice()).map(|_| ()),
+                None => t.remove(k.as_slice()).map(|_| ()),
+            };
+            if let Err(e) = r {
+                // A storage error half-way through applying: the whole batch must not commit.
+                let e = db_err(e);
+                self.failed = Some(e.clone());
+                return Err(e);
+            }
+        }
+        Ok(value)
+    }
+
+    /// Reads a raw value.
+    pub fn get_raw(&self, table: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.staged.get(&(table, k.to_vec())) {
+            return Ok(v.clone());
+        }
+        let t = self
+            .tables
+            .open
+            .get(&table)
+            .ok_or_else(|| StoreError::Db("table not open".into()))?;
+        Ok(t.get(k).map_err(db_err)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Reads and decodes a record.
+    pub fn get<T: DeserializeOwned>(&self, table: Table, k: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get_raw(table, k)?.map(|b| decode(&b)).transpose()
+    }
+
+    /// Stages a raw write.
+    pub fn put_raw(&mut self, table: Table, k: Vec<u8>, v: Vec<u8>) {
+        self.staged.insert((table, k), Some(v));
+    }
+
+    /// Stages an encoded record write.
+    pub fn put<T: Serialize>(&mut self, table: Table, k: Vec<u8>, v: &T) {
+        self.put_raw(table, k, encode(v));
+    }
+
+    /// Stages an index entry (empty value).
+    pub fn put_index(&mut self, table: Table, k: Vec<u8>) {
+        self.put_raw(table, k, Vec::new());
+    }
+
+    /// Stages a delete.
+    pub fn delete(&mut self, table: Table, k: Vec<u8>) {
+        self.staged.insert((table, k), None);
+    }
+
+    /// Keys with the given prefix as the batch sees them (committed + earlier closures of the
+    /// batch), in order. Staged writes of the running closure are not included.
+    pub fn keys_with_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let t = self
+            .tables
+            .open
+            .get(&table)
+            .ok_or_else(|| StoreError::Db("table not open".into()))?;
+        let mut out = Vec::new();
+        for item in t.range(prefix..).map_err(db_err)? {
+            let (k, _) = item.map_err(db_err)?;
+            let k = k.value();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            out.push(k.to_vec());
+        }
+        Ok(out)
+    }
+}
+
+/// A consistent read view (MVCC snapshot).
+pub struct Snapshot {
+    txn: redb::ReadTransaction,
+}
+
+impl Snapshot {
+    fn table(
+        &self,
+        table: Table,
+    ) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
+        self.txn.open_table(table.definition()).map_err(db_err)
+    }
+
+    /// Reads and decodes a record.
+    pub fn get<T: DeserializeOwned>(&self, table: Table, k: &[u8]) -> Result<Option<T>, StoreError> {
+        let t = self.table(table)?;
+        let v = t.get(k).map_err(db_err)?;
+        v.map(|g| decode(g.value())).transpose()
+    }
+
+    /// Reads a raw value.
+    pub fn get_raw(&self, table: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let t = self.table(table)?;
+        Ok(t.get(k).map_err(db_err)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Visits entries whose key starts with `prefix`, from `start` (inclusive) on, in key
+    /// order, until `visit` returns false.
+    pub fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        start: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let t = self.table(table)?;
+        let from = if start > prefix { start } else { prefix };
+        for item in t.range(from..).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            if !visit(k.value(), v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Visits every entry whose key starts with `prefix`, in reverse key order, until `visit`
+    /// returns false.
+    pub fn scan_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let t = self.table(table)?;
+        let mut end = prefix.to_vec();
+        end.push(0xff);
+        for item in t.range(prefix..end.as_slice()).map_err(db_err)?.rev() {
+            let (k, v) = item.map_err(db_err)?;
+            if !visit(k.value(), v.value())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_join_and_split() {
+        let k = key(&["acme", "dev-1"]);
+        assert_eq!(k, b"acme\0dev-1");
+        assert_eq!(last_part(&k), "dev-1");
+        assert_eq!(last_part(b"single"), "single");
+    }
+
+    #[test]
+    fn codec_is_versioned() {
+        let bytes = encode(&vec![1, 2]);
+        assert_eq!(bytes[0], RECORD_VERSION);
+        assert_eq!(decode::<Vec<i32>>(&bytes).unwrap(), vec![1, 2]);
+        assert!(matches!(decode::<Vec<i32>>(&[9, b'1']), Err(StoreError::Corrupt(_))));
+        assert!(matches!(decode::<Vec<i32>>(&[]), Err(StoreError::Corrupt(_))));
+    }
+}

@@ -1,0 +1,722 @@
+//! Write operations: each function returns a closure for [`crate::Store::write`] /
+//! [`crate::Store::write_async`]. The closures hold the domain rules that must be checked
+//! inside the write (uniqueness, lifecycle) and check everything before they write, so an error
+//! leaves nothing behind.
+
+use crate::engine::{Table, Tx, key};
+use crate::ids::new_id;
+use crate::records::*;
+use crate::validate::{AccountSpec, FieldError, RequestSpec};
+use crate::StoreError;
+
+/// A boxed write operation.
+pub type Op<T> = Box<dyn FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send>;
+
+fn not_found(what: &str) -> StoreError {
+    StoreError::NotFound(what.to_string())
+}
+
+/// Creates the provisioning account if it does not exist yet. Returns true when created.
+pub fn ensure_provisioning_account(name: String, now: Timestamp) -> Op<bool> {
+    Box::new(move |tx| {
+        if tx.get_raw(Table::Accounts, name.as_bytes())?.is_some() {
+            return Ok(false);
+        }
+        let account = Account {
+            name: name.clone(),
+            min_password_length: 20,
+            default_coupling: Coupling::Loose,
+            provisioning: true,
+            created_on: now,
+        };
+        tx.put(Table::Accounts, name.into_bytes(), &account);
+        Ok(true)
+    })
+}
+
+/// Creates a target account; 409 when the name is taken (the provisioning account's included).
+pub fn create_account(spec: AccountSpec, now: Timestamp) -> Op<Account> {
+    Box::new(move |tx| {
+        if tx.get_raw(Table::Accounts, spec.name.as_bytes())?.is_some() {
+            return Err(StoreError::conflict("name", "an account with this name exists"));
+        }
+        let account = Account {
+            name: spec.name,
+            min_password_length: spec.min_password_length,
+            default_coupling: spec.default_coupling,
+            provisioning: false,
+            created_on: now,
+        };
+        tx.put(Table::Accounts, account.name.as_bytes().to_vec(), &account);
+        Ok(account)
+    })
+}
+
+/// Stores a new API token of an existing account.
+pub fn create_token(token: ApiToken) -> Op<ApiToken> {
+    Box::new(move |tx| {
+        let account: Option<Account> = tx.get(Table::Accounts, token.account.as_bytes())?;
+        if account.is_none_or(|a| a.provisioning) {
+            return Err(not_found("account"));
+        }
+        tx.put(Table::Tokens, token.id.as_bytes().to_vec(), &token);
+        Ok(token)
+    })
+}
+
+/// Revokes an account's token.
+pub fn delete_token(account: String, id: String) -> Op<()> {
+    Box::new(move |tx| {
+        let token: Option<ApiToken> = tx.get(Table::Tokens, id.as_bytes())?;
+        if token.is_none_or(|t| t.account != account) {
+            return Err(not_found("token"));
+        }
+        tx.delete(Table::Tokens, id.into_bytes());
+        Ok(())
+    })
+}
+
+/// How a request's provision user is settled, decided by the caller after checking the
+/// password against a snapshot (argon2 runs outside the writer).
+#[derive(Clone, Debug, PartialEq)]
+pub enum UserPlan {
+    /// The user exists with this hash and the password matched it.
+    Existing {
+        /// The hash the password was verified against.
+        hash: String,
+    },
+    /// The user does not exist: create it with this hash.
+    New {
+        /// Hash of the new password.
+        hash: String,
+    },
+    /// The user exists and only the request being updated uses it: replace its password.
+    Replace {
+        /// The hash seen in the snapshot.
+        old_hash: String,
+        /// Hash of the new password.
+        new_hash: String,
+    },
+}
+
+/// One request to create: validated body, settled user and optional activation-key hash.
+#[derive(Clone, Debug)]
+pub struct NewRequest {
+    /// Validated body.
+    pub spec: RequestSpec,
+    /// How to settle the provision user.
+    pub user: UserPlan,
+    /// Keyed hash of the generated activation key, if any.
+    pub activation_key_hash: Option<String>,
+}
+
+/// Takes a reference on the provision user per `plan`, creating or re-hashing it. `own` is the
+/// request being updated (for `Replace`).
+fn settle_user(
+    tx: &mut Tx<'_, '_>,
+    account: &str,
+    username: &str,
+    plan: &UserPlan,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let existing: Option<ProvisionUser> = tx.get(Table::ProvisionUsers, username.as_bytes())?;
+    let user = match (existing, plan) {
+        (Some(u), _) if u.account != account => {
+            return Err(StoreError::conflict(
+                "provisionUsername",
+                "this provision username belongs to another account",
+            ));
+        }
+        (Some(mut u), UserPlan::Existing { hash } | UserPlan::New { hash }) => {
+            if u.password_hash != *hash {
+                // Created or changed since the caller's snapshot: the caller verifies again.
+                return Err(StoreError::Stale);
+            }
+            u.request_count += 1;
+            u
+        }
+        (Some(mut u), UserPlan::Replace { old_hash, new_hash }) => {
+            if u.password_hash != *old_hash {
+                return Err(StoreError::Stale);
+            }
+            u.password_hash = new_hash.clone();
+            u.request_count += 1;
+            u
+        }
+        (None, UserPlan::New { hash }) => ProvisionUser {
+            username: username.to_string(),
+            account: account.to_string(),
+            password_hash: hash.clone(),
+            request_count: 1,
+            created_on: now,
+        },
+        (None, _) => return Err(StoreError::Stale),
+    };
+    tx.put(Table::ProvisionUsers, username.as_bytes().to_vec(), &user);
+    Ok(())
+}
+
+/// Drops a request's reference on its provision user, removing the user at zero.
+fn release_user(tx: &mut Tx<'_, '_>, username: &str) -> Result<(), StoreError> {
+    let user: Option<ProvisionUser> = tx.get(Table::ProvisionUsers, username.as_bytes())?;
+    if let Some(mut u) = user {
+        u.request_count = u.request_count.saturating_sub(1);
+        if u.request_count == 0 {
+            tx.delete(Table::ProvisionUsers, username.as_bytes().to_vec());
+        } else {
+            tx.put(Table::ProvisionUsers, username.as_bytes().to_vec(), &u);
+        }
+    }
+    Ok(())
+}
+
+/// Fails with 409 when the client ID has an open request other than `except`.
+fn check_client_free(
+    tx: &Tx<'_, '_>,
+    client_id: &str,
+    except: Option<&str>,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(id) = tx.get_raw(Table::OpenRequestByClient, client_id.as_bytes())? else {
+        return Ok(());
+    };
+    let id = String::from_utf8_lossy(&id).into_owned();
+    if except == Some(id.as_str()) {
+        return Ok(());
+    }
+    let other: Option<ProvisionRequest> = tx.get(Table::Requests, id.as_bytes())?;
+    match other {
+        Some(r) if !r.is_closed(now) => Err(StoreError::conflict(
+            "clientId",
+            "another open provision request exists for this client ID",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes a request and its indexes; `previous` is its stored version, if any.
+fn put_request(tx: &mut Tx<'_, '_>, r: &ProvisionRequest, previous: Option<&ProvisionRequest>, now: Timestamp) {
+    if let Some(p) = previous {
+        if p.status != r.status {
+            tx.delete(
+                Table::RequestsByAccountStatus,
+                key(&[&p.account, p.status.as_str(), &p.id]),
+            );
+        }
+        if p.client_id != r.client_id {
+            tx.delete(Table::RequestsByClient, key(&[&p.client_id, &p.id]));
+            tx.delete(Table::OpenRequestByClient, p.client_id.as_bytes().to_vec());
+        }
+    }
+    tx.put_index(
+        Table::RequestsByAccountStatus,
+        key(&[&r.account, r.status.as_str(), &r.id]),
+    );
+    tx.put_index(Table::RequestsByClient, key(&[&r.client_id, &r.id]));
+    tx.put_index(Table::RequestsByAccount, key(&[&r.account, &r.id]));
+    if r.is_closed(now) {
+        tx.delete(Table::OpenRequestByClient, r.client_id.as_bytes().to_vec());
+    } else {
+        tx.put_raw(
+            Table::OpenRequestByClient,
+            r.client_id.as_bytes().to_vec(),
+            r.id.as_bytes().to_vec(),
+        );
+    }
+    tx.put(Table::Requests, r.id.as_bytes().to_vec(), r);
+}
+
+fn target_account(tx: &Tx<'_, '_>, name: &str) -> Result<Account, StoreError> {
+    let account: Option<Account> = tx.get(Table::Accounts, name.as_bytes())?;
+    account
+        .filter(|a| !a.provisioning)
+        .ok_or_else(|| not_found("account"))
+}
+
+/// Creates requests all or nothing. Errors name the row index when `bulk` is true.
+pub fn create_requests(
+    account: String,
+    rows: Vec<NewRequest>,
+    bulk: bool,
+    now: Timestamp,
+) -> Op<Vec<ProvisionRequest>> {
+    Box::new(move |tx| {
+        target_account(tx, &account)?;
+        let mut created = Vec::with_capacity(rows.len());
+        let mut errors: Vec<FieldError> = Vec::new();
+        for (i, row) in rows.into_iter().enumerate() {
+            let spec = row.spec;
+            let checked = check_client_free(tx, &spec.client_id, None, now).and_then(|()| {
+                settle_user(tx, &account, &spec.provision_username, &row.user, now)
+            });
+            match checked {
+                Ok(()) => {}
+                Err(StoreError::Conflict(es)) if bulk => {
+                    errors.extend(es.into_iter().map(|e| e.at(i)));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let r = ProvisionRequest {
+                id: new_id(),
+                account: account.clone(),
+                client_id: spec.client_id,
+                provision_username: spec.provision_username,
+                broker_url: spec.broker_url,
+                activates_on: spec.activates_on,
+                expires_on: spec.expires_on,
+                activation_key_hash: row.activation_key_hash,
+                reserve_user: spec.reserve_user,
+                connection_coupling: spec.connection_coupling,
+                vpn_access: spec.vpn_access,
+                password_length: spec.password_length,
+                additional_configuration: spec.additional_configuration,
+                status: RequestStatus::Created,
+                created_on: now,
+                modified_on: now,
+                last_rejection: None,
+                warnings: spec.warnings,
+                running: None,
+            };
+            // Staged writes are visible to the next row, so two rows for one client ID clash.
+            put_request(tx, &r, None, now);
+            created.push(r);
+        }
+        if errors.is_empty() {
+            Ok(created)
+        } else {
+            Err(StoreError::Conflict(errors))
+        }
+    })
+}
+
+/// Replaces a `CREATED` request's fields (PUT). `activation_key_hash` is the hash to keep or
+/// set (`None` when no key is wanted).
+pub fn update_request(
+    account: String,
+    id: String,
+    row: NewRequest,
+    now: Timestamp,
+) -> Op<ProvisionRequest> {
+    Box::new(move |tx| {
+        let old: ProvisionRequest = tx
+            .get::<ProvisionRequest>(Table::Requests, id.as_bytes())?
+            .filter(|r| r.account == account)
+            .ok_or_else(|| not_found("provision request"))?;
+        if old.status != RequestStatus::Created {
+            return Err(StoreError::conflict(
+                "status",
+                format!("only a CREATED request can be modified (it is {})", old.status.as_str()),
+            ));
+        }
+        let spec = row.spec;
+        check_client_free(tx, &spec.client_id, Some(&old.id), now)?;
+        release_user(tx, &old.provision_username)?;
+        settle_user(tx, &account, &spec.provision_username, &row.user, now)?;
+        let r = ProvisionRequest {
+            client_id: spec.client_id,
+            provision_username: spec.provision_username,
+            broker_url: spec.broker_url,
+            activates_on: spec.activates_on,
+            expires_on: spec.expires_on,
+            activation_key_hash: row.activation_key_hash,
+            reserve_user: spec.reserve_user,
+            connection_coupling: spec.connection_coupling,
+            vpn_access: spec.vpn_access,
+            password_length: spec.password_length,
+            additional_configuration: spec.additional_configuration,
+            modified_on: now,
+            warnings: spec.warnings,
+            ..old.clone()
+        };
+        put_request(tx, &r, Some(&old), now);
+        Ok(r)
+    })
+}
+
+/// Deletes a request with its executions; 409 while `RUNNING` unless `force`.
+pub fn delete_request(account: String, id: String, force: bool) -> Op<()> {
+    Box::new(move |tx| {
+        let r: ProvisionRequest = tx
+            .get::<ProvisionRequest>(Table::Requests, id.as_bytes())?
+            .filter(|r| r.account == account)
+            .ok_or_else(|| not_found("provision request"))?;
+        if r.status == RequestStatus::Running && !force {
+            return Err(StoreError::conflict(
+                "status",
+                "the request is RUNNING; use force=true to delete it anyway",
+            ));
+        }
+        let executions = tx.keys_with_prefix(Table::Executions, &key(&[&r.id, ""]))?;
+        for k in executions {
+            tx.delete(Table::Executions, k);
+        }
+        release_user(tx, &r.provision_username)?;
+        tx.delete(
+            Table::RequestsByAccountStatus,
+            key(&[&r.account, r.status.as_str(), &r.id]),
+        );
+        tx.delete(Table::RequestsByClient, key(&[&r.client_id, &r.id]));
+        tx.delete(Table::RequestsByAccount, key(&[&r.account, &r.id]));
+        let open = tx.get_raw(Table::OpenRequestByClient, r.client_id.as_bytes())?;
+        if open.as_deref() == Some(r.id.as_bytes()) {
+            tx.delete(Table::OpenRequestByClient, r.client_id.as_bytes().to_vec());
+        }
+        tx.delete(Table::Requests, r.id.into_bytes());
+        Ok(())
+    })
+}
+
+/// Records a refusal with wrong credentials on the request (no execution, PROTOCOL.md 2).
+pub fn record_rejection(request_id: String, reason: String, now: Timestamp) -> Op<()> {
+    Box::new(move |tx| {
+        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())? else {
+            return Ok(());
+        };
+        r.last_rejection = Some(Rejection { at: now, reason });
+        tx.put(Table::Requests, r.id.as_bytes().to_vec(), &r);
+        Ok(())
+    })
+}
+
+/// Who attempted an exchange.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// The provision request matched.
+    pub request_id: String,
+    /// `3.1.1` or `5.0`.
+    pub protocol: String,
+    /// Peer `ip:port`.
+    pub peer: String,
+    /// When.
+    pub now: Timestamp,
+}
+
+fn line(at: Timestamp, level: LogLevel, message: impl Into<String>) -> LogLine {
+    LogLine {
+        at,
+        level,
+        message: message.into(),
+    }
+}
+
+fn new_execution(a: &Attempt, account: &str, outcome: Outcome, log: Vec<LogLine>) -> Execution {
+    Execution {
+        id: new_id(),
+        request_id: a.request_id.clone(),
+        account: account.to_string(),
+        started_on: a.now,
+        ended_on: (outcome != Outcome::Running).then_some(a.now),
+        outcome,
+        protocol: a.protocol.clone(),
+        peer: a.peer.clone(),
+        log,
+    }
+}
+
+fn put_execution(tx: &mut Tx<'_, '_>, e: &Execution) {
+    tx.put(Table::Executions, key(&[&e.request_id, &e.id]), e);
+}
+
+/// Records a CONNECT refused although the credentials matched: a `REJECTED` execution.
+pub fn record_rejected_connect(attempt: Attempt, reason: String) -> Op<()> {
+    Box::new(move |tx| {
+        let Some(r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
+        else {
+            return Ok(());
+        };
+        let log = vec![
+            line(
+                attempt.now,
+                LogLevel::Info,
+                format!("CONNECT from {} (MQTT {})", attempt.peer, attempt.protocol),
+            ),
+            line(attempt.now, LogLevel::Error, format!("CONNECT refused: {reason}")),
+        ];
+        put_execution(tx, &new_execution(&attempt, &r.account, Outcome::Rejected, log));
+        Ok(())
+    })
+}
+
+/// The device identity an exchange writes into the target account (PROTOCOL.md 4.3, 4.4).
+#[derive(Clone)]
+pub struct IdentityPlan {
+    /// `CID@ACCOUNT`.
+    pub username: String,
+    /// Keyed hash of the freshly generated password.
+    pub password_hash: String,
+    /// Number of configurations in the document sent to the device (for the log).
+    pub configurations: usize,
+}
+
+impl std::fmt::Debug for IdentityPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityPlan")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the caller decided, from a snapshot, to do with a valid-looking exchange.
+#[derive(Clone, Debug)]
+pub enum ExchangeAction {
+    /// Fail the exchange at once (bad request 400, activation key 403, build error 500).
+    Fail {
+        /// PROV-V1 response code.
+        code: u16,
+        /// Exact reason for the log (no secret).
+        reason: String,
+    },
+    /// Write the identity and wait for the device's PUBACK.
+    Provision(IdentityPlan),
+}
+
+/// Result of [`begin_exchange`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExchangeStart {
+    /// Execution started (`Provision`) or failed at once (`Fail`); reply now.
+    Started {
+        /// The execution id.
+        execution_id: String,
+        /// The request as stored after the step.
+        request: Box<ProvisionRequest>,
+    },
+    /// Same `request.id` already running: a redelivery, ignore it.
+    Duplicate,
+    /// Another exchange with a different `request.id` is running: 409, no change.
+    Busy,
+    /// The request is closed, gone, or outside its window: nothing to do.
+    NotOpen,
+}
+
+/// Starts an exchange (PROTOCOL.md 4.3) and, for `Provision`, writes the device user, the
+/// device connection and the registry entry in the same commit, so the reply is sent only
+/// after all of it is durable.
+pub fn begin_exchange(
+    attempt: Attempt,
+    device_request_id: String,
+    action: ExchangeAction,
+) -> Op<ExchangeStart> {
+    Box::new(move |tx| {
+        let now = attempt.now;
+        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
+        else {
+            return Ok(ExchangeStart::NotOpen);
+        };
+        if r.is_closed(now) || !r.in_window(now) {
+            return Ok(ExchangeStart::NotOpen);
+        }
+        if let Some(running) = &r.running {
+            return Ok(if running.device_request_id == device_request_id {
+                ExchangeStart::Duplicate
+            } else {
+                ExchangeStart::Busy
+            });
+        }
+        let previous = r.clone();
+        let mut log = vec![line(
+            now,
+            LogLevel::Info,
+            format!(
+                "exchange started: request.id {device_request_id}, MQTT {}, peer {}",
+                attempt.protocol, attempt.peer
+            ),
+        )];
+        let outcome = match action {
+            ExchangeAction::Fail { code, reason } => {
+                log.push(line(now, LogLevel::Error, format!("failed with {code}: {reason}")));
+                r.status = RequestStatus::Failed;
+                Outcome::Failed
+            }
+            ExchangeAction::Provision(plan) => {
+                let account = target_account(tx, &r.account)?;
+                write_identity(tx, &r, &account, &plan, now, &mut log)?;
+                r.status = RequestStatus::Running;
+                Outcome::Running
+            }
+        };
+        let execution = new_execution(&attempt, &r.account, outcome, log);
+        if outcome == Outcome::Running {
+            r.running = Some(RunningExchange {
+                execution_id: execution.id.clone(),
+                device_request_id,
+            });
+        }
+        r.modified_on = now;
+        put_execution(tx, &execution);
+        put_request(tx, &r, Some(&previous), now);
+        Ok(ExchangeStart::Started {
+            execution_id: execution.id,
+            request: Box::new(r),
+        })
+    })
+}
+
+fn write_identity(
+    tx: &mut Tx<'_, '_>,
+    r: &ProvisionRequest,
+    account: &Account,
+    plan: &IdentityPlan,
+    now: Timestamp,
+    log: &mut Vec<LogLine>,
+) -> Result<(), StoreError> {
+    let mut permissions = vec![PERMISSION_BROKER_CONNECT.to_string()];
+    if r.vpn_access {
+        permissions.push(PERMISSION_VPN_CONNECT.to_string());
+    }
+    let reserved_for = r.reserve_user.then(|| r.client_id.clone());
+    let existing: Option<DeviceUser> = tx.get(Table::DeviceUsers, plan.username.as_bytes())?;
+    let user = match existing {
+        Some(u) if u.account != account.name => {
+            return Err(StoreError::conflict(
+                "username",
+                "the device username exists in another account",
+            ));
+        }
+        Some(u) => {
+            log.push(line(now, LogLevel::Info, format!("device user {} exists: password rotated", u.username)));
+            DeviceUser {
+                password_hash: plan.password_hash.clone(),
+                permissions,
+                reserved_for,
+                modified_on: now,
+                ..u
+            }
+        }
+        None => {
+            log.push(line(now, LogLevel::Info, format!("device user {} created", plan.username)));
+            DeviceUser {
+                username: plan.username.clone(),
+                account: account.name.clone(),
+                password_hash: plan.password_hash.clone(),
+                permissions,
+                reserved_for,
+                created_on: now,
+                modified_on: now,
+            }
+        }
+    };
+    log.push(line(
+        now,
+        LogLevel::Info,
+        format!("permissions granted: {}", user.permissions.join(", ")),
+    ));
+    tx.put(Table::DeviceUsers, user.username.as_bytes().to_vec(), &user);
+    tx.put_index(Table::UsersByAccount, key(&[&account.name, &user.username]));
+
+    let ck = key(&[&account.name, &r.client_id]);
+    let connection: Option<DeviceConnection> = tx.get(Table::DeviceConnections, &ck)?;
+    let connection = DeviceConnection {
+        account: account.name.clone(),
+        client_id: r.client_id.clone(),
+        coupling: r.connection_coupling,
+        reserved_user: r.reserve_user.then(|| user.username.clone()),
+        status: connection
+            .as_ref()
+            .map_or(ConnectionStatus::NeverConnected, |c| c.status),
+        last_connected_on: connection.and_then(|c| c.last_connected_on),
+    };
+    log.push(line(
+        now,
+        LogLevel::Info,
+        format!(
+            "device connection: coupling {} (effective {}), reserved user {}",
+            connection.coupling.as_str(),
+            connection.coupling.resolve(account.default_coupling).as_str(),
+            connection.reserved_user.as_deref().unwrap_or("none")
+        ),
+    ));
+    tx.put(Table::DeviceConnections, ck.clone(), &connection);
+    let device = Device {
+        account: account.name.clone(),
+        client_id: r.client_id.clone(),
+        status: "ENABLED".into(),
+        provisioned_on: now,
+        provision_request_id: r.id.clone(),
+    };
+    let existed = tx.get_raw(Table::Devices, &ck)?.is_some();
+    log.push(line(
+        now,
+        LogLevel::Info,
+        if existed { "registry entry updated" } else { "registry entry created" },
+    ));
+    tx.put(Table::Devices, ck, &device);
+    log.push(line(
+        now,
+        LogLevel::Info,
+        format!("configuration built: {} configuration(s)", plan.configurations),
+    ));
+    log.push(line(now, LogLevel::Info, "reply published; waiting for the device's PUBACK"));
+    Ok(())
+}
+
+/// Ends the running exchange `execution_id` of a request: `Completed` on PUBACK, `Failed` on
+/// disconnect, timeout or restart. Does nothing when that exchange is no longer the running one.
+/// Returns whether it changed anything.
+pub fn finish_exchange(
+    request_id: String,
+    execution_id: String,
+    outcome: Outcome,
+    message: String,
+    now: Timestamp,
+) -> Op<bool> {
+    Box::new(move |tx| {
+        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())? else {
+            return Ok(false);
+        };
+        if r.running.as_ref().is_none_or(|x| x.execution_id != execution_id) {
+            return Ok(false);
+        }
+        let previous = r.clone();
+        let ek = key(&[&request_id, &execution_id]);
+        if let Some(mut e) = tx.get::<Execution>(Table::Executions, &ek)? {
+            let level = if outcome == Outcome::Completed {
+                LogLevel::Info
+            } else {
+                LogLevel::Error
+            };
+            e.log.push(line(now, level, message));
+            e.outcome = outcome;
+            e.ended_on = Some(now);
+            tx.put(Table::Executions, ek, &e);
+        }
+        r.status = if outcome == Outcome::Completed {
+            RequestStatus::Completed
+        } else {
+            RequestStatus::Failed
+        };
+        r.running = None;
+        r.modified_on = now;
+        put_request(tx, &r, Some(&previous), now);
+        Ok(true)
+    })
+}
+
+/// Marks a device-connection entry CONNECTED or DISCONNECTED (creating it for a device that
+/// connects without having been provisioned, under LOOSE coupling).
+pub fn set_connection_status(
+    account: String,
+    client_id: String,
+    status: ConnectionStatus,
+    now: Timestamp,
+) -> Op<()> {
+    Box::new(move |tx| {
+        let ck = key(&[&account, &client_id]);
+        let mut c = tx
+            .get::<DeviceConnection>(Table::DeviceConnections, &ck)?
+            .unwrap_or(DeviceConnection {
+                account,
+                client_id,
+                coupling: Coupling::Inherited,
+                reserved_user: None,
+                status: ConnectionStatus::NeverConnected,
+                last_connected_on: None,
+            });
+        c.status = status;
+        if status == ConnectionStatus::Connected {
+            c.last_connected_on = Some(now);
+        }
+        tx.put(Table::DeviceConnections, ck, &c);
+        Ok(())
+    })
+}

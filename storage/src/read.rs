@@ -1,0 +1,234 @@
+//! Typed queries over a read snapshot.
+
+use crate::engine::{Snapshot, Table, decode, key, last_part};
+use crate::records::*;
+use crate::StoreError;
+
+/// A consistent read view with typed queries.
+pub struct Reader {
+    snap: Snapshot,
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items, in id order.
+    pub items: Vec<T>,
+    /// Cursor for the next page, if there is one.
+    pub next: Option<String>,
+}
+
+impl Reader {
+    pub(crate) fn new(snap: Snapshot) -> Self {
+        Reader { snap }
+    }
+
+    /// An account by name.
+    pub fn account(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.snap.get(Table::Accounts, name.as_bytes())
+    }
+
+    /// Every account, by name.
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        self.values(Table::Accounts, b"")
+    }
+
+    /// An API token by id.
+    pub fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
+        self.snap.get(Table::Tokens, id.as_bytes())
+    }
+
+    /// A provision user by username.
+    pub fn provision_user(&self, username: &str) -> Result<Option<ProvisionUser>, StoreError> {
+        self.snap.get(Table::ProvisionUsers, username.as_bytes())
+    }
+
+    /// A provision request by id, in any account.
+    pub fn request(&self, id: &str) -> Result<Option<ProvisionRequest>, StoreError> {
+        self.snap.get(Table::Requests, id.as_bytes())
+    }
+
+    /// A provision request by id, only if it belongs to `account`.
+    pub fn request_in(
+        &self,
+        account: &str,
+        id: &str,
+    ) -> Result<Option<ProvisionRequest>, StoreError> {
+        Ok(self.request(id)?.filter(|r| r.account == account))
+    }
+
+    /// The request a CONNECT with this client ID is matched against: its open request, else its
+    /// latest one (which is then closed).
+    pub fn connect_candidate(&self, client_id: &str) -> Result<Option<ProvisionRequest>, StoreError> {
+        if let Some(id) = self.snap.get_raw(Table::OpenRequestByClient, client_id.as_bytes())? {
+            let id = String::from_utf8_lossy(&id).into_owned();
+            return self.request(&id);
+        }
+        let mut latest = None;
+        self.snap
+            .scan_rev(Table::RequestsByClient, &key(&[client_id, ""]), |k, _| {
+                latest = Some(last_part(k).to_string());
+                Ok(false)
+            })?;
+        match latest {
+            Some(id) => self.request(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// Lists an account's requests in id order, optionally filtered by status and client ID,
+    /// starting after the cursor `after`.
+    pub fn list_requests(
+        &self,
+        account: &str,
+        status: Option<RequestStatus>,
+        client_id: Option<&str>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<ProvisionRequest>, StoreError> {
+        let (table, prefix) = match (client_id, status) {
+            (Some(c), _) => (Table::RequestsByClient, key(&[c, ""])),
+            (None, Some(s)) => (Table::RequestsByAccountStatus, key(&[account, s.as_str(), ""])),
+            (None, None) => (Table::RequestsByAccount, key(&[account, ""])),
+        };
+        let mut start = prefix.clone();
+        if let Some(a) = after {
+            start.extend_from_slice(a.as_bytes());
+            // Strictly after the cursor.
+            start.push(0);
+        }
+        let mut items = Vec::new();
+        let mut more = false;
+        self.snap.scan(table, &prefix, &start, |k, _| {
+            let id = last_part(k);
+            let Some(r) = self.request(id)? else {
+                return Ok(true);
+            };
+            if r.account != account || status.is_some_and(|s| s != r.status) {
+                return Ok(true);
+            }
+            if items.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            items.push(r);
+            Ok(true)
+        })?;
+        let next = if more {
+            items.last().map(|r| r.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Number of requests in each status, over all accounts.
+    pub fn count_requests_by_status(&self) -> Result<Vec<(RequestStatus, u64)>, StoreError> {
+        let mut counts = [0u64; 4];
+        self.snap
+            .scan(Table::RequestsByAccountStatus, b"", b"", |k, _| {
+                let mut parts = k.split(|b| *b == 0);
+                let _account = parts.next();
+                let status = parts
+                    .next()
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(RequestStatus::parse);
+                if let Some(s) = status {
+                    let i = RequestStatus::ALL.iter().position(|x| *x == s).unwrap_or(0);
+                    counts[i] += 1;
+                }
+                Ok(true)
+            })?;
+        Ok(RequestStatus::ALL.iter().copied().zip(counts).collect())
+    }
+
+    /// Every request left `RUNNING`, in any account.
+    pub fn running_requests(&self) -> Result<Vec<ProvisionRequest>, StoreError> {
+        let mut out = Vec::new();
+        for account in self.accounts()? {
+            let prefix = key(&[&account.name, RequestStatus::Running.as_str(), ""]);
+            let mut ids = Vec::new();
+            self.snap
+                .scan(Table::RequestsByAccountStatus, &prefix, &prefix, |k, _| {
+                    ids.push(last_part(k).to_string());
+                    Ok(true)
+                })?;
+            for id in ids {
+                out.extend(self.request(&id)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The executions of a request, oldest first.
+    pub fn executions(&self, request_id: &str) -> Result<Vec<Execution>, StoreError> {
+        self.values(Table::Executions, &key(&[request_id, ""]))
+    }
+
+    /// One execution of a request.
+    pub fn execution(
+        &self,
+        request_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.snap
+            .get(Table::Executions, &key(&[request_id, execution_id]))
+    }
+
+    /// A device user by username.
+    pub fn device_user(&self, username: &str) -> Result<Option<DeviceUser>, StoreError> {
+        self.snap.get(Table::DeviceUsers, username.as_bytes())
+    }
+
+    /// Every device user of an account, by username.
+    pub fn users(&self, account: &str) -> Result<Vec<DeviceUser>, StoreError> {
+        let mut names = Vec::new();
+        self.snap.scan(
+            Table::UsersByAccount,
+            &key(&[account, ""]),
+            b"",
+            |k, _| {
+                names.push(last_part(k).to_string());
+                Ok(true)
+            },
+        )?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            out.extend(self.device_user(&n)?);
+        }
+        Ok(out)
+    }
+
+    /// The device-connection entry of a client ID in an account.
+    pub fn device_connection(
+        &self,
+        account: &str,
+        client_id: &str,
+    ) -> Result<Option<DeviceConnection>, StoreError> {
+        self.snap
+            .get(Table::DeviceConnections, &key(&[account, client_id]))
+    }
+
+    /// The registry entry of a client ID in an account.
+    pub fn device(&self, account: &str, client_id: &str) -> Result<Option<Device>, StoreError> {
+        self.snap.get(Table::Devices, &key(&[account, client_id]))
+    }
+
+    /// Every registry entry of an account, by client ID.
+    pub fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError> {
+        self.values(Table::Devices, &key(&[account, ""]))
+    }
+
+    fn values<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        self.snap.scan(table, prefix, b"", |_, v| {
+            out.push(decode(v)?);
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+}

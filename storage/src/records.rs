@@ -1,0 +1,460 @@
+//! The persisted domain records. Every record is stored as one version byte followed by its
+//! JSON encoding (see `codec`), so a later version can add fields with serde defaults or
+//! migrate on read.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Timestamps are UTC everywhere.
+pub type Timestamp = DateTime<Utc>;
+
+/// How a device's client ID is tied to users of its account (Eclipse Kapua's model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Coupling {
+    /// Use the account's default coupling.
+    Inherited,
+    /// The client ID may connect with any user of its account not reserved to another device.
+    Loose,
+    /// The client ID may connect only with its reserved user.
+    Strict,
+}
+
+impl Coupling {
+    /// The wire name (`INHERITED`, `LOOSE`, `STRICT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Coupling::Inherited => "INHERITED",
+            Coupling::Loose => "LOOSE",
+            Coupling::Strict => "STRICT",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "INHERITED" => Some(Coupling::Inherited),
+            "LOOSE" => Some(Coupling::Loose),
+            "STRICT" => Some(Coupling::Strict),
+            _ => None,
+        }
+    }
+
+    /// The effective coupling: `Inherited` resolves to the account default (itself never
+    /// `Inherited`; an inherited default falls back to `Loose`).
+    pub fn resolve(self, account_default: Coupling) -> Coupling {
+        match (self, account_default) {
+            (Coupling::Inherited, Coupling::Inherited) => Coupling::Loose,
+            (Coupling::Inherited, d) => d,
+            (c, _) => c,
+        }
+    }
+}
+
+/// An account: the provisioning account or a target account of devices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// 1 to 64 of `[a-z0-9-]`.
+    pub name: String,
+    /// Minimum length of generated device passwords in this account.
+    pub min_password_length: u16,
+    /// Coupling used by device connections whose coupling is `INHERITED`.
+    pub default_coupling: Coupling,
+    /// True for the reserved provisioning account.
+    #[serde(default)]
+    pub provisioning: bool,
+    /// Creation time.
+    pub created_on: Timestamp,
+}
+
+/// A provision user: the shared or per-device credential devices present at CONNECT on the
+/// provisioning endpoint. Owned by exactly one account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionUser {
+    /// At least 3 of `[A-Za-z0-9_-]`, unique in the instance.
+    pub username: String,
+    /// The owning (target) account.
+    pub account: String,
+    /// argon2id PHC string of the provision password.
+    pub password_hash: String,
+    /// How many provision requests use this user; the user is removed when it drops to zero.
+    pub request_count: u64,
+    /// Creation time.
+    pub created_on: Timestamp,
+}
+
+/// Status of a provision request (PROTOCOL.md section 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestStatus {
+    /// Never attempted.
+    Created,
+    /// An exchange is in progress.
+    Running,
+    /// The device acknowledged its reply.
+    Completed,
+    /// The last exchange failed; retry possible while the window is open.
+    Failed,
+}
+
+impl RequestStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Created => "CREATED",
+            RequestStatus::Running => "RUNNING",
+            RequestStatus::Completed => "COMPLETED",
+            RequestStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATED" => Some(RequestStatus::Created),
+            "RUNNING" => Some(RequestStatus::Running),
+            "COMPLETED" => Some(RequestStatus::Completed),
+            "FAILED" => Some(RequestStatus::Failed),
+            _ => None,
+        }
+    }
+
+    /// All statuses, in lifecycle order.
+    pub const ALL: [RequestStatus; 4] = [
+        RequestStatus::Created,
+        RequestStatus::Running,
+        RequestStatus::Completed,
+        RequestStatus::Failed,
+    ];
+}
+
+/// The last refused CONNECT with wrong credentials, for the request's owner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// When it happened.
+    pub at: Timestamp,
+    /// Why, in words that reveal no secret.
+    pub reason: String,
+}
+
+/// A provision request: one device's enrollment order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionRequest {
+    /// Opaque, time-ordered id.
+    pub id: String,
+    /// Target account.
+    pub account: String,
+    /// The device's MQTT client ID.
+    pub client_id: String,
+    /// Provision username the device presents.
+    pub provision_username: String,
+    /// Operational broker URL handed to the device.
+    pub broker_url: String,
+    /// Start of the activation window.
+    pub activates_on: Timestamp,
+    /// End of the activation window (exclusive), if any.
+    pub expires_on: Option<Timestamp>,
+    /// Keyed hash of the activation key, when one was generated.
+    pub activation_key_hash: Option<String>,
+    /// Reserve the generated user for this client ID.
+    pub reserve_user: bool,
+    /// Coupling of the device connection.
+    pub connection_coupling: Coupling,
+    /// Grant `vpn:connect` and generate the VPN configuration.
+    pub vpn_access: bool,
+    /// Requested password length, if any (the effective one also depends on the account).
+    pub password_length: Option<u16>,
+    /// Additional device configuration (XML), validated on input.
+    pub additional_configuration: Option<String>,
+    /// Lifecycle status.
+    pub status: RequestStatus,
+    /// Creation time.
+    pub created_on: Timestamp,
+    /// Last modification time (any field or status).
+    pub modified_on: Timestamp,
+    /// Last refusal with wrong credentials.
+    pub last_rejection: Option<Rejection>,
+    /// Warnings computed on input (e.g. reserved properties that will be replaced).
+    pub warnings: Vec<String>,
+    /// The running exchange, while status is `RUNNING`.
+    pub running: Option<RunningExchange>,
+}
+
+/// Which exchange holds a `RUNNING` request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningExchange {
+    /// The execution recording it.
+    pub execution_id: String,
+    /// The device's `request.id`.
+    pub device_request_id: String,
+}
+
+impl ProvisionRequest {
+    /// PROTOCOL.md section 5: closed is `COMPLETED`, or `FAILED` with `expiresOn` passed.
+    pub fn is_closed(&self, now: Timestamp) -> bool {
+        match self.status {
+            RequestStatus::Completed => true,
+            RequestStatus::Failed => self.expires_on.is_some_and(|e| e <= now),
+            RequestStatus::Created | RequestStatus::Running => false,
+        }
+    }
+
+    /// Whether `now` lies in `[activatesOn, expiresOn)`.
+    pub fn in_window(&self, now: Timestamp) -> bool {
+        self.activates_on <= now && self.expires_on.is_none_or(|e| now < e)
+    }
+
+    /// The generated password length: `max(20, requested, account minimum)`.
+    pub fn effective_password_length(&self, account_min: u16) -> u16 {
+        20.max(account_min).max(self.password_length.unwrap_or(0))
+    }
+}
+
+/// Outcome of an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// In progress.
+    Running,
+    /// The device acknowledged its reply.
+    Completed,
+    /// The exchange failed.
+    Failed,
+    /// The CONNECT was refused although the credentials matched.
+    Rejected,
+}
+
+impl Outcome {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Running => "RUNNING",
+            Outcome::Completed => "COMPLETED",
+            Outcome::Failed => "FAILED",
+            Outcome::Rejected => "REJECTED",
+        }
+    }
+}
+
+/// Severity of an execution log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogLevel {
+    /// A step.
+    Info,
+    /// Something unusual that did not fail the exchange.
+    Warn,
+    /// The reason of a failure.
+    Error,
+}
+
+/// One line of an execution log; never contains a secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When.
+    pub at: Timestamp,
+    /// Severity.
+    pub level: LogLevel,
+    /// What happened.
+    pub message: String,
+}
+
+/// One attempt of a device to provision against a request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// Opaque, time-ordered id.
+    pub id: String,
+    /// The provision request.
+    pub request_id: String,
+    /// The request's account.
+    pub account: String,
+    /// Start time.
+    pub started_on: Timestamp,
+    /// End time, once no longer running.
+    pub ended_on: Option<Timestamp>,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// `3.1.1` or `5.0`.
+    pub protocol: String,
+    /// Peer address `ip:port`.
+    pub peer: String,
+    /// Every step, in order.
+    pub log: Vec<LogLine>,
+}
+
+/// A user of a target account that devices connect with on the operational endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceUser {
+    /// `CID@ACCOUNT` for generated users.
+    pub username: String,
+    /// Owning account.
+    pub account: String,
+    /// Keyed fast hash of the generated password.
+    pub password_hash: String,
+    /// e.g. `broker:connect`, `vpn:connect`.
+    pub permissions: Vec<String>,
+    /// The client ID this user is reserved for, if any.
+    pub reserved_for: Option<String>,
+    /// Creation time.
+    pub created_on: Timestamp,
+    /// Last password change.
+    pub modified_on: Timestamp,
+}
+
+/// Permission to connect to the operational endpoint.
+pub const PERMISSION_BROKER_CONNECT: &str = "broker:connect";
+/// Permission to use the VPN.
+pub const PERMISSION_VPN_CONNECT: &str = "vpn:connect";
+
+/// Connection state of a device on the operational endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionStatus {
+    /// Registered, never seen on the operational endpoint.
+    NeverConnected,
+    /// A session is open.
+    Connected,
+    /// The last session ended.
+    Disconnected,
+}
+
+impl ConnectionStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::NeverConnected => "NEVER_CONNECTED",
+            ConnectionStatus::Connected => "CONNECTED",
+            ConnectionStatus::Disconnected => "DISCONNECTED",
+        }
+    }
+}
+
+/// The device-connection entry: how a client ID may connect (Kapua's device connection).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceConnection {
+    /// Account.
+    pub account: String,
+    /// Client ID.
+    pub client_id: String,
+    /// Coupling mode as requested (may be `INHERITED`).
+    pub coupling: Coupling,
+    /// The user reserved for this client ID, if any.
+    pub reserved_user: Option<String>,
+    /// Current connection state.
+    pub status: ConnectionStatus,
+    /// Last successful operational CONNECT.
+    pub last_connected_on: Option<Timestamp>,
+}
+
+/// The device registry entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Account.
+    pub account: String,
+    /// Client ID.
+    pub client_id: String,
+    /// Always `ENABLED` today.
+    pub status: String,
+    /// When it was last provisioned.
+    pub provisioned_on: Timestamp,
+    /// The request that provisioned it.
+    pub provision_request_id: String,
+}
+
+/// An account API token; the secret is stored only as a keyed hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiToken {
+    /// Public id, also embedded in the token string.
+    pub id: String,
+    /// Account the token acts in.
+    pub account: String,
+    /// Keyed hash of the secret part.
+    pub secret_hash: String,
+    /// Creation time.
+    pub created_on: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> Timestamp {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn request(status: RequestStatus, expires: Option<Timestamp>) -> ProvisionRequest {
+        ProvisionRequest {
+            id: "r".into(),
+            account: "acme".into(),
+            client_id: "dev".into(),
+            provision_username: "prov".into(),
+            broker_url: "mqtt://h:1883".into(),
+            activates_on: t(0),
+            expires_on: expires,
+            activation_key_hash: None,
+            reserve_user: true,
+            connection_coupling: Coupling::Inherited,
+            vpn_access: false,
+            password_length: None,
+            additional_configuration: None,
+            status,
+            created_on: t(0),
+            modified_on: t(0),
+            last_rejection: None,
+            warnings: vec![],
+            running: None,
+        }
+    }
+
+    #[test]
+    fn closed_rules() {
+        let now = t(100);
+        assert!(!request(RequestStatus::Created, Some(t(50))).is_closed(now));
+        assert!(!request(RequestStatus::Running, Some(t(50))).is_closed(now));
+        assert!(request(RequestStatus::Completed, None).is_closed(now));
+        assert!(!request(RequestStatus::Failed, None).is_closed(now));
+        assert!(!request(RequestStatus::Failed, Some(t(101))).is_closed(now));
+        assert!(request(RequestStatus::Failed, Some(t(100))).is_closed(now));
+    }
+
+    #[test]
+    fn window_is_half_open() {
+        let r = request(RequestStatus::Created, Some(t(10)));
+        assert!(!r.in_window(t(-1)));
+        assert!(r.in_window(t(0)));
+        assert!(r.in_window(t(9)));
+        assert!(!r.in_window(t(10)));
+        assert!(request(RequestStatus::Created, None).in_window(t(1_000_000)));
+    }
+
+    #[test]
+    fn password_length_is_the_largest_rule() {
+        let mut r = request(RequestStatus::Created, None);
+        assert_eq!(r.effective_password_length(8), 20);
+        assert_eq!(r.effective_password_length(24), 24);
+        r.password_length = Some(30);
+        assert_eq!(r.effective_password_length(24), 30);
+        assert_eq!(r.effective_password_length(40), 40);
+    }
+
+    #[test]
+    fn coupling_resolution() {
+        assert_eq!(Coupling::Inherited.resolve(Coupling::Strict), Coupling::Strict);
+        assert_eq!(Coupling::Inherited.resolve(Coupling::Inherited), Coupling::Loose);
+        assert_eq!(Coupling::Loose.resolve(Coupling::Strict), Coupling::Loose);
+        for c in [Coupling::Inherited, Coupling::Loose, Coupling::Strict] {
+            assert_eq!(Coupling::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Coupling::parse("loose"), None);
+    }
+}
