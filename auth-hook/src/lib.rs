@@ -1,1 +1,416 @@
-//! placeholder
+//! The connect-time auth hook: CONNECT facts + clock -> accept with a typed session identity, or
+//! refuse with a [`Refusal`] that the broker maps to MQTT reason codes in one place.
+//!
+//! It owns credential hashing and verification ([`credentials`]), the bounded verification
+//! pool ([`pool`]), the verification cache ([`cache`]) and failed-attempt limiting
+//! ([`limiter`]). It knows nothing of sockets or MQTT packets, and never logs a secret.
+
+pub mod cache;
+pub mod credentials;
+pub mod limiter;
+pub mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fleetgate_storage::ops::{self, Attempt};
+use fleetgate_storage::validate::valid_client_id;
+use fleetgate_storage::{
+    ConnectionStatus, Coupling, PERMISSION_BROKER_CONNECT, ProvisionRequest, Store,
+};
+
+pub use fleetgate_storage::Timestamp;
+
+use cache::VerifyCache;
+use limiter::{BanKey, FailureLimiter, LimitConfig};
+use pool::{PoolError, VerifyPool};
+
+/// The time source; tests inject a manual one.
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        chrono::Utc::now()
+    }
+}
+
+/// Why a CONNECT is refused (PROTOCOL.md section 2's table).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// Client ID empty, too long or not topic-safe.
+    InvalidClientId,
+    /// No request for the client ID, username differs, or password wrong.
+    BadCredentials,
+    /// Credentials right, but outside the window, closed, or not permitted.
+    NotAuthorized,
+    /// Too many recent failures for this client ID or address.
+    Banned,
+    /// Credentials could not be verified in time.
+    ServerBusy,
+}
+
+impl Refusal {
+    /// Label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::InvalidClientId => "invalid_client_id",
+            Refusal::BadCredentials => "bad_credentials",
+            Refusal::NotAuthorized => "not_authorized",
+            Refusal::Banned => "banned",
+            Refusal::ServerBusy => "server_busy",
+        }
+    }
+}
+
+/// MQTT protocol version of a CONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// MQTT 3.1.1.
+    V311,
+    /// MQTT 5.0.
+    V5,
+}
+
+impl Protocol {
+    /// `3.1.1` or `5.0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V311 => "3.1.1",
+            Protocol::V5 => "5.0",
+        }
+    }
+}
+
+/// What the hook needs from a CONNECT packet.
+pub struct ConnectFacts {
+    /// Client identifier.
+    pub client_id: String,
+    /// User name, if sent.
+    pub username: Option<String>,
+    /// Password, if sent.
+    pub password: Option<Vec<u8>>,
+    /// Peer address.
+    pub peer: SocketAddr,
+    /// Protocol version.
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Debug for ConnectFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectFacts")
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("peer", &self.peer)
+            .field("protocol", &self.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Observes the hook for metrics (implemented by the broker).
+pub trait AuthMetrics: Send + Sync {
+    /// One argon2 verification took `seconds`.
+    fn verify_latency(&self, seconds: f64);
+    /// A verification cache lookup.
+    fn cache_lookup(&self, hit: bool);
+    /// A key was banned.
+    fn banned(&self, kind: &'static str);
+}
+
+/// Metrics that go nowhere (tests).
+#[derive(Debug, Default)]
+pub struct NoMetrics;
+
+impl AuthMetrics for NoMetrics {
+    fn verify_latency(&self, _: f64) {}
+    fn cache_lookup(&self, _: bool) {}
+    fn banned(&self, _: &'static str) {}
+}
+
+/// An accepted provisioning session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvisioningSession {
+    /// The device's client ID.
+    pub client_id: String,
+    /// The matched provision request.
+    pub request_id: String,
+    /// The request's target account.
+    pub target_account: String,
+}
+
+/// The provisioning endpoint's hook.
+pub struct ProvisioningAuth {
+    store: Store,
+    pool: VerifyPool,
+    cache: VerifyCache,
+    limiter: FailureLimiter,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<dyn AuthMetrics>,
+}
+
+impl ProvisioningAuth {
+    /// A hook over `store`.
+    pub fn new(
+        store: Store,
+        pool: VerifyPool,
+        limits: LimitConfig,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<dyn AuthMetrics>,
+    ) -> Self {
+        ProvisioningAuth {
+            store,
+            pool,
+            cache: VerifyCache::default(),
+            limiter: FailureLimiter::new(limits),
+            clock,
+            metrics,
+        }
+    }
+
+    /// The verification pool (shared with the admin API's password checks).
+    pub fn pool(&self) -> &VerifyPool {
+        &self.pool
+    }
+
+    /// Verifies a provision password against its stored hash: from the cache, else on the
+    /// pool. `Err(Busy)` when the pool could not take it in time.
+    pub async fn verify_provision_password(
+        &self,
+        username: &str,
+        password: &[u8],
+        stored_hash: &str,
+    ) -> Result<bool, PoolError> {
+        if self.cache.hit(username, password, stored_hash) {
+            self.metrics.cache_lookup(true);
+            return Ok(true);
+        }
+        self.metrics.cache_lookup(false);
+        let (pw, hash) = (password.to_vec(), stored_hash.to_string());
+        let started = Instant::now();
+        let ok = self
+            .pool
+            .run(move || credentials::argon2_verify(&pw, &hash))
+            .await?;
+        self.metrics.verify_latency(started.elapsed().as_secs_f64());
+        if ok {
+            self.cache.insert(username, password, stored_hash);
+        }
+        Ok(ok)
+    }
+
+    /// Decides a CONNECT on the provisioning endpoint (PROTOCOL.md section 2), recording
+    /// rejections as the protocol says.
+    pub async fn decide(&self, facts: &ConnectFacts) -> Result<ProvisioningSession, Refusal> {
+        if !valid_client_id(&facts.client_id) {
+            return Err(Refusal::InvalidClientId);
+        }
+        let ip = facts.peer.ip();
+        let (banned, ended) = self.limiter.check(&facts.client_id, ip, self.clock.now());
+        for key in ended {
+            tracing::info!(%key, "ban ended");
+        }
+        if banned.is_some() {
+            return Err(Refusal::Banned);
+        }
+        let candidate = self
+            .store
+            .read()
+            .and_then(|r| {
+                let req = r.connect_candidate(&facts.client_id)?;
+                let user = match &req {
+                    Some(q) => r.provision_user(&q.provision_username)?,
+                    None => None,
+                };
+                Ok((req, user))
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "store read failed during CONNECT");
+                Refusal::ServerBusy
+            })?;
+        let (Some(request), Some(user)) = candidate else {
+            return Err(self
+                .credential_failure(facts, None, "no provision request")
+                .await);
+        };
+        if facts.username.as_deref() != Some(request.provision_username.as_str()) {
+            return Err(self
+                .credential_failure(facts, Some(&request), "user name does not match")
+                .await);
+        }
+        let password = facts.password.as_deref().unwrap_or_default();
+        match self
+            .verify_provision_password(&user.username, password, &user.password_hash)
+            .await
+        {
+            Err(PoolError::Busy) => return Err(Refusal::ServerBusy),
+            Ok(false) => {
+                return Err(self
+                    .credential_failure(facts, Some(&request), "wrong password")
+                    .await);
+            }
+            Ok(true) => {}
+        }
+        let now = self.clock.now();
+        let refusal = if request.is_closed(now) {
+            Some(format!(
+                "the request is closed ({})",
+                request.status.as_str()
+            ))
+        } else if now < request.activates_on {
+            Some("the activation window has not opened yet (activatesOn)".to_string())
+        } else if !request.in_window(now) {
+            Some("the activation window has closed (expiresOn)".to_string())
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            let attempt = Attempt {
+                request_id: request.id.clone(),
+                protocol: facts.protocol.as_str().into(),
+                peer: facts.peer.to_string(),
+                now,
+            };
+            if let Err(e) = self
+                .store
+                .write_async(ops::record_rejected_connect(attempt, reason))
+                .await
+            {
+                tracing::error!(error = %e, "could not record a rejected CONNECT");
+            }
+            return Err(Refusal::NotAuthorized);
+        }
+        Ok(ProvisioningSession {
+            client_id: facts.client_id.clone(),
+            request_id: request.id,
+            target_account: request.account,
+        })
+    }
+
+    async fn credential_failure(
+        &self,
+        facts: &ConnectFacts,
+        request: Option<&ProvisionRequest>,
+        reason: &str,
+    ) -> Refusal {
+        let now = self.clock.now();
+        for key in self
+            .limiter
+            .record_failure(&facts.client_id, facts.peer.ip(), now)
+        {
+            self.metrics.banned(key.kind());
+            tracing::warn!(%key, "banned after repeated credential failures");
+        }
+        if let Some(r) = request {
+            let write = ops::record_rejection(
+                r.id.clone(),
+                format!("bad user name or password: {reason}"),
+                now,
+            );
+            if let Err(e) = self.store.write_async(write).await {
+                tracing::error!(error = %e, "could not record a rejection");
+            }
+        }
+        Refusal::BadCredentials
+    }
+}
+
+/// An accepted operational session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSession {
+    /// Account.
+    pub account: String,
+    /// Client ID.
+    pub client_id: String,
+    /// The device user.
+    pub username: String,
+}
+
+/// The operational endpoint's hook: device users and device-connection rules.
+pub struct OperationalAuth {
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl OperationalAuth {
+    /// A hook over `store`.
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        OperationalAuth { store, clock }
+    }
+
+    /// Decides a CONNECT on the operational endpoint (PROTOCOL.md section 6). Device passwords
+    /// use the fast keyed hash, so this runs inline.
+    pub fn decide(&self, facts: &ConnectFacts) -> Result<DeviceSession, Refusal> {
+        if !valid_client_id(&facts.client_id) {
+            return Err(Refusal::InvalidClientId);
+        }
+        let username = facts.username.as_deref().ok_or(Refusal::BadCredentials)?;
+        let read = self.store.read().map_err(|_| Refusal::ServerBusy)?;
+        let user = read
+            .device_user(username)
+            .map_err(|_| Refusal::ServerBusy)?
+            .ok_or(Refusal::BadCredentials)?;
+        let password = std::str::from_utf8(facts.password.as_deref().unwrap_or_default())
+            .map_err(|_| Refusal::BadCredentials)?;
+        if !credentials::fast_verify(password, &user.password_hash) {
+            return Err(Refusal::BadCredentials);
+        }
+        if !user
+            .permissions
+            .iter()
+            .any(|p| p == PERMISSION_BROKER_CONNECT)
+        {
+            return Err(Refusal::NotAuthorized);
+        }
+        if user
+            .reserved_for
+            .as_deref()
+            .is_some_and(|c| c != facts.client_id)
+        {
+            return Err(Refusal::NotAuthorized);
+        }
+        let account = read
+            .account(&user.account)
+            .map_err(|_| Refusal::ServerBusy)?
+            .ok_or(Refusal::NotAuthorized)?;
+        let connection = read
+            .device_connection(&account.name, &facts.client_id)
+            .map_err(|_| Refusal::ServerBusy)?;
+        let coupling = connection
+            .as_ref()
+            .map_or(Coupling::Inherited, |c| c.coupling)
+            .resolve(account.default_coupling);
+        if coupling == Coupling::Strict
+            && connection.and_then(|c| c.reserved_user).as_deref() != Some(username)
+        {
+            return Err(Refusal::NotAuthorized);
+        }
+        Ok(DeviceSession {
+            account: account.name,
+            client_id: facts.client_id.clone(),
+            username: username.to_string(),
+        })
+    }
+
+    /// Records the device's connection status durably.
+    pub async fn set_status(&self, session: &DeviceSession, status: ConnectionStatus) {
+        let write = ops::set_connection_status(
+            session.account.clone(),
+            session.client_id.clone(),
+            status,
+            self.clock.now(),
+        );
+        if let Err(e) = self.store.write_async(write).await {
+            tracing::error!(error = %e, "could not record the connection status");
+        }
+    }
+}
+
+/// A key that can be banned, re-exported for logs.
+pub type Banned = BanKey;

@@ -318,7 +318,6 @@ fn run_batch(
     (replies, result)
 }
 
-
 struct Tables<'txn> {
     open: BTreeMap<Table, redb::Table<'txn, &'static [u8], &'static [u8]>>,
 }
@@ -380,7 +379,11 @@ impl Tx<'_, '_> {
     }
 
     /// Reads and decodes a record.
-    pub fn get<T: DeserializeOwned>(&self, table: Table, k: &[u8]) -> Result<Option<T>, StoreError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        k: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         self.get_raw(table, k)?.map(|b| decode(&b)).transpose()
     }
 
@@ -406,7 +409,11 @@ impl Tx<'_, '_> {
 
     /// Keys with the given prefix as the batch sees them (committed + earlier closures of the
     /// batch), in order. Staged writes of the running closure are not included.
-    pub fn keys_with_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn keys_with_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         let t = self
             .tables
             .open
@@ -439,7 +446,11 @@ impl Snapshot {
     }
 
     /// Reads and decodes a record.
-    pub fn get<T: DeserializeOwned>(&self, table: Table, k: &[u8]) -> Result<Option<T>, StoreError> {
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        k: &[u8],
+    ) -> Result<Option<T>, StoreError> {
         let t = self.table(table)?;
         let v = t.get(k).map_err(db_err)?;
         v.map(|g| decode(g.value())).transpose()
@@ -512,7 +523,13 @@ mod tests {
         let bytes = encode(&vec![1, 2]);
         assert_eq!(bytes[0], RECORD_VERSION);
         assert_eq!(decode::<Vec<i32>>(&bytes).unwrap(), vec![1, 2]);
-        assert!(matches!(decode::<Vec<i32>>(&[9, b'1']), Err(StoreError::Corrupt(_))));
-        assert!(matches!(decode::<Vec<i32>>(&[]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            decode::<Vec<i32>>(&[9, b'1']),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode::<Vec<i32>>(&[]),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

@@ -23,7 +23,9 @@ pub fn new_id() -> String {
     rand::rng().fill_bytes(&mut random);
     let random = u128::from_be_bytes(random) & ((1u128 << 80) - 1);
     let value = {
-        let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let candidate = (u128::from(now_ms) << 80) | random;
         let last_value = (u128::from(last.0) << 80) | last.1;
         // Within one millisecond (or if the clock stepped back), count up from the last id.
@@ -32,7 +34,10 @@ pub fn new_id() -> String {
         } else {
             last_value + 1
         };
-        *last = (u64::try_from(v >> 80).unwrap_or(u64::MAX), v & ((1u128 << 80) - 1));
+        *last = (
+            u64::try_from(v >> 80).unwrap_or(u64::MAX),
+            v & ((1u128 << 80) - 1),
+        );
         v
     };
     encode(value)

@@ -3,11 +3,11 @@
 //! inside the write (uniqueness, lifecycle) and check everything before they write, so an error
 //! leaves nothing behind.
 
+use crate::StoreError;
 use crate::engine::{Table, Tx, key};
 use crate::ids::new_id;
 use crate::records::*;
 use crate::validate::{AccountSpec, FieldError, RequestSpec};
-use crate::StoreError;
 
 /// A boxed write operation.
 pub type Op<T> = Box<dyn FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send>;
@@ -38,7 +38,10 @@ pub fn ensure_provisioning_account(name: String, now: Timestamp) -> Op<bool> {
 pub fn create_account(spec: AccountSpec, now: Timestamp) -> Op<Account> {
     Box::new(move |tx| {
         if tx.get_raw(Table::Accounts, spec.name.as_bytes())?.is_some() {
-            return Err(StoreError::conflict("name", "an account with this name exists"));
+            return Err(StoreError::conflict(
+                "name",
+                "an account with this name exists",
+            ));
         }
         let account = Account {
             name: spec.name,
@@ -195,7 +198,12 @@ fn check_client_free(
 }
 
 /// Writes a request and its indexes; `previous` is its stored version, if any.
-fn put_request(tx: &mut Tx<'_, '_>, r: &ProvisionRequest, previous: Option<&ProvisionRequest>, now: Timestamp) {
+fn put_request(
+    tx: &mut Tx<'_, '_>,
+    r: &ProvisionRequest,
+    previous: Option<&ProvisionRequest>,
+    now: Timestamp,
+) {
     if let Some(p) = previous {
         if p.status != r.status {
             tx.delete(
@@ -246,9 +254,8 @@ pub fn create_requests(
         let mut errors: Vec<FieldError> = Vec::new();
         for (i, row) in rows.into_iter().enumerate() {
             let spec = row.spec;
-            let checked = check_client_free(tx, &spec.client_id, None, now).and_then(|()| {
-                settle_user(tx, &account, &spec.provision_username, &row.user, now)
-            });
+            let checked = check_client_free(tx, &spec.client_id, None, now)
+                .and_then(|()| settle_user(tx, &account, &spec.provision_username, &row.user, now));
             match checked {
                 Ok(()) => {}
                 Err(StoreError::Conflict(es)) if bulk => {
@@ -306,7 +313,10 @@ pub fn update_request(
         if old.status != RequestStatus::Created {
             return Err(StoreError::conflict(
                 "status",
-                format!("only a CREATED request can be modified (it is {})", old.status.as_str()),
+                format!(
+                    "only a CREATED request can be modified (it is {})",
+                    old.status.as_str()
+                ),
             ));
         }
         let spec = row.spec;
@@ -370,7 +380,8 @@ pub fn delete_request(account: String, id: String, force: bool) -> Op<()> {
 /// Records a refusal with wrong credentials on the request (no execution, PROTOCOL.md 2).
 pub fn record_rejection(request_id: String, reason: String, now: Timestamp) -> Op<()> {
     Box::new(move |tx| {
-        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())? else {
+        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())?
+        else {
             return Ok(());
         };
         r.last_rejection = Some(Rejection { at: now, reason });
@@ -431,9 +442,16 @@ pub fn record_rejected_connect(attempt: Attempt, reason: String) -> Op<()> {
                 LogLevel::Info,
                 format!("CONNECT from {} (MQTT {})", attempt.peer, attempt.protocol),
             ),
-            line(attempt.now, LogLevel::Error, format!("CONNECT refused: {reason}")),
+            line(
+                attempt.now,
+                LogLevel::Error,
+                format!("CONNECT refused: {reason}"),
+            ),
         ];
-        put_execution(tx, &new_execution(&attempt, &r.account, Outcome::Rejected, log));
+        put_execution(
+            tx,
+            &new_execution(&attempt, &r.account, Outcome::Rejected, log),
+        );
         Ok(())
     })
 }
@@ -499,7 +517,8 @@ pub fn begin_exchange(
 ) -> Op<ExchangeStart> {
     Box::new(move |tx| {
         let now = attempt.now;
-        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
+        let Some(mut r) =
+            tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
         else {
             return Ok(ExchangeStart::NotOpen);
         };
@@ -524,7 +543,11 @@ pub fn begin_exchange(
         )];
         let outcome = match action {
             ExchangeAction::Fail { code, reason } => {
-                log.push(line(now, LogLevel::Error, format!("failed with {code}: {reason}")));
+                log.push(line(
+                    now,
+                    LogLevel::Error,
+                    format!("failed with {code}: {reason}"),
+                ));
                 r.status = RequestStatus::Failed;
                 Outcome::Failed
             }
@@ -574,7 +597,11 @@ fn write_identity(
             ));
         }
         Some(u) => {
-            log.push(line(now, LogLevel::Info, format!("device user {} exists: password rotated", u.username)));
+            log.push(line(
+                now,
+                LogLevel::Info,
+                format!("device user {} exists: password rotated", u.username),
+            ));
             DeviceUser {
                 password_hash: plan.password_hash.clone(),
                 permissions,
@@ -584,7 +611,11 @@ fn write_identity(
             }
         }
         None => {
-            log.push(line(now, LogLevel::Info, format!("device user {} created", plan.username)));
+            log.push(line(
+                now,
+                LogLevel::Info,
+                format!("device user {} created", plan.username),
+            ));
             DeviceUser {
                 username: plan.username.clone(),
                 account: account.name.clone(),
@@ -622,7 +653,10 @@ fn write_identity(
         format!(
             "device connection: coupling {} (effective {}), reserved user {}",
             connection.coupling.as_str(),
-            connection.coupling.resolve(account.default_coupling).as_str(),
+            connection
+                .coupling
+                .resolve(account.default_coupling)
+                .as_str(),
             connection.reserved_user.as_deref().unwrap_or("none")
         ),
     ));
@@ -638,15 +672,26 @@ fn write_identity(
     log.push(line(
         now,
         LogLevel::Info,
-        if existed { "registry entry updated" } else { "registry entry created" },
+        if existed {
+            "registry entry updated"
+        } else {
+            "registry entry created"
+        },
     ));
     tx.put(Table::Devices, ck, &device);
     log.push(line(
         now,
         LogLevel::Info,
-        format!("configuration built: {} configuration(s)", plan.configurations),
+        format!(
+            "configuration built: {} configuration(s)",
+            plan.configurations
+        ),
     ));
-    log.push(line(now, LogLevel::Info, "reply published; waiting for the device's PUBACK"));
+    log.push(line(
+        now,
+        LogLevel::Info,
+        "reply published; waiting for the device's PUBACK",
+    ));
     Ok(())
 }
 
@@ -661,10 +706,14 @@ pub fn finish_exchange(
     now: Timestamp,
 ) -> Op<bool> {
     Box::new(move |tx| {
-        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())? else {
+        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())?
+        else {
             return Ok(false);
         };
-        if r.running.as_ref().is_none_or(|x| x.execution_id != execution_id) {
+        if r.running
+            .as_ref()
+            .is_none_or(|x| x.execution_id != execution_id)
+        {
             return Ok(false);
         }
         let previous = r.clone();

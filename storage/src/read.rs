@@ -1,8 +1,8 @@
 //! Typed queries over a read snapshot.
 
+use crate::StoreError;
 use crate::engine::{Snapshot, Table, decode, key, last_part};
 use crate::records::*;
-use crate::StoreError;
 
 /// A consistent read view with typed queries.
 pub struct Reader {
@@ -59,8 +59,14 @@ impl Reader {
 
     /// The request a CONNECT with this client ID is matched against: its open request, else its
     /// latest one (which is then closed).
-    pub fn connect_candidate(&self, client_id: &str) -> Result<Option<ProvisionRequest>, StoreError> {
-        if let Some(id) = self.snap.get_raw(Table::OpenRequestByClient, client_id.as_bytes())? {
+    pub fn connect_candidate(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ProvisionRequest>, StoreError> {
+        if let Some(id) = self
+            .snap
+            .get_raw(Table::OpenRequestByClient, client_id.as_bytes())?
+        {
             let id = String::from_utf8_lossy(&id).into_owned();
             return self.request(&id);
         }
@@ -88,7 +94,10 @@ impl Reader {
     ) -> Result<Page<ProvisionRequest>, StoreError> {
         let (table, prefix) = match (client_id, status) {
             (Some(c), _) => (Table::RequestsByClient, key(&[c, ""])),
-            (None, Some(s)) => (Table::RequestsByAccountStatus, key(&[account, s.as_str(), ""])),
+            (None, Some(s)) => (
+                Table::RequestsByAccountStatus,
+                key(&[account, s.as_str(), ""]),
+            ),
             (None, None) => (Table::RequestsByAccount, key(&[account, ""])),
         };
         let mut start = prefix.clone();
@@ -183,15 +192,11 @@ impl Reader {
     /// Every device user of an account, by username.
     pub fn users(&self, account: &str) -> Result<Vec<DeviceUser>, StoreError> {
         let mut names = Vec::new();
-        self.snap.scan(
-            Table::UsersByAccount,
-            &key(&[account, ""]),
-            b"",
-            |k, _| {
+        self.snap
+            .scan(Table::UsersByAccount, &key(&[account, ""]), b"", |k, _| {
                 names.push(last_part(k).to_string());
                 Ok(true)
-            },
-        )?;
+            })?;
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             out.extend(self.device_user(&n)?);

@@ -449,8 +449,14 @@ mod tests {
 
     #[test]
     fn coupling_resolution() {
-        assert_eq!(Coupling::Inherited.resolve(Coupling::Strict), Coupling::Strict);
-        assert_eq!(Coupling::Inherited.resolve(Coupling::Inherited), Coupling::Loose);
+        assert_eq!(
+            Coupling::Inherited.resolve(Coupling::Strict),
+            Coupling::Strict
+        );
+        assert_eq!(
+            Coupling::Inherited.resolve(Coupling::Inherited),
+            Coupling::Loose
+        );
         assert_eq!(Coupling::Loose.resolve(Coupling::Strict), Coupling::Loose);
         for c in [Coupling::Inherited, Coupling::Loose, Coupling::Strict] {
             assert_eq!(Coupling::parse(c.as_str()), Some(c));

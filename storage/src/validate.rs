@@ -58,8 +58,7 @@ pub const MAX_CREDENTIAL: usize = 256;
 pub fn valid_client_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_CLIENT_ID
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
 }
 
@@ -67,8 +66,7 @@ pub fn valid_client_id(s: &str) -> bool {
 pub fn valid_account_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
@@ -76,8 +74,7 @@ pub fn valid_account_name(s: &str) -> bool {
 pub fn valid_provision_username(s: &str) -> bool {
     s.len() >= 3
         && s.len() <= MAX_CREDENTIAL
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -265,7 +262,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn object<'a>(body: &'a Value) -> Result<&'a Map<String, Value>, Vec<FieldError>> {
+fn object(body: &Value) -> Result<&Map<String, Value>, Vec<FieldError>> {
     body.as_object()
         .ok_or_else(|| vec![FieldError::new("", "the body must be a JSON object")])
 }
@@ -507,7 +504,9 @@ mod tests {
             ["confirmProvisionPassword"]
         );
         let mut v = good();
-        v.as_object_mut().unwrap().remove("confirmProvisionPassword");
+        v.as_object_mut()
+            .unwrap()
+            .remove("confirmProvisionPassword");
         assert_eq!(errors(&v), ["confirmProvisionPassword"]);
         let mut v = good();
         v["provisionPassword"] = json!("12345678");
@@ -586,9 +585,18 @@ mod tests {
     fn password_length_rule() {
         assert!(errors(&with("passwordLength", json!(20))).is_empty());
         assert!(errors(&with("passwordLength", json!(128))).is_empty());
-        assert_eq!(errors(&with("passwordLength", json!(19))), ["passwordLength"]);
-        assert_eq!(errors(&with("passwordLength", json!(129))), ["passwordLength"]);
-        assert_eq!(errors(&with("passwordLength", json!(20.5))), ["passwordLength"]);
+        assert_eq!(
+            errors(&with("passwordLength", json!(19))),
+            ["passwordLength"]
+        );
+        assert_eq!(
+            errors(&with("passwordLength", json!(129))),
+            ["passwordLength"]
+        );
+        assert_eq!(
+            errors(&with("passwordLength", json!(20.5))),
+            ["passwordLength"]
+        );
         let e = RequestSpec::from_json(&with("passwordLength", json!(22)), 24, now()).unwrap_err();
         assert_eq!(e[0].field, "passwordLength");
     }
@@ -605,7 +613,10 @@ mod tests {
         let e = RequestSpec::from_json(&with("additionalConfiguration", json!("<a>")), 20, now())
             .unwrap_err();
         assert!(e[0].message.contains("line"), "{}", e[0].message);
-        let huge = format!("<configurations>{}</configurations>", " ".repeat(300 * 1024));
+        let huge = format!(
+            "<configurations>{}</configurations>",
+            " ".repeat(300 * 1024)
+        );
         assert_eq!(
             errors(&with("additionalConfiguration", json!(huge))),
             ["additionalConfiguration"]
@@ -648,7 +659,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.min_password_length, 24);
         for bad in ["", "Acme", "a_b", "a@b", &"a".repeat(65)] {
-            assert!(AccountSpec::from_json(&json!({ "name": bad })).is_err(), "{bad}");
+            assert!(
+                AccountSpec::from_json(&json!({ "name": bad })).is_err(),
+                "{bad}"
+            );
         }
         for bad in [json!(0), json!(129), json!("x")] {
             assert!(

@@ -8,7 +8,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use chrono::Utc;
-use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, UserPlan};
+use fleetgate_storage::ops::{
+    self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, UserPlan,
+};
 use fleetgate_storage::validate::AccountSpec;
 use fleetgate_storage::*;
 use serde_json::json;
@@ -21,7 +23,10 @@ fn setup() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     store
-        .write(ops::ensure_provisioning_account("provision".into(), Utc::now()))
+        .write(ops::ensure_provisioning_account(
+            "provision".into(),
+            Utc::now(),
+        ))
         .unwrap();
     store
         .write(ops::create_account(
@@ -95,7 +100,11 @@ fn lifecycle_created_running_completed_is_closed() {
     let (_d, store) = setup();
     let r = create(&store, "dev-1").unwrap();
     assert_eq!(r.status, RequestStatus::Created);
-    let ExchangeStart::Started { execution_id, request } = provision(&store, &r, "q1") else {
+    let ExchangeStart::Started {
+        execution_id,
+        request,
+    } = provision(&store, &r, "q1")
+    else {
         panic!("not started")
     };
     assert_eq!(request.status, RequestStatus::Running);
@@ -156,8 +165,14 @@ fn failed_request_can_retry_and_only_created_can_be_modified() {
     assert_eq!(failed.status, RequestStatus::Failed);
     assert!(!failed.is_closed(Utc::now()));
     // Still open: blocks another request for the client ID.
-    assert!(matches!(create(&store, "dev-2"), Err(StoreError::Conflict(_))));
-    assert!(matches!(provision(&store, &failed, "q2"), ExchangeStart::Started { .. }));
+    assert!(matches!(
+        create(&store, "dev-2"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        provision(&store, &failed, "q2"),
+        ExchangeStart::Started { .. }
+    ));
     assert_eq!(store.read().unwrap().executions(&r.id).unwrap().len(), 2);
 }
 
@@ -190,7 +205,11 @@ fn provision_user_belongs_to_one_account_and_one_hash() {
     let err = store
         .write(ops::create_requests(
             "other".into(),
-            vec![row("b-1", "fleet", UserPlan::Existing { hash: "h1".into() })],
+            vec![row(
+                "b-1",
+                "fleet",
+                UserPlan::Existing { hash: "h1".into() },
+            )],
             false,
             Utc::now(),
         ))
@@ -198,12 +217,23 @@ fn provision_user_belongs_to_one_account_and_one_hash() {
     assert!(matches!(err, StoreError::Conflict(ref e) if e[0].field == "provisionUsername"));
     let stale = store.write(ops::create_requests(
         "acme".into(),
-        vec![row("a-2", "fleet", UserPlan::Existing { hash: "other".into() })],
+        vec![row(
+            "a-2",
+            "fleet",
+            UserPlan::Existing {
+                hash: "other".into(),
+            },
+        )],
         false,
         Utc::now(),
     ));
     assert_eq!(stale.unwrap_err(), StoreError::Stale);
-    let user = store.read().unwrap().provision_user("fleet").unwrap().unwrap();
+    let user = store
+        .read()
+        .unwrap()
+        .provision_user("fleet")
+        .unwrap()
+        .unwrap();
     assert_eq!(user.request_count, 1);
 }
 
@@ -220,13 +250,18 @@ fn bulk_is_all_or_nothing_and_names_rows() {
     let err = store
         .write(ops::create_requests("acme".into(), rows, true, Utc::now()))
         .unwrap_err();
-    let StoreError::Conflict(errors) = err else { panic!() };
+    let StoreError::Conflict(errors) = err else {
+        panic!()
+    };
     let indexes: Vec<_> = errors.iter().map(|e| e.index).collect();
     assert_eq!(indexes, [Some(1), Some(3)]);
     let read = store.read().unwrap();
     let page = read.list_requests("acme", None, None, 100, None).unwrap();
     assert_eq!(page.items.len(), 1, "nothing of the failed bulk was kept");
-    assert_eq!(read.provision_user("fleet").unwrap().unwrap().request_count, 1);
+    assert_eq!(
+        read.provision_user("fleet").unwrap().unwrap().request_count,
+        1
+    );
 }
 
 #[test]
@@ -260,7 +295,9 @@ fn paging_returns_every_request_once() {
         .list_requests("acme", Some(RequestStatus::Created), None, 1000, None)
         .unwrap();
     assert_eq!(created.items.len(), 57);
-    let by_client = read.list_requests("acme", None, Some("p-3"), 10, None).unwrap();
+    let by_client = read
+        .list_requests("acme", None, Some("p-3"), 10, None)
+        .unwrap();
     assert_eq!(by_client.items.len(), 1);
 }
 
@@ -312,10 +349,17 @@ fn group_commit_batches_concurrent_writers() {
     let observer: CommitObserver = Arc::new(move |_, _| {
         counter.fetch_add(1, Ordering::SeqCst);
     });
-    let store = Store::open(&dir.path().join(DB_FILE), &StoreOptions::default(), Some(observer))
-        .unwrap();
+    let store = Store::open(
+        &dir.path().join(DB_FILE),
+        &StoreOptions::default(),
+        Some(observer),
+    )
+    .unwrap();
     store
-        .write(ops::ensure_provisioning_account("provision".into(), Utc::now()))
+        .write(ops::ensure_provisioning_account(
+            "provision".into(),
+            Utc::now(),
+        ))
         .unwrap();
     commits.store(0, Ordering::SeqCst);
     let writers = 64;
@@ -418,7 +462,10 @@ fn acknowledged_writes_survive_sigkill() {
         let store = open(dir.path());
         let read = store.read().unwrap();
         for name in &acked {
-            assert!(read.account(name).unwrap().is_some(), "round {round}: lost {name}");
+            assert!(
+                read.account(name).unwrap().is_some(),
+                "round {round}: lost {name}"
+            );
         }
     }
 }
