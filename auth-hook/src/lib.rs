@@ -398,16 +398,23 @@ impl OperationalAuth {
         })
     }
 
-    /// Records the device's connection status durably.
-    pub async fn set_status(&self, session: &DeviceSession, status: ConnectionStatus) {
-        let write = ops::set_connection_status(
+    /// Records the device's connection status durably. The write is submitted at once; the
+    /// future resolves when it is committed.
+    pub fn set_status(
+        &self,
+        session: &DeviceSession,
+        status: ConnectionStatus,
+    ) -> impl std::future::Future<Output = ()> + 'static {
+        let write = self.store.write_async(ops::set_connection_status(
             session.account.clone(),
             session.client_id.clone(),
             status,
             self.clock.now(),
-        );
-        if let Err(e) = self.store.write_async(write).await {
-            tracing::error!(error = %e, "could not record the connection status");
+        ));
+        async move {
+            if let Err(e) = write.await {
+                tracing::error!(error = %e, "could not record the connection status");
+            }
         }
     }
 }

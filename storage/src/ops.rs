@@ -321,8 +321,10 @@ pub fn update_request(
         }
         let spec = row.spec;
         check_client_free(tx, &spec.client_id, Some(&old.id), now)?;
-        release_user(tx, &old.provision_username)?;
+        // Settle before releasing: when the username is unchanged and this request is its
+        // only user, releasing first would delete the user and turn the plan stale.
         settle_user(tx, &account, &spec.provision_username, &row.user, now)?;
+        release_user(tx, &old.provision_username)?;
         let r = ProvisionRequest {
             client_id: spec.client_id,
             provision_username: spec.provision_username,

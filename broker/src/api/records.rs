@@ -1,0 +1,96 @@
+//! Read-only views of a target account's records: device users and devices.
+
+use std::sync::Arc;
+
+use ntex::web::types::{Path, State};
+use ntex::web::{HttpRequest, HttpResponse};
+
+use super::dto::{DeviceDto, DeviceList, UserDto, UserList};
+use super::error::{ApiError, Problem};
+use super::extract::{authenticate, target_account};
+use crate::app::App;
+
+/// The device users of an account (never a hash).
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account}/users", tag = "target-account records",
+    params(("account" = String, Path, description = "Target account")),
+    responses(
+        (status = 200, description = "Users by username", body = UserList),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_users(
+    req: HttpRequest,
+    app: State<Arc<App>>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &app)?;
+    let account = target_account(&app, &caller, &path)?;
+    let items = app
+        .store
+        .read()?
+        .users(&account.name)?
+        .iter()
+        .map(UserDto::from)
+        .collect();
+    Ok(HttpResponse::Ok().json(&UserList { items }))
+}
+
+/// The devices of an account: registry entries merged with their connection entries.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account}/devices", tag = "target-account records",
+    params(("account" = String, Path, description = "Target account")),
+    responses(
+        (status = 200, description = "Devices by client ID", body = DeviceList),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown account", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_devices(
+    req: HttpRequest,
+    app: State<Arc<App>>,
+    path: Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &app)?;
+    let account = target_account(&app, &caller, &path)?;
+    let read = app.store.read()?;
+    let mut items = Vec::new();
+    for d in read.devices(&account.name)? {
+        let c = read.device_connection(&account.name, &d.client_id)?;
+        items.push(DeviceDto::new(&d, c.as_ref(), &account));
+    }
+    Ok(HttpResponse::Ok().json(&DeviceList { items }))
+}
+
+/// One device.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account}/devices/{clientId}", tag = "target-account records",
+    params(
+        ("account" = String, Path, description = "Target account"),
+        ("clientId" = String, Path, description = "Client ID (percent-encoded where needed)"),
+    ),
+    responses(
+        (status = 200, description = "The device", body = DeviceDto),
+        (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown account or device", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_device(
+    req: HttpRequest,
+    app: State<Arc<App>>,
+    path: Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = authenticate(&req, &app)?;
+    let (account, client_id) = path.into_inner();
+    let account = target_account(&app, &caller, &account)?;
+    let read = app.store.read()?;
+    let d = read
+        .device(&account.name, &client_id)?
+        .ok_or_else(|| ApiError::NotFound(format!("device {client_id:?}")))?;
+    let c = read.device_connection(&account.name, &client_id)?;
+    Ok(HttpResponse::Ok().json(&DeviceDto::new(&d, c.as_ref(), &account)))
+}

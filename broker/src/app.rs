@@ -1,0 +1,169 @@
+//! The process-wide state shared by every listener: config, store, hooks, metrics, clock and
+//! the admin token. Built once by [`App::open`], which also performs the start-up duties that
+//! must happen before any listener opens (provisioning account, restart recovery, admin token).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context as _;
+use fleetgate_auth_hook::credentials::{Argon2Params, random_alphanumeric};
+use fleetgate_auth_hook::limiter::LimitConfig;
+use fleetgate_auth_hook::pool::VerifyPool;
+use fleetgate_auth_hook::{Clock, OperationalAuth, ProvisioningAuth};
+use fleetgate_storage::ops;
+use fleetgate_storage::{CommitObserver, Outcome, Store, StoreOptions};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// File holding the generated admin token inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Shared state; `Send + Sync`, held in an `Arc`.
+pub struct App {
+    /// Effective configuration.
+    pub config: Config,
+    /// The store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Provisioning endpoint's auth hook (also verifies provision passwords for the API).
+    pub provisioning_auth: ProvisioningAuth,
+    /// Operational endpoint's auth hook.
+    pub operational_auth: OperationalAuth,
+    /// argon2 parameters for new provision passwords.
+    pub argon2: Argon2Params,
+    /// Instance admin token.
+    pub admin_token: String,
+    /// Set once every listener accepts connections (`/healthz`).
+    pub ready: AtomicBool,
+    /// Routes messages among operational sessions.
+    pub router: crate::operational::Router,
+}
+
+impl App {
+    /// Opens the store and performs the start-up duties: creates the provisioning account on
+    /// first start, fails requests left `RUNNING` by a previous process, and settles the admin
+    /// token. Nothing listens yet.
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let metrics = Metrics::new();
+        let observer_metrics = metrics.clone();
+        let observer: CommitObserver = Arc::new(move |n, d| observer_metrics.commit(n, d));
+        let store = Store::open(
+            &config.data_dir.join(fleetgate_storage::DB_FILE),
+            &StoreOptions {
+                cache_size: config.storage.cache_size,
+                durable: config.storage.durable,
+            },
+            Some(observer),
+        )
+        .context("cannot open the database")?;
+        if store.write(ops::ensure_provisioning_account(
+            config.provisioning.account.clone(),
+            clock.now(),
+        ))? {
+            tracing::info!(account = %config.provisioning.account, "provisioning account created");
+        }
+        recover_running(&store, clock.as_ref())?;
+        let admin_token = settle_admin_token(&config)?;
+        let threads = match config.auth.verify_threads {
+            0 => std::thread::available_parallelism().map_or(2, usize::from),
+            n => n,
+        };
+        let pool = VerifyPool::new(
+            threads,
+            config.auth.verify_queue,
+            Config::secs(config.auth.verify_deadline),
+        );
+        let limits = LimitConfig {
+            max_failures: config.auth.max_failures,
+            max_failures_per_address: config.auth.max_failures_per_address,
+            window: Config::secs(config.auth.failure_window),
+            ban: Config::secs(config.auth.ban),
+        };
+        let provisioning_auth =
+            ProvisioningAuth::new(store.clone(), pool, limits, clock.clone(), metrics.clone());
+        let operational_auth = OperationalAuth::new(store.clone(), clock.clone());
+        let argon2 = Argon2Params {
+            m_cost: config.auth.argon2_m_cost,
+            t_cost: config.auth.argon2_t_cost,
+            p_cost: config.auth.argon2_p_cost,
+        };
+        let router = crate::operational::Router::new(config.operational.max_queue, metrics.clone());
+        Ok(Arc::new(App {
+            config,
+            store,
+            metrics,
+            clock,
+            provisioning_auth,
+            operational_auth,
+            argon2,
+            admin_token,
+            ready: AtomicBool::new(false),
+            router,
+        }))
+    }
+}
+
+/// PROTOCOL.md 5: requests left `RUNNING` become `FAILED` with a log line, before the listeners
+/// open.
+fn recover_running(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
+    let running = store.read()?.running_requests()?;
+    for r in &running {
+        if let Some(x) = &r.running {
+            store.write(ops::finish_exchange(
+                r.id.clone(),
+                x.execution_id.clone(),
+                Outcome::Failed,
+                "Fleetgate restarted while this exchange was running".into(),
+                clock.now(),
+            ))?;
+        }
+    }
+    if !running.is_empty() {
+        tracing::warn!(
+            count = running.len(),
+            "requests left RUNNING by the previous process marked FAILED"
+        );
+    }
+    Ok(())
+}
+
+/// The configured admin token, else the one in `DATA_DIR/admin.token`, else a new one written
+/// there with mode 0600.
+fn settle_admin_token(config: &Config) -> anyhow::Result<String> {
+    if !config.admin.token.is_empty() {
+        return Ok(config.admin.token.clone());
+    }
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let token = random_alphanumeric(48);
+    write_secret_file(&path, &token)?;
+    tracing::info!(path = %path.display(), "admin token generated");
+    Ok(token)
+}
+
+fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! Prometheus metrics (prometheus-client). Names follow the hooks: `fleetgate_connect_*` for the
+//! auth hook, `fleetgate_acl_*` for the ACL hook, `fleetgate_provisioning_*` for the exchange,
+//! `fleetgate_storage_*` for group commit.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use fleetgate_auth_hook::AuthMetrics;
+use fleetgate_storage::Store;
+
+/// `endpoint` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabel {
+    /// `provisioning` or `operational`.
+    pub endpoint: &'static str,
+}
+
+/// `endpoint` + `result` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectLabels {
+    /// `provisioning` or `operational`.
+    pub endpoint: &'static str,
+    /// `accepted` or a refusal label.
+    pub result: &'static str,
+}
+
+/// `endpoint` + `action` labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AclLabels {
+    /// `provisioning` or `operational`.
+    pub endpoint: &'static str,
+    /// `subscribe` or `publish`.
+    pub action: &'static str,
+}
+
+/// `outcome` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// e.g. `completed`, `failed`, `reply_code_403`.
+    pub outcome: String,
+}
+
+/// `status` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// A request status.
+    pub status: &'static str,
+}
+
+/// `result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `hit`/`miss`, or a ban kind.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// Open connections by endpoint.
+    pub connections: Family<EndpointLabel, Gauge>,
+    /// CONNECT results by endpoint and reason.
+    pub connect_results: Family<ConnectLabels, Counter>,
+    /// Exchange outcomes.
+    pub provisioning_outcomes: Family<OutcomeLabel, Counter>,
+    /// Exchange start to PUBACK, seconds.
+    pub enrollment_duration: Histogram,
+    /// argon2 verification time, seconds.
+    pub verify_duration: Histogram,
+    /// Verification cache lookups.
+    pub verify_cache: Family<ResultLabel, Counter>,
+    /// Bans by kind.
+    pub bans: Family<ResultLabel, Counter>,
+    /// ACL denials.
+    pub acl_denials: Family<AclLabels, Counter>,
+    /// Group-commit latency, seconds.
+    pub commit_duration: Histogram,
+    /// Closures per group commit.
+    pub commit_batch_size: Histogram,
+    /// Requests by status (refreshed at scrape).
+    pub requests: Family<StatusLabel, Gauge>,
+    /// Messages delivered on the operational endpoint.
+    pub messages_delivered: Counter,
+    /// Messages dropped for a full subscriber queue.
+    pub messages_dropped: Counter<u64, AtomicU64>,
+}
+
+impl Metrics {
+    /// Registers every metric under the `fleetgate` prefix.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("fleetgate");
+        let m = Metrics {
+            connections: Family::default(),
+            connect_results: Family::default(),
+            provisioning_outcomes: Family::default(),
+            enrollment_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            verify_duration: Histogram::new(exponential_buckets(0.001, 2.0, 12)),
+            verify_cache: Family::default(),
+            bans: Family::default(),
+            acl_denials: Family::default(),
+            commit_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            requests: Family::default(),
+            messages_delivered: Counter::default(),
+            messages_dropped: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections",
+            "Open MQTT connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "connect_results",
+            "CONNECT decisions by endpoint and result",
+            m.connect_results.clone(),
+        );
+        registry.register(
+            "provisioning_outcomes",
+            "Provisioning exchange outcomes",
+            m.provisioning_outcomes.clone(),
+        );
+        registry.register(
+            "enrollment_duration_seconds",
+            "Time from a valid provision request to the device's PUBACK",
+            m.enrollment_duration.clone(),
+        );
+        registry.register(
+            "credential_verify_duration_seconds",
+            "argon2 verification time",
+            m.verify_duration.clone(),
+        );
+        registry.register(
+            "credential_cache",
+            "Verification cache lookups",
+            m.verify_cache.clone(),
+        );
+        registry.register("bans", "Bans after repeated failures", m.bans.clone());
+        registry.register("acl_denials", "ACL denials", m.acl_denials.clone());
+        registry.register(
+            "storage_commit_duration_seconds",
+            "Group commit latency",
+            m.commit_duration.clone(),
+        );
+        registry.register(
+            "storage_commit_batch_size",
+            "Writes per group commit",
+            m.commit_batch_size.clone(),
+        );
+        registry.register(
+            "requests",
+            "Provision requests by status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "messages_delivered",
+            "Messages delivered on the operational endpoint",
+            m.messages_delivered.clone(),
+        );
+        registry.register(
+            "messages_dropped",
+            "Messages dropped for a full subscriber queue",
+            m.messages_dropped.clone(),
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// Counts a CONNECT decision.
+    pub fn connect(&self, endpoint: &'static str, result: &'static str) {
+        self.connect_results
+            .get_or_create(&ConnectLabels { endpoint, result })
+            .inc();
+    }
+
+    /// Counts an exchange outcome.
+    pub fn outcome(&self, outcome: impl Into<String>) {
+        self.provisioning_outcomes
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts an ACL denial.
+    pub fn acl_denied(&self, endpoint: &'static str, action: &'static str) {
+        self.acl_denials
+            .get_or_create(&AclLabels { endpoint, action })
+            .inc();
+    }
+
+    /// Observes a group commit (the storage observer).
+    pub fn commit(&self, batch: usize, took: Duration) {
+        self.commit_duration.observe(took.as_secs_f64());
+        self.commit_batch_size.observe(batch as f64);
+    }
+
+    /// The text exposition, with the request gauges refreshed from `store`.
+    pub fn render(&self, store: &Store) -> String {
+        if let Ok(counts) = store.read().and_then(|r| r.count_requests_by_status()) {
+            for (status, n) in counts {
+                self.requests
+                    .get_or_create(&StatusLabel {
+                        status: status.as_str(),
+                    })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl AuthMetrics for Metrics {
+    fn verify_latency(&self, seconds: f64) {
+        self.verify_duration.observe(seconds);
+    }
+
+    fn cache_lookup(&self, hit: bool) {
+        self.verify_cache
+            .get_or_create(&ResultLabel {
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    fn banned(&self, kind: &'static str) {
+        self.bans.get_or_create(&ResultLabel { result: kind }).inc();
+    }
+}

@@ -1,0 +1,413 @@
+//! What both MQTT endpoints share: the error type of the ntex-mqtt services, the one mapping
+//! of hook refusals to CONNACK codes, and a sink that hides the protocol version.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use fleetgate_auth_hook::{ConnectFacts, Protocol, Refusal};
+use ntex::io::types::PeerAddr;
+use ntex::service::cfg::SharedCfg;
+use ntex::service::{ServiceFactory, fn_factory_with_config, fn_service};
+use ntex::util::{ByteString, Bytes, Ready};
+use ntex_mqtt::{Control, MqttError, MqttServer, QoS, v3, v5};
+
+use crate::app::App;
+
+/// The error of every MQTT service. Returning it from a publish handler closes the connection
+/// (the MQTT 3.1.1 reaction to a forbidden publish).
+#[derive(Debug)]
+pub struct BrokerError(pub String);
+
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<()> for BrokerError {
+    fn from((): ()) -> Self {
+        BrokerError("service initialisation failed".into())
+    }
+}
+
+impl TryFrom<BrokerError> for v5::PublishAck {
+    type Error = BrokerError;
+    fn try_from(err: BrokerError) -> Result<Self, Self::Error> {
+        Err(err)
+    }
+}
+
+/// PROTOCOL.md section 2's table, MQTT 3.1.1 column.
+pub fn refuse_v3<St>(h: v3::Handshake, r: Refusal) -> v3::HandshakeAck<St> {
+    use v3::codec::ConnectAckReason as R;
+    h.failed(match r {
+        Refusal::InvalidClientId => R::IdentifierRejected,
+        Refusal::BadCredentials => R::BadUserNameOrPassword,
+        Refusal::NotAuthorized | Refusal::Banned => R::NotAuthorized,
+        Refusal::ServerBusy => R::ServiceUnavailable,
+    })
+}
+
+/// PROTOCOL.md section 2's table, MQTT 5.0 column.
+pub fn refusal_v5(r: Refusal) -> v5::codec::ConnectAckReason {
+    use v5::codec::ConnectAckReason as R;
+    match r {
+        Refusal::InvalidClientId => R::ClientIdentifierNotValid,
+        Refusal::BadCredentials => R::BadUserNameOrPassword,
+        Refusal::NotAuthorized => R::NotAuthorized,
+        Refusal::Banned => R::Banned,
+        Refusal::ServerBusy => R::ServerBusy,
+    }
+}
+
+/// A connection's sink, whichever the protocol version.
+#[derive(Clone)]
+pub enum Sink {
+    /// MQTT 3.1.1.
+    V3(v3::MqttSink),
+    /// MQTT 5.0.
+    V5(v5::MqttSink),
+}
+
+/// Why a QoS 1 delivery did not complete.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection closed first.
+    Closed,
+    /// The device answered with an error reason (v5).
+    Refused(u8),
+    /// No acknowledgement in time.
+    Timeout,
+}
+
+impl Sink {
+    /// Publishes at QoS 0.
+    pub fn publish_qos0(&self, topic: ByteString, payload: Bytes) -> Result<(), SendError> {
+        match self {
+            Sink::V3(s) => s.publish(topic).send_at_most_once(payload),
+            Sink::V5(s) => s.publish(topic).send_at_most_once(payload),
+        }
+        .map_err(|_| SendError::Closed)
+    }
+
+    /// Publishes at QoS 1 and resolves when the PUBACK arrives.
+    pub async fn publish_qos1(&self, topic: ByteString, payload: Bytes) -> Result<(), SendError> {
+        match self {
+            Sink::V3(s) => s
+                .publish(topic)
+                .send_at_least_once(payload)
+                .await
+                .map_err(|_| SendError::Closed),
+            Sink::V5(s) => {
+                let ack = s
+                    .publish(topic)
+                    .send_at_least_once(payload)
+                    .await
+                    .map_err(|_| SendError::Closed)?;
+                let code = u8::from(ack.reason_code);
+                if code < 0x80 {
+                    Ok(())
+                } else {
+                    Err(SendError::Refused(code))
+                }
+            }
+        }
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        match self {
+            Sink::V3(s) => s.is_open(),
+            Sink::V5(s) => s.is_open(),
+        }
+    }
+
+    /// Closes the connection; v5 sends DISCONNECT with `reason` first.
+    pub fn close(&self, reason: v5::codec::DisconnectReasonCode) {
+        match self {
+            Sink::V3(s) => s.close(),
+            Sink::V5(s) => s.close_with_reason(v5::codec::Disconnect::new(reason)),
+        }
+    }
+}
+
+/// What an endpoint decides; the version-specific plumbing lives in [`factory`] only.
+pub trait Endpoint: 'static {
+    /// Per-connection state, created on an accepted CONNECT; dropped when the connection ends.
+    type State: 'static;
+    /// Label for metrics and logs.
+    const NAME: &'static str;
+
+    /// Decides a CONNECT.
+    fn connect(
+        app: &Arc<App>,
+        facts: ConnectFacts,
+        sink: Sink,
+    ) -> impl Future<Output = Result<Self::State, Refusal>>;
+
+    /// Decides one SUBSCRIBE filter: the granted QoS, or `None` to refuse it.
+    fn subscribe(state: &Self::State, filter: &str, qos: QoS) -> Option<QoS>;
+
+    /// An UNSUBSCRIBE filter.
+    fn unsubscribe(state: &Self::State, filter: &str);
+
+    /// A PUBLISH from the client; false when the ACL refuses it.
+    fn publish(state: &Self::State, topic: &str, qos: QoS, payload: Bytes) -> bool;
+}
+
+fn facts(
+    client_id: &ByteString,
+    username: Option<&ByteString>,
+    password: Option<&Bytes>,
+    io: &ntex::io::IoBoxed,
+    protocol: Protocol,
+) -> ConnectFacts {
+    ConnectFacts {
+        client_id: client_id.to_string(),
+        username: username.map(ToString::to_string),
+        password: password.map(|p| p.to_vec()),
+        peer: io
+            .query::<PeerAddr>()
+            .get()
+            .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |p| p.0),
+        protocol,
+    }
+}
+
+async fn handshake_v3<E: Endpoint>(
+    h: v3::Handshake,
+    app: Arc<App>,
+) -> Result<v3::HandshakeAck<E::State>, BrokerError> {
+    let pkt = h.packet();
+    let f = facts(
+        &pkt.client_id,
+        pkt.username.as_ref(),
+        pkt.password.as_ref(),
+        h.io(),
+        Protocol::V311,
+    );
+    match E::connect(&app, f, Sink::V3(h.sink())).await {
+        Ok(state) => {
+            app.metrics.connect(E::NAME, "accepted");
+            Ok(h.ack(state, false))
+        }
+        Err(r) => {
+            app.metrics.connect(E::NAME, r.label());
+            Ok(refuse_v3(h, r))
+        }
+    }
+}
+
+async fn handshake_v5<E: Endpoint>(
+    h: v5::Handshake,
+    app: Arc<App>,
+) -> Result<v5::HandshakeAck<E::State>, BrokerError> {
+    let pkt = h.packet();
+    let f = facts(
+        &pkt.client_id,
+        pkt.username.as_ref(),
+        pkt.password.as_ref(),
+        h.io(),
+        Protocol::V5,
+    );
+    match E::connect(&app, f, Sink::V5(h.sink())).await {
+        Ok(state) => {
+            app.metrics.connect(E::NAME, "accepted");
+            Ok(h.ack(state))
+        }
+        Err(r) => {
+            app.metrics.connect(E::NAME, r.label());
+            Ok(h.failed(refusal_v5(r)))
+        }
+    }
+}
+
+fn cap_qos(qos: QoS) -> QoS {
+    if qos == QoS::ExactlyOnce {
+        QoS::AtLeastOnce
+    } else {
+        qos
+    }
+}
+
+async fn protocol_v3<E: Endpoint>(
+    s: v3::Session<E::State>,
+    app: Arc<App>,
+    msg: v3::ProtocolMessage,
+) -> Result<v3::ProtocolMessageAck, BrokerError> {
+    Ok(match msg {
+        v3::ProtocolMessage::Subscribe(mut sub) => {
+            for mut one in sub.iter_mut() {
+                match E::subscribe(&s, one.topic(), cap_qos(one.qos())) {
+                    Some(q) => one.confirm(q),
+                    None => {
+                        app.metrics.acl_denied(E::NAME, "subscribe");
+                        one.fail();
+                    }
+                }
+            }
+            sub.ack()
+        }
+        v3::ProtocolMessage::Unsubscribe(u) => {
+            for t in u.iter() {
+                E::unsubscribe(&s, t);
+            }
+            u.ack()
+        }
+        v3::ProtocolMessage::Disconnect(d) => d.ack(),
+        v3::ProtocolMessage::Ping(p) => p.ack(),
+        v3::ProtocolMessage::PublishRelease(r) => r.ack(),
+    })
+}
+
+async fn protocol_v5<E: Endpoint>(
+    s: v5::Session<E::State>,
+    app: Arc<App>,
+    msg: v5::ProtocolMessage,
+) -> Result<v5::ProtocolMessageAck, BrokerError> {
+    Ok(match msg {
+        v5::ProtocolMessage::Subscribe(mut sub) => {
+            for mut one in sub.iter_mut() {
+                match E::subscribe(&s, one.topic(), cap_qos(one.options().qos)) {
+                    Some(q) => one.confirm(q),
+                    None => {
+                        app.metrics.acl_denied(E::NAME, "subscribe");
+                        one.fail(v5::codec::SubscribeAckReason::NotAuthorized);
+                    }
+                }
+            }
+            sub.ack()
+        }
+        v5::ProtocolMessage::Unsubscribe(u) => {
+            for t in u.iter() {
+                E::unsubscribe(&s, t);
+            }
+            u.ack()
+        }
+        v5::ProtocolMessage::Disconnect(d) => d.ack(),
+        v5::ProtocolMessage::Ping(p) => p.ack(),
+        v5::ProtocolMessage::PublishRelease(r) => r.ack(),
+        v5::ProtocolMessage::Auth(a) => a.ack(v5::codec::Auth::default()),
+    })
+}
+
+async fn publish_v3<E: Endpoint>(
+    s: v3::Session<E::State>,
+    app: Arc<App>,
+    p: v3::Publish,
+) -> Result<(), BrokerError> {
+    let topic = p.publish_topic().to_string();
+    let qos = p.qos();
+    let payload = p
+        .read_all()
+        .await
+        .map_err(|e| BrokerError(format!("payload: {e}")))?;
+    if E::publish(&s, &topic, qos, payload) {
+        Ok(())
+    } else {
+        // MQTT 3.1.1 has no negative acknowledgement: close the connection.
+        app.metrics.acl_denied(E::NAME, "publish");
+        Err(BrokerError(format!("publish to {topic} not authorized")))
+    }
+}
+
+async fn publish_v5<E: Endpoint>(
+    s: v5::Session<E::State>,
+    app: Arc<App>,
+    p: v5::Publish,
+) -> Result<v5::PublishAck, BrokerError> {
+    let topic = p.publish_topic().to_string();
+    let qos = p.qos();
+    let payload = p
+        .read_all()
+        .await
+        .map_err(|e| BrokerError(format!("payload: {e}")))?;
+    if E::publish(&s, &topic, qos, payload) {
+        Ok(p.ack())
+    } else {
+        app.metrics.acl_denied(E::NAME, "publish");
+        // QoS 1: PUBACK 0x87; QoS 0: nothing is sent, the message is dropped.
+        Ok(p.ack()
+            .reason_code(v5::codec::PublishAckReason::NotAuthorized))
+    }
+}
+
+/// One MQTT listener speaking 3.1.1 and 5.0 for endpoint `E`.
+// The return type spells out ntex-mqtt's builder; `impl Trait` cannot go in a type alias.
+#[allow(clippy::type_complexity)]
+pub fn factory<E: Endpoint>(
+    app: Arc<App>,
+) -> MqttServer<
+    impl ServiceFactory<
+        ntex::io::IoBoxed,
+        SharedCfg,
+        Response = (),
+        Error = MqttError<BrokerError>,
+        InitError = (),
+    >,
+    impl ServiceFactory<
+        ntex::io::IoBoxed,
+        SharedCfg,
+        Response = (),
+        Error = MqttError<BrokerError>,
+        InitError = (),
+    >,
+    BrokerError,
+    (),
+> {
+    let (h3, p3, c3, h5, p5, c5) = (
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app.clone(),
+        app,
+    );
+    MqttServer::new()
+        .v3(
+            v3::MqttServer::new(fn_service(async move |h: v3::Handshake| {
+                handshake_v3::<E>(h, h3.clone()).await
+            }))
+            .protocol(fn_factory_with_config(move |s: v3::Session<E::State>| {
+                let app = p3.clone();
+                Ready::Ok::<_, BrokerError>(fn_service(async move |m: v3::ProtocolMessage| {
+                    protocol_v3::<E>(s.clone(), app.clone(), m).await
+                }))
+            }))
+            .control(fn_factory_with_config(|_s: v3::Session<E::State>| {
+                Ready::Ok::<_, BrokerError>(fn_service(async move |_c: Control<BrokerError>| {
+                    Ok::<_, BrokerError>(None)
+                }))
+            }))
+            .publish(fn_factory_with_config(move |s: v3::Session<E::State>| {
+                let app = c3.clone();
+                Ready::Ok::<_, BrokerError>(fn_service(async move |p: v3::Publish| {
+                    publish_v3::<E>(s.clone(), app.clone(), p).await
+                }))
+            })),
+        )
+        .v5(
+            v5::MqttServer::new(fn_service(async move |h: v5::Handshake| {
+                handshake_v5::<E>(h, h5.clone()).await
+            }))
+            .protocol(fn_factory_with_config(move |s: v5::Session<E::State>| {
+                let app = p5.clone();
+                Ready::Ok::<_, BrokerError>(fn_service(async move |m: v5::ProtocolMessage| {
+                    protocol_v5::<E>(s.clone(), app.clone(), m).await
+                }))
+            }))
+            .control(fn_factory_with_config(|_s: v5::Session<E::State>| {
+                Ready::Ok::<_, BrokerError>(fn_service(async move |_c: Control<BrokerError>| {
+                    Ok::<_, BrokerError>(None)
+                }))
+            }))
+            .publish(fn_factory_with_config(move |s: v5::Session<E::State>| {
+                let app = c5.clone();
+                Ready::Ok::<_, BrokerError>(fn_service(async move |p: v5::Publish| {
+                    publish_v5::<E>(s.clone(), app.clone(), p).await
+                }))
+            })),
+        )
+}

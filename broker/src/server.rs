@@ -1,0 +1,301 @@
+//! Binding and running the listeners: provisioning and operational MQTT (plain TCP, and TLS
+//! when configured) and the admin HTTP API, all in one ntex server. [`serve`] is the
+//! `fleetgate serve` path; [`Running`] runs the same server on a background thread for tests.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
+use ntex::service::cfg::SharedCfg;
+use ntex::service::chain_factory;
+use ntex::time::Seconds;
+use ntex_mqtt::{MqttError, MqttServiceConfig, QoS};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::mqtt::BrokerError;
+use crate::operational::Operational;
+use crate::provisioning::Provisioning;
+
+/// The bound sockets, before the server takes them.
+pub struct Listeners {
+    provisioning: TcpListener,
+    operational: TcpListener,
+    admin: TcpListener,
+    provisioning_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+    operational_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
+}
+
+/// Where each listener is.
+#[derive(Clone, Copy, Debug)]
+pub struct Addrs {
+    /// Provisioning MQTT over TCP.
+    pub provisioning: SocketAddr,
+    /// Operational MQTT over TCP.
+    pub operational: SocketAddr,
+    /// Admin HTTP.
+    pub admin: SocketAddr,
+    /// Provisioning MQTT over TLS, when configured.
+    pub provisioning_tls: Option<SocketAddr>,
+    /// Operational MQTT over TLS, when configured.
+    pub operational_tls: Option<SocketAddr>,
+}
+
+fn bind_tls(
+    tls: &crate::config::Tls,
+) -> anyhow::Result<Option<(TcpListener, Arc<rustls::ServerConfig>)>> {
+    if !tls.enabled() {
+        return Ok(None);
+    }
+    let config = load_tls(&tls.cert, &tls.key)
+        .with_context(|| format!("cannot load TLS certificate {} / key", tls.cert))?;
+    let l = TcpListener::bind(tls.listen)
+        .with_context(|| format!("cannot bind TLS listener {}", tls.listen))?;
+    Ok(Some((l, config)))
+}
+
+/// Binds every configured listener (port 0 picks a free port).
+pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
+    let b = |a: SocketAddr, what: &str| {
+        TcpListener::bind(a).with_context(|| format!("cannot bind the {what} listener on {a}"))
+    };
+    let l = Listeners {
+        provisioning: b(config.provisioning.listen, "provisioning")?,
+        operational: b(config.operational.listen, "operational")?,
+        admin: b(config.admin.listen, "admin")?,
+        provisioning_tls: bind_tls(&config.provisioning.tls)?,
+        operational_tls: bind_tls(&config.operational.tls)?,
+    };
+    let addr = |l: &TcpListener| l.local_addr();
+    let addrs = Addrs {
+        provisioning: addr(&l.provisioning)?,
+        operational: addr(&l.operational)?,
+        admin: addr(&l.admin)?,
+        provisioning_tls: l
+            .provisioning_tls
+            .as_ref()
+            .map(|(l, _)| addr(l))
+            .transpose()?,
+        operational_tls: l
+            .operational_tls
+            .as_ref()
+            .map(|(l, _)| addr(l))
+            .transpose()?,
+    };
+    Ok((l, addrs))
+}
+
+/// Loads a PEM certificate chain and key into a rustls server config (ring provider).
+pub fn load_tls(cert: &str, key: &str) -> io::Result<Arc<rustls::ServerConfig>> {
+    let certs = rustls_pemfile::certs(&mut io::BufReader::new(std::fs::File::open(cert)?))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut io::BufReader::new(std::fs::File::open(key)?))?
+        .ok_or_else(|| io::Error::other("no private key in the key file"))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(io::Error::other)?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(io::Error::other)?;
+    Ok(Arc::new(config))
+}
+
+fn mqtt_limits(
+    name: &'static str,
+    max_size: u32,
+    connect_timeout: f64,
+    max_inflight: u16,
+) -> SharedCfg {
+    let timeout = Seconds(
+        u16::try_from(connect_timeout.ceil() as u64)
+            .unwrap_or(u16::MAX)
+            .max(1),
+    );
+    SharedCfg::new(name)
+        .add(
+            MqttServiceConfig::new()
+                .set_max_size(max_size)
+                .protocol_version_timeout(timeout)
+                .set_connect_timeout(timeout)
+                .set_max_receive(max_inflight)
+                .set_max_send(max_inflight)
+                .set_max_qos(QoS::AtLeastOnce),
+        )
+        .into()
+}
+
+/// Builds and starts the server; must run inside an ntex `System`.
+pub fn build(app: &Arc<App>, l: Listeners, signals: bool) -> io::Result<ntex::server::Server> {
+    let c = &app.config;
+    let prov_cfg = || {
+        mqtt_limits(
+            "provisioning",
+            c.provisioning.max_packet_size,
+            c.provisioning.connect_timeout,
+            c.provisioning.max_inflight,
+        )
+    };
+    let oper_cfg = || {
+        mqtt_limits(
+            "operational",
+            c.operational.max_packet_size,
+            c.operational.connect_timeout,
+            c.operational.max_inflight,
+        )
+    };
+    let workers = match c.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+    let maxconn = c.provisioning.max_connections + c.operational.max_connections + 1024;
+    let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
+    let mut b = ntex::server::build()
+        .name("fleetgate")
+        .workers(workers)
+        .maxconn(maxconn)
+        .backlog(4096)
+        .shutdown_timeout(Seconds(5))
+        .listen("provisioning", l.provisioning, async move |_| {
+            crate::mqtt::factory::<Provisioning>(a1.clone())
+        })?
+        .config("provisioning", prov_cfg())
+        .listen("operational", l.operational, async move |_| {
+            crate::mqtt::factory::<Operational>(a2.clone())
+        })?
+        .config("operational", oper_cfg())
+        .listen("admin", l.admin, async move |_| {
+            let app = a3.clone();
+            ntex::http::HttpService::new(
+                ntex::web::App::new()
+                    .state(app)
+                    .configure(crate::api::configure),
+            )
+        })?;
+    if let Some((listener, tls)) = l.provisioning_tls {
+        let a = app.clone();
+        b = b
+            .listen("provisioning-tls", listener, async move |_| {
+                chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
+                    .map_err(MqttError::<BrokerError>::from)
+                    .and_then(crate::mqtt::factory::<Provisioning>(a.clone()))
+            })?
+            .config("provisioning-tls", prov_cfg());
+    }
+    if let Some((listener, tls)) = l.operational_tls {
+        let a = app.clone();
+        b = b
+            .listen("operational-tls", listener, async move |_| {
+                chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
+                    .map_err(MqttError::<BrokerError>::from)
+                    .and_then(crate::mqtt::factory::<Operational>(a.clone()))
+            })?
+            .config("operational-tls", oper_cfg());
+    }
+    if !signals {
+        b = b.disable_signals();
+    }
+    Ok(b.run())
+}
+
+fn log_listeners(addrs: &Addrs) {
+    tracing::info!(addr = %addrs.provisioning, "provisioning endpoint (MQTT 3.1.1/5.0, TCP) accepting connections");
+    if let Some(a) = addrs.provisioning_tls {
+        tracing::info!(addr = %a, "provisioning endpoint (MQTT 3.1.1/5.0, TLS) accepting connections");
+    }
+    tracing::info!(addr = %addrs.operational, "operational endpoint (MQTT 3.1.1/5.0, TCP) accepting connections");
+    if let Some(a) = addrs.operational_tls {
+        tracing::info!(addr = %a, "operational endpoint (MQTT 3.1.1/5.0, TLS) accepting connections");
+    }
+    tracing::info!(addr = %addrs.admin, "admin API (HTTP) accepting connections");
+}
+
+/// `fleetgate serve`: opens the store, binds, runs until SIGTERM/SIGINT, then closes the store.
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.data_dir.clone();
+    let app = App::open(config, Arc::new(fleetgate_auth_hook::SystemClock))?;
+    tracing::info!(data_dir = %data_dir.display(), "store open");
+    let (listeners, addrs) = bind(&app.config)?;
+    let run_app = app.clone();
+    ntex::rt::System::build()
+        .name("fleetgate")
+        .build(ntex::rt::DefaultRuntime)
+        .block_on(async move {
+            let server = build(&run_app, listeners, true)?;
+            run_app.ready.store(true, Ordering::SeqCst);
+            log_listeners(&addrs);
+            server.await
+        })
+        .context("server failed")?;
+    app.ready.store(false, Ordering::SeqCst);
+    drop(app);
+    tracing::info!("stopped; store closed");
+    Ok(())
+}
+
+/// A server running on a background thread (tests, benches).
+pub struct Running {
+    /// Where it listens.
+    pub addrs: Addrs,
+    /// Its state.
+    pub app: Arc<App>,
+    server: ntex::server::Server,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Binds per `app.config` and starts the server on a new thread (signals disabled).
+    pub fn start(app: Arc<App>) -> anyhow::Result<Running> {
+        let (listeners, addrs) = bind(&app.config)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let run_app = app.clone();
+        let thread = std::thread::Builder::new()
+            .name("fleetgate-server".into())
+            .spawn(move || {
+                let _ = ntex::rt::System::build()
+                    .name("fleetgate-test")
+                    .build(ntex::rt::DefaultRuntime)
+                    .block_on(async move {
+                        match build(&run_app, listeners, false) {
+                            Ok(server) => {
+                                run_app.ready.store(true, Ordering::SeqCst);
+                                let _ = tx.send(Ok(server.clone()));
+                                server.await
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(e));
+                                Ok(())
+                            }
+                        }
+                    });
+            })?;
+        let server = rx.recv().context("server thread died")??;
+        Ok(Running {
+            addrs,
+            app,
+            server,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(t) = self.thread.take() {
+            futures::executor::block_on(self.server.stop(false));
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,40 @@
+//! `fleetgate-loadtest`: Fleetgate's fleet simulator and load generator.
+//!
+//! It owns the load-test contract of `LOADTEST.md`: the `enroll` and `cycle` scenarios, their
+//! command line, the closed (`--concurrency`) and open (`--rate`) arrival models, and the run
+//! report (JSON and table) with latency percentiles, failure reasons and the server's
+//! `fleetgate_*` metrics before and after.
+//!
+//! It speaks only HTTP (the admin API of `API.md`: bulk creation of provision requests,
+//! `/metrics`) and MQTT (the device protocol of `PROTOCOL.md`), exactly as an operator's
+//! script and a device would. It must not link or reach into broker internals (storage, hooks,
+//! listeners); the only project crate it uses is `fleetgate-kura`, the KuraPayload wire codec.
+//!
+//! Library use: [`run_enroll`] and [`run_cycle`] take a configuration and return a
+//! [`Report`]; errors are setup failures (unreachable server, API refusal), device failures
+//! are counted in the report. The binary adds the command line ([`cli`]).
+//!
+//! Module map: [`config`] (what to run), [`api`] (HTTP), [`mqtt`] (one client connection on
+//! rumqttc's packet codecs), [`wire`] and [`verify`] (PROV-V1 payloads and their checks),
+//! [`runner`] (arrival models, collection), [`stats`] and [`report`] (figures).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod cycle;
+pub mod enroll;
+pub mod mqtt;
+pub mod net;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod verify;
+pub mod wire;
+
+pub use api::Unreachable;
+pub use config::{
+    BrokerAddr, Credentials, CycleConfig, Encoding, EnrollConfig, Load, Protocol, RunOptions,
+};
+pub use cycle::run_cycle;
+pub use enroll::run_enroll;
+pub use report::{Report, Scenario};

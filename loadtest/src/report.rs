@@ -1,0 +1,561 @@
+//! The run report: LOADTEST.md's JSON shape, and the same figures as a table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+use crate::config::Protocol;
+use crate::stats::{FailureKind, Percentiles, Stats};
+
+/// Which scenario produced a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// `enroll`: provisioning exchanges.
+    Enroll,
+    /// `cycle`: connect/subscribe/publish/receive/disconnect.
+    Cycle,
+}
+
+impl Scenario {
+    /// `"enroll"` or `"cycle"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Enroll => "enroll",
+            Scenario::Cycle => "cycle",
+        }
+    }
+
+    /// Key of the attempted/completed/failed block: `devices` or `clients`.
+    pub fn population_key(self) -> &'static str {
+        match self {
+            Scenario::Enroll => "devices",
+            Scenario::Cycle => "clients",
+        }
+    }
+
+    /// Key of the throughput figure.
+    pub fn rate_key(self) -> &'static str {
+        match self {
+            Scenario::Enroll => "enrollments_per_second",
+            Scenario::Cycle => "cycles_per_second",
+        }
+    }
+
+    /// Latency phases, in report order.
+    pub fn phases(self) -> &'static [&'static str] {
+        match self {
+            Scenario::Enroll => ENROLL_PHASES,
+            Scenario::Cycle => CYCLE_PHASES,
+        }
+    }
+}
+
+/// Phases of `enroll`: index 0 connect, 1 reply, 2 enrollment, 3 operational.
+pub const ENROLL_PHASES: &[&str] = &["connect", "reply", "enrollment", "operational"];
+/// Phases of `cycle`: index 0 connect, 1 roundtrip, 2 total.
+pub const CYCLE_PHASES: &[&str] = &["connect", "roundtrip", "total"];
+
+/// The `config` block. Field names and order are the report's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ReportConfig {
+    /// `enroll`.
+    Enroll {
+        /// Devices simulated.
+        devices: u64,
+        /// Closed-model concurrency, `null` with `--rate`.
+        concurrency: Option<u64>,
+        /// Open-model rate, `null` with `--concurrency`.
+        rate: Option<f64>,
+        /// `"3.1.1"` or `"5"`.
+        protocol: String,
+        /// `"json"` or `"kura"`.
+        encoding: String,
+        /// `"shared"` or `"unique"`.
+        credentials: String,
+        /// Whether devices reconnected to the operational endpoint.
+        operational: bool,
+    },
+    /// `cycle`.
+    Cycle {
+        /// Clients simulated.
+        clients: u64,
+        /// Closed-model concurrency, `null` with `--rate`.
+        concurrency: Option<u64>,
+        /// Open-model rate, `null` with `--concurrency`.
+        rate: Option<f64>,
+        /// `"3.1.1"` or `"5"`.
+        protocol: String,
+    },
+}
+
+/// Attempted / completed / failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Devices (clients) the run was asked for: every one is attempted or counted as timed
+    /// out when the run ended first, so `completed + failed == attempted`.
+    pub attempted: u64,
+    /// Completed every phase.
+    pub completed: u64,
+    /// Failed, for the reasons in `failures`.
+    pub failed: u64,
+}
+
+/// `/metrics` samples (`fleetgate_*`) before and after the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ServerMetrics {
+    /// Before the run (empty when `/metrics` was unreachable).
+    pub metrics_before: BTreeMap<String, f64>,
+    /// After the run (empty when `/metrics` was unreachable).
+    pub metrics_after: BTreeMap<String, f64>,
+}
+
+/// A run report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// What was run.
+    pub config: ReportConfig,
+    /// Attempted / completed / failed.
+    pub counts: Counts,
+    /// Failure counts by report key (`connack_0xNN`, `timeout`, ...).
+    pub failures: BTreeMap<String, u64>,
+    /// Wall time of the MQTT part of the run, in seconds.
+    pub duration_s: f64,
+    /// Completed per second of `duration_s`.
+    pub per_second: f64,
+    /// Latency percentiles per phase (scenario order); `None` when the phase has no sample or
+    /// was not run.
+    pub latency_ms: Vec<(&'static str, Option<Percentiles>)>,
+    /// Server metrics.
+    pub server: ServerMetrics,
+    /// The first failure detail of each reason (stderr only, not in the JSON).
+    pub first_failures: BTreeMap<String, String>,
+}
+
+impl Report {
+    /// Builds the report of a finished run.
+    pub fn build(
+        scenario: Scenario,
+        config: ReportConfig,
+        protocol: Protocol,
+        attempted: u64,
+        stats: &Stats,
+        duration_s: f64,
+        server: ServerMetrics,
+    ) -> Report {
+        let mut failures = BTreeMap::new();
+        // Always present, so scripts can read them without checking: the fixed reasons, and
+        // the bad-credentials refusal of the protocol in use (as LOADTEST.md's example shows).
+        let bad_credentials = match protocol {
+            Protocol::V5 => 0x86,
+            Protocol::V311 => 0x04,
+        };
+        for kind in [
+            FailureKind::Connack(bad_credentials),
+            FailureKind::Timeout,
+            FailureKind::BadReply,
+            FailureKind::Disconnected,
+        ] {
+            failures.insert(kind.key(), 0);
+        }
+        for (kind, n) in &stats.failures {
+            *failures.entry(kind.key()).or_insert(0) += n;
+        }
+        let latency_ms = scenario
+            .phases()
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (*name, stats.phase(i)))
+            .collect();
+        let per_second = if duration_s > 0.0 {
+            stats.completed as f64 / duration_s
+        } else {
+            0.0
+        };
+        Report {
+            scenario,
+            config,
+            counts: Counts {
+                attempted,
+                completed: stats.completed,
+                failed: stats.failed,
+            },
+            failures,
+            duration_s,
+            per_second,
+            latency_ms,
+            server,
+            first_failures: stats
+                .first_failure
+                .iter()
+                .map(|(k, v)| (k.key(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The same figures as a human-readable table.
+    pub fn to_table(&self) -> String {
+        let mut out = String::new();
+        let w = &mut out;
+        let _ = writeln!(w, "scenario      {}", self.scenario.as_str());
+        let config = match &self.config {
+            ReportConfig::Enroll {
+                concurrency,
+                rate,
+                protocol,
+                encoding,
+                credentials,
+                operational,
+                ..
+            } => format!(
+                "{}, protocol {protocol}, encoding {encoding}, {credentials} credentials{}",
+                load_text(*concurrency, *rate),
+                if *operational {
+                    ", operational reconnect"
+                } else {
+                    ""
+                }
+            ),
+            ReportConfig::Cycle {
+                concurrency,
+                rate,
+                protocol,
+                ..
+            } => format!("{}, protocol {protocol}", load_text(*concurrency, *rate)),
+        };
+        let _ = writeln!(w, "config        {config}");
+        let _ = writeln!(
+            w,
+            "{:<14}{} attempted, {} completed, {} failed",
+            self.scenario.population_key(),
+            self.counts.attempted,
+            self.counts.completed,
+            self.counts.failed
+        );
+        let _ = writeln!(w, "duration      {:.3} s", self.duration_s);
+        let unit = match self.scenario {
+            Scenario::Enroll => "enrollments/s",
+            Scenario::Cycle => "cycles/s",
+        };
+        let _ = writeln!(w, "throughput    {:.1} {unit}", self.per_second);
+        let failures: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(w, "failures      {}", failures.join(", "));
+        let _ = writeln!(w);
+        let _ = writeln!(
+            w,
+            "{:<14}{:>10}{:>10}{:>10}{:>10}",
+            "latency (ms)", "p50", "p90", "p99", "max"
+        );
+        for (name, p) in &self.latency_ms {
+            match p {
+                Some(p) => {
+                    let _ = writeln!(
+                        w,
+                        "{name:<14}{:>10.3}{:>10.3}{:>10.3}{:>10.3}",
+                        p.p50, p.p90, p.p99, p.max
+                    );
+                }
+                None => {
+                    let _ = writeln!(w, "{name:<14}{:>10}", "-");
+                }
+            }
+        }
+        let changed: Vec<(&String, f64, f64)> = self
+            .server
+            .metrics_after
+            .iter()
+            .filter_map(|(k, after)| {
+                let before = self.server.metrics_before.get(k).copied().unwrap_or(0.0);
+                (before != *after).then_some((k, before, *after))
+            })
+            .collect();
+        if !changed.is_empty() {
+            let _ = writeln!(w);
+            let _ = writeln!(w, "server metrics that changed (before -> after):");
+            for (k, before, after) in changed {
+                let _ = writeln!(w, "  {k}  {before} -> {after}");
+            }
+        }
+        out
+    }
+}
+
+fn load_text(concurrency: Option<u64>, rate: Option<f64>) -> String {
+    match (concurrency, rate) {
+        (_, Some(rate)) => format!("open model, {rate} arrivals/s"),
+        (Some(c), None) => format!("closed model, concurrency {c}"),
+        (None, None) => "closed model".to_string(),
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Latency<'a>(&'a [(&'static str, Option<Percentiles>)]);
+        impl Serialize for Latency<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut m = serializer.serialize_map(Some(self.0.len()))?;
+                for (name, p) in self.0 {
+                    m.serialize_entry(name, p)?;
+                }
+                m.end()
+            }
+        }
+        let mut m = serializer.serialize_map(Some(8))?;
+        m.serialize_entry("scenario", self.scenario.as_str())?;
+        m.serialize_entry("config", &self.config)?;
+        m.serialize_entry(self.scenario.population_key(), &self.counts)?;
+        m.serialize_entry("failures", &self.failures)?;
+        m.serialize_entry("duration_s", &round3(self.duration_s))?;
+        m.serialize_entry(self.scenario.rate_key(), &round1(self.per_second))?;
+        m.serialize_entry("latency_ms", &Latency(&self.latency_ms))?;
+        m.serialize_entry("server", &self.server)?;
+        m.end()
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::Value;
+
+    use super::*;
+    use crate::stats::{Failure, Outcome};
+
+    fn enroll_report() -> Report {
+        let mut stats = Stats::new(4);
+        for ms in 1..=10u64 {
+            stats.record(&Outcome {
+                phases: [
+                    Some(Duration::from_millis(ms)),
+                    Some(Duration::from_millis(2 * ms)),
+                    Some(Duration::from_millis(3 * ms)),
+                    None,
+                ],
+                failure: None,
+            });
+        }
+        stats.record(
+            &Outcome::default().fail(Failure::new(FailureKind::Connack(0x87), "not authorized")),
+        );
+        stats.record(
+            &Outcome::default().fail(Failure::new(FailureKind::ReplyCode(403), "activation")),
+        );
+        Report::build(
+            Scenario::Enroll,
+            ReportConfig::Enroll {
+                devices: 12,
+                concurrency: Some(200),
+                rate: None,
+                protocol: "5".into(),
+                encoding: "json".into(),
+                credentials: "shared".into(),
+                operational: false,
+            },
+            Protocol::V5,
+            12,
+            &stats,
+            0.5,
+            ServerMetrics::default(),
+        )
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn enroll_json_shape() {
+        let v: Value = serde_json::from_str(&enroll_report().to_json()).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "config",
+                "devices",
+                "duration_s",
+                "enrollments_per_second",
+                "failures",
+                "latency_ms",
+                "scenario",
+                "server"
+            ]
+        );
+        assert_eq!(v["scenario"], "enroll");
+        assert_eq!(
+            keys(&v["config"]),
+            [
+                "concurrency",
+                "credentials",
+                "devices",
+                "encoding",
+                "operational",
+                "protocol",
+                "rate"
+            ]
+        );
+        assert_eq!(v["config"]["rate"], Value::Null);
+        assert_eq!(v["config"]["concurrency"], 200);
+        assert_eq!(v["config"]["protocol"], "5");
+        assert_eq!(keys(&v["devices"]), ["attempted", "completed", "failed"]);
+        assert_eq!(v["devices"]["attempted"], 12);
+        assert_eq!(v["devices"]["completed"], 10);
+        assert_eq!(v["devices"]["failed"], 2);
+        assert_eq!(
+            keys(&v["failures"]),
+            [
+                "bad_reply",
+                "connack_0x86",
+                "connack_0x87",
+                "disconnected",
+                "reply_code_403",
+                "timeout"
+            ]
+        );
+        assert_eq!(v["failures"]["connack_0x87"], 1);
+        assert_eq!(v["failures"]["connack_0x86"], 0);
+        assert_eq!(v["duration_s"], 0.5);
+        assert_eq!(v["enrollments_per_second"], 20.0);
+        assert_eq!(
+            keys(&v["latency_ms"]),
+            ["connect", "enrollment", "operational", "reply"]
+        );
+        assert_eq!(v["latency_ms"]["operational"], Value::Null);
+        assert_eq!(
+            keys(&v["latency_ms"]["reply"]),
+            ["max", "p50", "p90", "p99"]
+        );
+        assert!(v["latency_ms"]["connect"]["p50"].is_number());
+        assert_eq!(keys(&v["server"]), ["metrics_after", "metrics_before"]);
+        assert!(
+            v["server"]["metrics_before"]
+                .as_object()
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn json_key_order_follows_the_contract() {
+        let json = enroll_report().to_json();
+        let order = [
+            "\"scenario\"",
+            "\"config\"",
+            "\"devices\"",
+            "\"failures\"",
+            "\"duration_s\"",
+            "\"enrollments_per_second\"",
+            "\"latency_ms\"",
+            "\"server\"",
+        ];
+        // Top-level keys are indented by two spaces in the pretty output.
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|k| json.find(&format!("\n  {k}")).unwrap())
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{json}");
+        let phases = [
+            "\"connect\"",
+            "\"reply\"",
+            "\"enrollment\"",
+            "\"operational\"",
+        ];
+        let latency = &json[json.find("\"latency_ms\"").unwrap()..];
+        let positions: Vec<usize> = phases.iter().map(|k| latency.find(k).unwrap()).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{json}");
+    }
+
+    #[test]
+    fn cycle_json_shape() {
+        let mut stats = Stats::new(3);
+        stats.record(&Outcome {
+            phases: [
+                Some(Duration::from_millis(1)),
+                Some(Duration::from_millis(1)),
+                Some(Duration::from_millis(2)),
+                None,
+            ],
+            failure: None,
+        });
+        let mut server = ServerMetrics::default();
+        server.metrics_after.insert("fleetgate_up".into(), 1.0);
+        let r = Report::build(
+            Scenario::Cycle,
+            ReportConfig::Cycle {
+                clients: 1,
+                concurrency: None,
+                rate: Some(50.0),
+                protocol: "3.1.1".into(),
+            },
+            Protocol::V311,
+            1,
+            &stats,
+            0.25,
+            server,
+        );
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "clients",
+                "config",
+                "cycles_per_second",
+                "duration_s",
+                "failures",
+                "latency_ms",
+                "scenario",
+                "server"
+            ]
+        );
+        assert_eq!(v["scenario"], "cycle");
+        assert_eq!(
+            keys(&v["config"]),
+            ["clients", "concurrency", "protocol", "rate"]
+        );
+        assert_eq!(v["config"]["concurrency"], Value::Null);
+        assert_eq!(v["config"]["rate"], 50.0);
+        assert_eq!(keys(&v["latency_ms"]), ["connect", "roundtrip", "total"]);
+        assert_eq!(v["cycles_per_second"], 4.0);
+        assert_eq!(
+            keys(&v["failures"]),
+            ["bad_reply", "connack_0x04", "disconnected", "timeout"]
+        );
+        assert_eq!(v["server"]["metrics_after"]["fleetgate_up"], 1.0);
+    }
+
+    #[test]
+    fn table_has_the_same_figures() {
+        let t = enroll_report().to_table();
+        assert!(t.contains("12 attempted, 10 completed, 2 failed"), "{t}");
+        assert!(t.contains("reply_code_403 1"), "{t}");
+        assert!(t.contains("20.0 enrollments/s"), "{t}");
+        assert!(t.contains("operational"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("connect") && l.contains('.')),
+            "{t}"
+        );
+    }
+}
