@@ -31,7 +31,8 @@ impl Default for VerifyCache {
 }
 
 impl VerifyCache {
-    fn slot(&self, username: &str, password: &[u8]) -> [u8; 32] {
+    /// The cache key of a username/password pair (a keyed hash; the password is not kept).
+    pub fn slot(&self, username: &str, password: &[u8]) -> [u8; 32] {
         let mut data = Vec::with_capacity(username.len() + 1 + password.len());
         data.extend_from_slice(username.as_bytes());
         data.push(0);

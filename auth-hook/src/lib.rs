@@ -10,9 +10,12 @@ pub mod credentials;
 pub mod limiter;
 pub mod pool;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 use fleetgate_storage::ops::{self, Attempt};
 use fleetgate_storage::validate::valid_client_id;
@@ -150,6 +153,7 @@ pub struct ProvisioningAuth {
     store: Store,
     pool: VerifyPool,
     cache: VerifyCache,
+    inflight: Mutex<HashMap<InflightKey, Vec<Waiter>>>,
     limiter: FailureLimiter,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn AuthMetrics>,
@@ -168,6 +172,7 @@ impl ProvisioningAuth {
             store,
             pool,
             cache: VerifyCache::default(),
+            inflight: Mutex::new(HashMap::new()),
             limiter: FailureLimiter::new(limits),
             clock,
             metrics,
@@ -180,7 +185,9 @@ impl ProvisioningAuth {
     }
 
     /// Verifies a provision password against its stored hash: from the cache, else on the
-    /// pool. `Err(Busy)` when the pool could not take it in time.
+    /// pool. Concurrent verifications of the same username, password and hash share one
+    /// argon2 run (a fleet sharing one credential connecting at once pays one verify).
+    /// `Err(Busy)` when the pool could not take it in time.
     pub async fn verify_provision_password(
         &self,
         username: &str,
@@ -192,17 +199,43 @@ impl ProvisioningAuth {
             return Ok(true);
         }
         self.metrics.cache_lookup(false);
+        let key = (self.cache.slot(username, password), stored_hash.to_string());
+        let follower = {
+            let mut inflight = self.inflight.lock();
+            match inflight.get_mut(&key) {
+                Some(waiters) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    waiters.push(tx);
+                    Some(rx)
+                }
+                None => {
+                    inflight.insert(key.clone(), Vec::new());
+                    None
+                }
+            }
+        };
+        if let Some(rx) = follower {
+            return rx.await.unwrap_or(Err(PoolError::Busy));
+        }
+        // Leader: whatever happens (even if this future is dropped), the waiters hear.
+        let mut leader = Leader {
+            inflight: &self.inflight,
+            key: Some(key),
+        };
         let (pw, hash) = (password.to_vec(), stored_hash.to_string());
         let started = Instant::now();
-        let ok = self
+        let result = self
             .pool
             .run(move || credentials::argon2_verify(&pw, &hash))
-            .await?;
-        self.metrics.verify_latency(started.elapsed().as_secs_f64());
-        if ok {
+            .await;
+        if result.is_ok() {
+            self.metrics.verify_latency(started.elapsed().as_secs_f64());
+        }
+        if result == Ok(true) {
             self.cache.insert(username, password, stored_hash);
         }
-        Ok(ok)
+        leader.finish(result);
+        result
     }
 
     /// Decides a CONNECT on the provisioning endpoint (PROTOCOL.md section 2), recording
@@ -321,6 +354,32 @@ impl ProvisioningAuth {
     }
 }
 
+type InflightKey = ([u8; 32], String);
+type Waiter = tokio::sync::oneshot::Sender<Result<bool, PoolError>>;
+
+/// The verification in flight for one key; answers its waiters when done or dropped.
+struct Leader<'a> {
+    inflight: &'a Mutex<HashMap<InflightKey, Vec<Waiter>>>,
+    key: Option<InflightKey>,
+}
+
+impl Leader<'_> {
+    fn finish(&mut self, result: Result<bool, PoolError>) {
+        if let Some(key) = self.key.take() {
+            let waiters = self.inflight.lock().remove(&key).unwrap_or_default();
+            for w in waiters {
+                let _ = w.send(result);
+            }
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.finish(Err(PoolError::Busy));
+    }
+}
+
 /// An accepted operational session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceSession {
@@ -421,3 +480,75 @@ impl OperationalAuth {
 
 /// A key that can be banned, re-exported for logs.
 pub type Banned = BanKey;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credentials::Argon2Params;
+    use std::sync::atomic::Ordering;
+
+    fn auth(dir: &tempfile::TempDir) -> ProvisioningAuth {
+        let store = Store::open(
+            &dir.path().join("db"),
+            &fleetgate_storage::StoreOptions::default(),
+            None,
+        )
+        .unwrap();
+        ProvisioningAuth::new(
+            store,
+            VerifyPool::new(2, 100, std::time::Duration::from_secs(10)),
+            LimitConfig::default(),
+            Arc::new(SystemClock),
+            Arc::new(NoMetrics),
+        )
+    }
+
+    #[test]
+    fn concurrent_verifications_of_one_credential_share_one_argon2_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = auth(&dir);
+        let hash = Argon2Params::cheap_for_tests().hash("shared-pass").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let results = rt.block_on(async {
+            // Polled together: all 20 are in flight before the first verification ends.
+            futures::future::join_all(
+                (0..20).map(|_| a.verify_provision_password("fleet", b"shared-pass", &hash)),
+            )
+            .await
+        });
+        assert!(results.iter().all(|r| *r == Ok(true)));
+        assert_eq!(a.pool().stats().verified.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_changed_password_stops_matching_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = auth(&dir);
+        let p = Argon2Params::cheap_for_tests();
+        let old = p.hash("old-pass").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            assert_eq!(
+                a.verify_provision_password("fleet", b"old-pass", &old)
+                    .await,
+                Ok(true)
+            );
+            // Cached now; the stored hash changes with the new password.
+            let new = p.hash("new-pass").unwrap();
+            assert_eq!(
+                a.verify_provision_password("fleet", b"old-pass", &new)
+                    .await,
+                Ok(false)
+            );
+            assert_eq!(
+                a.verify_provision_password("fleet", b"new-pass", &new)
+                    .await,
+                Ok(true)
+            );
+        });
+    }
+}
