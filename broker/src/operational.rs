@@ -65,8 +65,13 @@ impl Router {
     }
 
     /// Registers a session for `client_id`; an earlier session of the same client ID is told
-    /// it was taken over.
-    fn register(&self, client_id: &str) -> (u64, mpsc::Receiver<Cmd>) {
+    /// it was taken over. `connected` (submitting the CONNECTED write) runs under the lock, so
+    /// status writes are submitted in the order ownership changes.
+    fn register<R>(
+        &self,
+        client_id: &str,
+        connected: impl FnOnce() -> R,
+    ) -> (u64, mpsc::Receiver<Cmd>, R) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.max_queue);
         let mut inner = self.inner.lock();
@@ -78,19 +83,19 @@ impl Router {
             let _ = mailbox.try_send(Cmd::TakenOver);
         }
         inner.mailboxes.insert(id, tx);
-        (id, rx)
+        let r = connected();
+        (id, rx, r)
     }
 
-    /// Removes a session; true when it still owned its client ID (not taken over).
-    fn unregister(&self, id: u64, client_id: &str) -> bool {
+    /// Removes a session; when it still owned its client ID (not taken over), runs
+    /// `disconnected` (submitting the DISCONNECTED write) under the lock.
+    fn unregister(&self, id: u64, client_id: &str, disconnected: impl FnOnce()) {
         let mut inner = self.inner.lock();
         inner.tree.remove_all(&id);
         inner.mailboxes.remove(&id);
         if inner.owners.get(client_id) == Some(&id) {
             inner.owners.remove(client_id);
-            true
-        } else {
-            false
+            disconnected();
         }
     }
 
@@ -147,14 +152,14 @@ pub struct State {
 impl Drop for State {
     fn drop(&mut self) {
         self.app.metrics.connections.get_or_create(&ENDPOINT).dec();
-        if self.app.router.unregister(self.id, &self.device.client_id) {
+        let (app, device) = (&self.app, &self.device);
+        app.router.unregister(self.id, &device.client_id, || {
             // Submitted now, committed with the next group commit.
-            let done = self
-                .app
+            let done = app
                 .operational_auth
-                .set_status(&self.device, ConnectionStatus::Disconnected);
+                .set_status(device, ConnectionStatus::Disconnected);
             drop(ntex::rt::spawn(done));
-        }
+        });
     }
 }
 
@@ -194,13 +199,16 @@ impl Endpoint for Operational {
             return Err(Refusal::ServerBusy);
         }
         let device = app.operational_auth.decide(&facts)?;
-        app.operational_auth
-            .set_status(&device, ConnectionStatus::Connected)
-            .await;
-        let (id, rx) = app.router.register(&device.client_id);
-        drain(sink, rx);
+        // Take ownership of the client ID before recording CONNECTED, and build the state
+        // (whose drop unregisters and records DISCONNECTED) before awaiting the commit: a taken
+        // over session ending meanwhile cannot overwrite CONNECTED, and a handshake dropped
+        // during the await does not leave the device CONNECTED.
+        let (id, rx, connected) = app.router.register(&device.client_id, || {
+            app.operational_auth
+                .set_status(&device, ConnectionStatus::Connected)
+        });
         app.metrics.connections.get_or_create(&ENDPOINT).inc();
-        Ok(State {
+        let state = State {
             app: app.clone(),
             acl: acl::Session::Device {
                 account: device.account.clone(),
@@ -208,7 +216,10 @@ impl Endpoint for Operational {
             },
             device,
             id,
-        })
+        };
+        drain(sink, rx);
+        connected.await;
+        Ok(state)
     }
 
     fn subscribe(state: &State, filter: &str, qos: QoS) -> Option<QoS> {
