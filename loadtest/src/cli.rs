@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
-    BrokerAddr, Credentials, CycleConfig, Encoding, EnrollConfig, Load, Protocol, RunOptions,
-    new_run_id, validate_run_id,
+    BrokerAddr, Credentials, CycleConfig, DEFAULT_CYCLE_TOPIC, Encoding, EnrollConfig, Load,
+    Protocol, RunOptions, new_run_id, validate_run_id, validate_topic_template,
 };
 use crate::report::Report;
 
@@ -182,6 +182,11 @@ pub struct CycleArgs {
     /// Number of clients.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub clients: u64,
+    /// Each client's own topic; `{client_id}` is replaced by its client ID (Fleetgate's
+    /// operational endpoint: `ACCOUNT/{client_id}/cycle`).
+    #[arg(long, value_name = "TEMPLATE", default_value = DEFAULT_CYCLE_TOPIC,
+          value_parser = parse_topic_template)]
+    pub topic: String,
     /// Admin API base URL, only to scrape /metrics before and after the run.
     #[arg(long, value_name = "URL")]
     pub api: Option<String>,
@@ -212,6 +217,10 @@ fn parse_broker_url(s: &str) -> Result<String, String> {
     BrokerAddr::parse(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+fn parse_topic_template(s: &str) -> Result<String, String> {
+    validate_topic_template(s).map(|_| s.to_string())
 }
 
 fn parse_run_id(s: &str) -> Result<String, String> {
@@ -293,6 +302,7 @@ impl CycleArgs {
             password: self.password,
             clients: self.clients as usize,
             run_id: self.common.run_id.clone().unwrap_or_else(new_run_id),
+            topic: self.topic,
             api: self.api,
             run: self.common.run_options(progress),
         };
@@ -598,7 +608,34 @@ mod tests {
         assert_eq!(c.run.load, Load::Closed { concurrency: 5 });
         assert_eq!(c.run.protocol, Protocol::V311);
         assert_eq!(c.api, None);
+        assert_eq!(c.topic, "cycle/{client_id}");
         assert_eq!(out.json, Some(PathBuf::from("c.json")));
+    }
+
+    #[test]
+    fn cycle_topic_flag() {
+        let topic = |extra: &[&str]| {
+            let args: Vec<&str> = ["cycle", "--clients", "1"]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect();
+            parse(&args).map(|cli| {
+                let Command::Cycle(args) = cli.command else {
+                    unreachable!()
+                };
+                args.into_config(false).0.topic
+            })
+        };
+        assert_eq!(topic(&[]).unwrap(), DEFAULT_CYCLE_TOPIC);
+        assert_eq!(
+            topic(&["--topic", "acme/{client_id}/cycle"]).unwrap(),
+            "acme/{client_id}/cycle"
+        );
+        for bad in ["acme/cycle", "acme/{client_id}/#", ""] {
+            let err = topic(&["--topic", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -258,10 +258,42 @@ pub struct CycleConfig {
     pub clients: usize,
     /// Run-unique part of the client ids.
     pub run_id: String,
+    /// Topic template of each client's own topic; `{client_id}` is replaced by the client ID
+    /// ([`DEFAULT_CYCLE_TOPIC`] unless `--topic`).
+    pub topic: String,
     /// Optional admin API base URL, only to scrape `/metrics` before and after.
     pub api: Option<String>,
     /// Load model, bounds, protocol.
     pub run: RunOptions,
+}
+
+/// The `cycle` topic template without `--topic`.
+pub const DEFAULT_CYCLE_TOPIC: &str = "cycle/{client_id}";
+
+/// The placeholder of a `cycle` topic template.
+pub const CLIENT_ID_PLACEHOLDER: &str = "{client_id}";
+
+/// Checks a `cycle` topic template: it names a topic a client may publish to (not empty, no
+/// wildcard, no NUL, at most 65,535 bytes) and contains `{client_id}` at least once, so that
+/// every client has a topic of its own (the scenario expects its own message back).
+pub fn validate_topic_template(template: &str) -> Result<(), String> {
+    if !template.contains(CLIENT_ID_PLACEHOLDER) {
+        return Err(format!(
+            "the topic template must contain {CLIENT_ID_PLACEHOLDER} (each client needs its own topic)"
+        ));
+    }
+    if template.contains(['+', '#', '\0']) {
+        return Err("a topic to publish to has no wildcard (+, #) and no NUL".into());
+    }
+    if template.len() > 60_000 {
+        return Err("the topic template is too long".into());
+    }
+    Ok(())
+}
+
+/// The topic of client `client_id` under `template`.
+pub fn cycle_topic(template: &str, client_id: &str) -> String {
+    template.replace(CLIENT_ID_PLACEHOLDER, client_id)
 }
 
 /// Checks a run id: 1 to 16 characters of `[a-z0-9]` (it ends up in client ids and usernames).
@@ -338,5 +370,34 @@ mod tests {
         assert_eq!(base36(0), "0");
         assert_eq!(base36(35), "z");
         assert_eq!(base36(36), "10");
+    }
+
+    #[test]
+    fn cycle_topic_templates() {
+        assert_eq!(
+            cycle_topic(DEFAULT_CYCLE_TOPIC, "cycle-r1-7"),
+            "cycle/cycle-r1-7"
+        );
+        assert_eq!(
+            cycle_topic("acme/{client_id}/cycle", "cycle-r1-7"),
+            "acme/cycle-r1-7/cycle"
+        );
+        assert_eq!(
+            cycle_topic("$EDC/acme/{client_id}/x/{client_id}", "c"),
+            "$EDC/acme/c/x/c"
+        );
+        assert!(validate_topic_template(DEFAULT_CYCLE_TOPIC).is_ok());
+        assert!(validate_topic_template("acme/{client_id}/cycle").is_ok());
+        for bad in [
+            "",
+            "acme/cycle",
+            "{clientid}/x",
+            "acme/{client_id}/#",
+            "acme/+/{client_id}",
+            "a\0/{client_id}",
+        ] {
+            assert!(validate_topic_template(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_topic_template(&format!("{}{{client_id}}", "a".repeat(60_000))).is_err());
     }
 }

@@ -1,5 +1,6 @@
-//! The `cycle` scenario: each client connects, subscribes to its own topic `cycle/{clientid}`
-//! at QoS 1, publishes one QoS 1 message there, receives it back and disconnects.
+//! The `cycle` scenario: each client connects, subscribes to its own topic at QoS 1 (the
+//! `--topic` template with `{client_id}` replaced, `cycle/{client_id}` by default), publishes one
+//! QoS 1 message there, receives it back and disconnects.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use anyhow::{anyhow, bail};
 use bytes::Bytes;
 
 use crate::api;
-use crate::config::{CycleConfig, Protocol, validate_run_id};
+use crate::config::{CycleConfig, Protocol, cycle_topic, validate_run_id, validate_topic_template};
 use crate::mqtt::{ConnectParams, Dialer, Incoming, MqttError};
 use crate::net::{self, phase};
 use crate::report::{Report, ReportConfig, Scenario, ServerMetrics};
@@ -22,6 +23,7 @@ const TOTAL: usize = 2;
 
 struct Ctx {
     run_id: String,
+    topic: String,
     login: Option<(String, String)>,
     dialer: Dialer,
     broker: SocketAddr,
@@ -37,6 +39,7 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
     if config.clients == 0 {
         bail!("--clients must be at least 1");
     }
+    validate_topic_template(&config.topic).map_err(|e| anyhow!("--topic: {e}"))?;
     let broker = net::probe(&config.broker, "broker").await?;
     let dialer = if broker.ip().is_loopback() && config.run.source_addresses > 1 {
         Dialer::loopback_spread(config.run.source_addresses)
@@ -49,9 +52,10 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
             .await
             .unwrap_or_default();
     eprintln!(
-        "run {}: {} clients cycling against {} from {} source address(es)",
+        "run {}: {} clients cycling on {} against {} from {} source address(es)",
         config.run_id,
         config.clients,
+        config.topic,
         config.broker,
         dialer.source_count()
     );
@@ -61,6 +65,7 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
     };
     let ctx = Arc::new(Ctx {
         run_id: config.run_id.clone(),
+        topic: config.topic.clone(),
         login,
         dialer,
         broker,
@@ -85,6 +90,7 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
             concurrency: config.run.load.concurrency().map(|c| c as u64),
             rate: config.run.load.rate(),
             protocol: config.run.protocol.as_str().to_string(),
+            topic: config.topic.clone(),
         },
         config.run.protocol,
         result.attempted,
@@ -120,7 +126,7 @@ async fn cycle(ctx: &Ctx, i: usize, out: &mut Outcome) -> Result<(), Failure> {
     )
     .await?;
     out.phases[CONNECT] = Some(t0.elapsed());
-    let topic = format!("cycle/{cid}");
+    let topic = cycle_topic(&ctx.topic, &cid);
     let body = Bytes::from(format!("{cid} {}", t0.elapsed().as_nanos()));
     let result = async {
         phase(

@@ -88,6 +88,8 @@ pub enum ReportConfig {
         rate: Option<f64>,
         /// `"3.1.1"` or `"5"`.
         protocol: String,
+        /// The `--topic` template (`{client_id}` not substituted).
+        topic: String,
     },
 }
 
@@ -229,8 +231,12 @@ impl Report {
                 concurrency,
                 rate,
                 protocol,
+                topic,
                 ..
-            } => format!("{}, protocol {protocol}", load_text(*concurrency, *rate)),
+            } => format!(
+                "{}, protocol {protocol}, topic {topic}",
+                load_text(*concurrency, *rate)
+            ),
         };
         let _ = writeln!(w, "config        {config}");
         let _ = writeln!(
@@ -508,6 +514,7 @@ mod tests {
                 concurrency: None,
                 rate: Some(50.0),
                 protocol: "3.1.1".into(),
+                topic: "acme/{client_id}/cycle".into(),
             },
             Protocol::V311,
             1,
@@ -532,8 +539,9 @@ mod tests {
         assert_eq!(v["scenario"], "cycle");
         assert_eq!(
             keys(&v["config"]),
-            ["clients", "concurrency", "protocol", "rate"]
+            ["clients", "concurrency", "protocol", "rate", "topic"]
         );
+        assert_eq!(v["config"]["topic"], "acme/{client_id}/cycle");
         assert_eq!(v["config"]["concurrency"], Value::Null);
         assert_eq!(v["config"]["rate"], 50.0);
         assert_eq!(keys(&v["latency_ms"]), ["connect", "roundtrip", "total"]);
@@ -543,6 +551,11 @@ mod tests {
             ["bad_reply", "connack_0x04", "disconnected", "timeout"]
         );
         assert_eq!(v["server"]["metrics_after"]["fleetgate_up"], 1.0);
+        assert!(
+            r.to_table().contains("topic acme/{client_id}/cycle"),
+            "{}",
+            r.to_table()
+        );
     }
 
     #[test]

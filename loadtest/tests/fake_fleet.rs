@@ -49,6 +49,8 @@ struct Fleet {
     created: AtomicU64,
     sabotage: Sabotage,
     operational_url: Mutex<String>,
+    /// Topics the echo broker echoed on (`cycle`).
+    echoed: Mutex<Vec<String>>,
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -349,6 +351,7 @@ async fn serve_mqtt(mut stream: TcpStream, fleet: &Fleet, role: Role) -> std::io
             In::Publish { topic, payload } => {
                 // PUBACK for the client's pkid is not checked by the tool beyond refusals.
                 if role == Role::Echo {
+                    fleet.echoed.lock().unwrap().push(topic.clone());
                     counter += 1;
                     stream
                         .write_all(&publish_bytes(v5, &topic, counter as u16, payload))
@@ -605,14 +608,19 @@ async fn unreachable_servers_are_setup_errors() {
 async fn cycle_against_an_echo_broker() {
     let fleet = Arc::new(Fleet::default());
     let api = start_api(fleet.clone());
-    let broker = start_mqtt(fleet, Role::Echo).await;
-    for protocol in [Protocol::V5, Protocol::V311] {
+    let broker = start_mqtt(fleet.clone(), Role::Echo).await;
+    for (protocol, topic) in [
+        (Protocol::V5, "cycle/{client_id}"),
+        (Protocol::V311, "acme/{client_id}/cycle"),
+    ] {
+        fleet.echoed.lock().unwrap().clear();
         let config = CycleConfig {
             broker: BrokerAddr::parse(&broker.to_string()).unwrap(),
             username: Some("u".into()),
             password: Some("p".into()),
             clients: 40,
             run_id: "cyc".into(),
+            topic: topic.into(),
             api: Some(api.clone()),
             run: RunOptions {
                 load: Load::Closed { concurrency: 10 },
@@ -626,6 +634,7 @@ async fn cycle_against_an_echo_broker() {
         let v: Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(v["scenario"], "cycle");
         assert_eq!(v["clients"]["completed"], 40);
+        assert_eq!(v["config"]["topic"], topic);
         assert!(v["cycles_per_second"].as_f64().unwrap() > 0.0);
         for phase in ["connect", "roundtrip", "total"] {
             assert!(v["latency_ms"][phase]["p99"].is_number(), "{phase}");
@@ -634,6 +643,14 @@ async fn cycle_against_an_echo_broker() {
             v["server"]["metrics_after"]["fleetgate_fake_bulk_calls_total"],
             0.0
         );
+        // Each client published once, on its own topic: the template with its client ID.
+        let mut echoed = fleet.echoed.lock().unwrap().clone();
+        echoed.sort();
+        let mut expected: Vec<String> = (0..40)
+            .map(|i| topic.replace("{client_id}", &format!("cycle-cyc-{i}")))
+            .collect();
+        expected.sort();
+        assert_eq!(echoed, expected);
     }
 }
 
