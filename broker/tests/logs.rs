@@ -1,0 +1,399 @@
+//! No secret in the logs: the real `fleetgate serve` binary at `FLEETGATE_LOG=trace`, driven
+//! through a whole life (accounts, tokens, requests with activation keys, enrollments in both
+//! encodings and both MQTT versions, an operational connection, failed attempts of every kind,
+//! SIGTERM), then its whole log is searched for every secret it saw (docs/robustness.md).
+
+mod common;
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Connect, Device, Version};
+use fleetgate_kura::{Encoding, ProvReply, ProvRequest};
+use serde_json::{Value, json};
+
+const ADMIN_TOKEN: &str = "Admin-Token-Secret-3f9a8c7e1d";
+const PROV_PASSWORD: &str = "Prov-Secret-Pass-42!";
+const WRONG_PROV_PASSWORD: &str = "Wrong-Guess-Secret-77";
+const WRONG_DEVICE_PASSWORD: &str = "Wrong-Device-Pass-88";
+const WRONG_ACTIVATION_KEY: &str = "WrongActivationKey99xyzWrongKey9";
+const WRONG_BEARER: &str = "Wrong-Bearer-Token-55abc";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn read_log(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).unwrap();
+        s = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    s
+}
+
+/// The server process; killed if the test fails before SIGTERM.
+struct Server {
+    child: Option<Child>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn sigterm(pid: u32) {
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill(SIGTERM) failed");
+}
+
+/// One HTTP call; (status, JSON body or Null).
+fn http(method: &str, url: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let auth = format!("Bearer {token}");
+    let mut r = match (method, body) {
+        ("GET", _) => agent.get(url).header("Authorization", &auth).call(),
+        ("POST", Some(b)) => agent.post(url).header("Authorization", &auth).send_json(b),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn device(
+    addr: SocketAddr,
+    v: Version,
+    cid: &str,
+    user: &str,
+    pw: &str,
+) -> Result<Device, u8> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        Device::connect(Connect {
+            version: v,
+            addr,
+            client_id: cid,
+            username: user,
+            password: pw,
+            manual_acks: false,
+        }),
+    )
+    .await
+    .expect("CONNACK in time")
+}
+
+/// Connects, subscribes, sends the request, returns the reply.
+async fn enroll(
+    addr: SocketAddr,
+    v: Version,
+    cid: &str,
+    encoding: Encoding,
+    key: Option<&str>,
+) -> ProvReply {
+    let mut d = device(addr, v, cid, "log-fleet", PROV_PASSWORD)
+        .await
+        .expect("CONNECT accepted");
+    d.subscribe(&format!("$EDC/provision/{cid}/PROV-V1/REPLY/#"), 1)
+        .await;
+    assert_eq!(d.suback().await, vec![1]);
+    let mut req = ProvRequest::new("r-1");
+    if let Some(k) = key {
+        req = req.with_activation_key(k);
+    }
+    d.publish(
+        &format!("$EDC/provision/{cid}/PROV-V1/EXEC/provision"),
+        1,
+        req.encode(encoding),
+    )
+    .await;
+    let (_, payload) = d
+        .publish_received(Duration::from_secs(10))
+        .await
+        .expect("a reply");
+    let (enc, reply) = fleetgate_kura::decode_reply(&payload).unwrap();
+    assert_eq!(enc, encoding);
+    d.disconnect().await;
+    reply
+}
+
+fn success_password(reply: ProvReply) -> String {
+    match reply {
+        ProvReply::Success(ok) => ok.password,
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_the_log_even_at_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("fleetgate.log");
+    let (pp, op, ap) = (free_port(), free_port(), free_port());
+    let prov: SocketAddr = format!("127.0.0.1:{pp}").parse().unwrap();
+    let oper: SocketAddr = format!("127.0.0.1:{op}").parse().unwrap();
+    let api = format!("http://127.0.0.1:{ap}");
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fleetgate"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("FLEETGATE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--provisioning-listen", &prov.to_string()])
+        .args(["--operational-listen", &oper.to_string()])
+        .args(["--admin-listen", &format!("127.0.0.1:{ap}")])
+        .env("FLEETGATE_LOG", "trace")
+        .env("FLEETGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("FLEETGATE_AUTH_ARGON2_M_COST", "64")
+        .env("FLEETGATE_AUTH_ARGON2_T_COST", "1")
+        .env("FLEETGATE_PROVISIONING_LINGER", "0.5")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("stdout.log")).unwrap())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut server = Server { child: Some(child) };
+
+    // Wait for the listener lines.
+    let started = Instant::now();
+    loop {
+        let log = read_log(&log_path);
+        if log.contains("admin API (HTTP) accepting connections") {
+            break;
+        }
+        if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("the server exited early ({status}):\n{log}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no listener line in 30 s:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Account, account token, requests with activation keys.
+    let (s, _) = http(
+        "POST",
+        &format!("{api}/api/v1/accounts"),
+        ADMIN_TOKEN,
+        Some(&json!({"name": "acme"})),
+    );
+    assert_eq!(s, 201);
+    let (s, tok) = http(
+        "POST",
+        &format!("{api}/api/v1/accounts/acme/tokens"),
+        ADMIN_TOKEN,
+        Some(&json!({})),
+    );
+    assert_eq!(s, 201, "{tok}");
+    let api_token = tok["token"].as_str().unwrap().to_string();
+    let (s, _) = http("GET", &format!("{api}/api/v1/accounts"), WRONG_BEARER, None);
+    assert_eq!(s, 401);
+    let mut keys = Vec::new();
+    for (cid, with_key) in [
+        ("log-dev-1", true),
+        ("log-dev-2", true),
+        ("log-dev-3", false),
+        ("log-dev-4", true),
+    ] {
+        let (s, r) = http(
+            "POST",
+            &format!("{api}/api/v1/accounts/acme/provision-requests"),
+            &api_token,
+            Some(&json!({
+                "clientId": cid,
+                "provisionUsername": "log-fleet",
+                "provisionPassword": PROV_PASSWORD,
+                "confirmProvisionPassword": PROV_PASSWORD,
+                "brokerUrl": format!("mqtt://{oper}"),
+                "generateActivationKey": with_key,
+            })),
+        );
+        assert_eq!(s, 201, "{r}");
+        keys.push(r["activationKey"].as_str().map(str::to_string));
+    }
+
+    // Enrollments: both encodings, both versions.
+    let mut generated = Vec::new();
+    generated.push(success_password(
+        enroll(
+            prov,
+            Version::V3,
+            "log-dev-1",
+            Encoding::Json,
+            keys[0].as_deref(),
+        )
+        .await,
+    ));
+    generated.push(success_password(
+        enroll(
+            prov,
+            Version::V5,
+            "log-dev-2",
+            Encoding::Kura,
+            keys[1].as_deref(),
+        )
+        .await,
+    ));
+    generated.push(success_password(
+        enroll(prov, Version::V5, "log-dev-3", Encoding::Kura, None).await,
+    ));
+    // A wrong activation key: a 403 reply.
+    let reply = enroll(
+        prov,
+        Version::V3,
+        "log-dev-4",
+        Encoding::Json,
+        Some(WRONG_ACTIVATION_KEY),
+    )
+    .await;
+    assert!(matches!(reply, ProvReply::Failure { .. }), "{reply:?}");
+
+    // The operational endpoint with a generated password, then a wrong one.
+    let d = device(
+        oper,
+        Version::V5,
+        "log-dev-1",
+        "log-dev-1@acme",
+        &generated[0],
+    )
+    .await
+    .expect("operational CONNECT accepted");
+    d.publish("acme/log-dev-1/telemetry", 1, b"hello".to_vec())
+        .await;
+    d.disconnect().await;
+    assert_eq!(
+        device(
+            oper,
+            Version::V3,
+            "log-dev-2",
+            "log-dev-2@acme",
+            WRONG_DEVICE_PASSWORD
+        )
+        .await
+        .err(),
+        Some(0x04)
+    );
+    // Failed provisioning attempts (enough for a client-ID ban at the default 5).
+    for i in 0..5 {
+        let v = if i % 2 == 0 { Version::V5 } else { Version::V3 };
+        assert!(
+            device(prov, v, "log-dev-4", "log-fleet", WRONG_PROV_PASSWORD)
+                .await
+                .is_err()
+        );
+    }
+    assert!(
+        device(prov, Version::V5, "log-dev-9", "log-fleet", PROV_PASSWORD)
+            .await
+            .is_err()
+    );
+
+    // SIGTERM: exit status 0.
+    sigterm(pid);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = server.child.as_mut().unwrap().try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit 20 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    server.child = None;
+    let mut log = read_log(&log_path);
+    log.push_str(&read_log(&dir.path().join("stdout.log")));
+    assert_eq!(status.code(), Some(0), "exit status {status}:\n{log}");
+
+    // The log is real: the listener lines, trace events, the shutdown line.
+    for line in [
+        "provisioning endpoint (MQTT 3.1.1/5.0, TCP) accepting connections",
+        "operational endpoint (MQTT 3.1.1/5.0, TCP) accepting connections",
+        "admin API (HTTP) accepting connections",
+        "stopped; store closed",
+        "TRACE",
+        "banned after repeated credential failures",
+    ] {
+        assert!(log.contains(line), "the log lacks {line:?}");
+    }
+    eprintln!("log: {} bytes, {} lines", log.len(), log.lines().count());
+
+    let mut secrets: Vec<(String, String)> = vec![
+        ("admin token".into(), ADMIN_TOKEN.into()),
+        ("account API token".into(), api_token.clone()),
+        ("wrong bearer token".into(), WRONG_BEARER.into()),
+        ("provision password".into(), PROV_PASSWORD.into()),
+        (
+            "wrong provision password".into(),
+            WRONG_PROV_PASSWORD.into(),
+        ),
+        ("wrong device password".into(), WRONG_DEVICE_PASSWORD.into()),
+        ("wrong activation key".into(), WRONG_ACTIVATION_KEY.into()),
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(k) = k {
+            secrets.push((format!("activation key {i}"), k.clone()));
+        }
+    }
+    for (i, p) in generated.iter().enumerate() {
+        secrets.push((format!("generated device password {i}"), p.clone()));
+    }
+    let mut leaks = Vec::new();
+    for (what, secret) in &secrets {
+        assert!(secret.len() >= 8, "{what} too short to search for");
+        for (form, needle) in [("clear", secret.clone()), ("hex", hex(secret))] {
+            if let Some(at) = log.find(&needle) {
+                let line = log[..at].rsplit('\n').next().unwrap_or_default();
+                let end = log[at..].find('\n').map_or(log.len(), |e| at + e);
+                leaks.push(format!(
+                    "{what} ({form}): {}{}",
+                    line,
+                    &log[at..end].chars().take(200).collect::<String>()
+                ));
+            }
+        }
+    }
+    for hash in ["$argon2id$", "hs256$"] {
+        if let Some(at) = log.find(hash) {
+            leaks.push(format!(
+                "stored hash {hash}: {}",
+                &log[at.saturating_sub(200)..(at + 100).min(log.len())]
+            ));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} secret(s) in the log:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+}
