@@ -880,3 +880,22 @@ async fn admin_body_over_the_limit_is_413_and_changes_nothing() {
     create_request(&s, "acme", request_body("normal", "fleet", PASSWORD));
     assert_eq!(healthz(&s), 200);
 }
+
+/// PROTOCOL.md 2: an empty client ID is refused as identifier rejected (3.1.1 0x02) /
+/// Client Identifier not valid (5.0 0x85), not assigned one by the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_client_id_is_refused() {
+    let s = TestServer::start();
+    for (level, code) in [(4u8, 0x02u8), (5, 0x85)] {
+        let mut c = tcp(s.provisioning_addr()).await;
+        c.write_all(&connect_packet(
+            level,
+            "",
+            Some("fleet"),
+            Some("password-1"),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(read_connack(&mut c).await, code, "protocol level {level}");
+    }
+}
