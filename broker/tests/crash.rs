@@ -1,0 +1,511 @@
+//! Crash safety of the real binary: `fleetgate serve` is SIGKILLed in the middle of concurrent
+//! enrollments and API writes, restarted on the same data dir, and checked for:
+//!
+//! - every device that received its reply can CONNECT to the operational endpoint with those
+//!   credentials (its request may be FAILED if its PUBACK raced the kill, but its user exists);
+//! - no request is left RUNNING after the restart;
+//! - every request the API acknowledged (201) exists.
+//!
+//! Devices that did not finish retry in the next round; a final round without a kill must
+//! provision every remaining device. Rounds: `FLEETGATE_CRASH_ROUNDS` (default 3); seed of the
+//! kill delays: `FLEETGATE_CRASH_SEED` (default fixed, printed). See docs/robustness.md.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Connect, Device, Version};
+use fleetgate_kura::{Encoding, ProvReply, ProvRequest, decode_reply};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "crash-admin-token-0123456789";
+const PA: &str = "provision";
+const ACCOUNT: &str = "acme";
+const FLEET_USER: &str = "fleet";
+const FLEET_PASSWORD: &str = "fleet-password-1";
+/// New devices per crash round.
+const DEVICES: usize = 48;
+/// Device starts are spread over this window, so that a kill at 50 to 400 ms catches some
+/// before, some during and some after their exchange.
+const SPREAD_MS: u64 = 500;
+
+fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// One run of the real binary.
+struct Server {
+    child: Child,
+    admin: SocketAddr,
+    provisioning: SocketAddr,
+    operational: SocketAddr,
+}
+
+impl Server {
+    fn start(data_dir: &Path, log: &Path) -> Server {
+        // Ports picked by binding port 0; retried if another process took one meanwhile.
+        for _ in 0..5 {
+            let (admin, provisioning, operational) = (free_addr(), free_addr(), free_addr());
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+            let child = Command::new(env!("CARGO_BIN_EXE_fleetgate"))
+                .arg("serve")
+                .arg("--data-dir")
+                .arg(data_dir)
+                .arg("--admin-listen")
+                .arg(admin.to_string())
+                .arg("--provisioning-listen")
+                .arg(provisioning.to_string())
+                .arg("--operational-listen")
+                .arg(operational.to_string())
+                .env("FLEETGATE_ADMIN_TOKEN", TOKEN)
+                .env("FLEETGATE_AUTH_ARGON2_M_COST", "64")
+                .env("FLEETGATE_AUTH_ARGON2_T_COST", "1")
+                .env("FLEETGATE_PROVISIONING_LINGER", "0.5")
+                .env("FLEETGATE_SERVER_WORKERS", "2")
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file)
+                .spawn()
+                .expect("cannot start fleetgate");
+            let mut s = Server {
+                child,
+                admin,
+                provisioning,
+                operational,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = s.child.try_wait() {
+                    eprintln!("fleetgate exited at start ({status}); retrying with new ports");
+                    break;
+                }
+                if http(s.admin, "GET", "/healthz", None).0 == 200 {
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("fleetgate did not become healthy; log:\n{text}");
+    }
+
+    /// SIGKILL: no shutdown, no store close.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait: the clean stop.
+    fn stop(mut self) {
+        // Through the `kill` command: the workspace denies `unsafe` (libc::kill).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(
+                    status.success(),
+                    "fleetgate exited with {status} on SIGTERM"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        panic!("fleetgate did not exit within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP call with the admin token; (status, JSON body or Null). Status 0: no answer.
+fn http(admin: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent();
+    let url = format!("http://{admin}{path}");
+    let auth = format!("Bearer {TOKEN}");
+    let result = match (method, body) {
+        ("GET", _) => agent.get(&url).header("Authorization", &auth).call(),
+        ("POST", Some(b)) => agent.post(&url).header("Authorization", &auth).send_json(b),
+        _ => unreachable!(),
+    };
+    match result {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+fn request_body(cid: &str) -> Value {
+    json!({
+        "clientId": cid,
+        "provisionUsername": FLEET_USER,
+        "provisionPassword": FLEET_PASSWORD,
+        "confirmProvisionPassword": FLEET_PASSWORD,
+        "brokerUrl": "mqtt://127.0.0.1:1884",
+    })
+}
+
+fn requests_path() -> String {
+    format!("/api/v1/accounts/{ACCOUNT}/provision-requests")
+}
+
+/// Credentials from a success reply.
+#[derive(Clone, Debug)]
+struct Creds {
+    username: String,
+    password: String,
+}
+
+/// Provisioning exchange of one device: `Some` when the success reply arrived.
+async fn enroll(
+    addr: SocketAddr,
+    cid: String,
+    version: Version,
+    encoding: Encoding,
+) -> Option<Creds> {
+    let mut d = Device::connect(Connect {
+        version,
+        addr,
+        client_id: &cid,
+        username: FLEET_USER,
+        password: FLEET_PASSWORD,
+        manual_acks: false,
+    })
+    .await
+    .ok()?;
+    d.subscribe(&format!("$EDC/{PA}/{cid}/PROV-V1/REPLY/#"), 1)
+        .await;
+    let request = ProvRequest::new(format!("r-{cid}")).encode(encoding);
+    d.publish(
+        &format!("$EDC/{PA}/{cid}/PROV-V1/EXEC/provision"),
+        1,
+        request,
+    )
+    .await;
+    let result = match d.publish_received(Duration::from_secs(15)).await {
+        Some((_, payload)) => match decode_reply(&payload) {
+            Ok((_, ProvReply::Success(s))) => {
+                assert_eq!(s.username, format!("{cid}@{ACCOUNT}"));
+                Some(Creds {
+                    username: s.username,
+                    password: s.password,
+                })
+            }
+            Ok((_, ProvReply::Failure(f))) => {
+                eprintln!("{cid}: failure reply {} {}", f.code, f.message);
+                None
+            }
+            Err(e) => panic!("{cid}: undecodable reply: {e}"),
+        },
+        None => None,
+    };
+    // Let the PUBACK leave before the socket closes.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    d.disconnect().await;
+    result
+}
+
+/// Operational CONNECT with the device's credentials; the CONNACK code.
+async fn operational_connack(addr: SocketAddr, cid: &str, c: &Creds, version: Version) -> u8 {
+    match Device::connect(Connect {
+        version,
+        addr,
+        client_id: cid,
+        username: &c.username,
+        password: &c.password,
+        manual_acks: false,
+    })
+    .await
+    {
+        Ok(d) => {
+            d.disconnect().await;
+            0
+        }
+        Err(code) => code,
+    }
+}
+
+fn version_of(i: usize) -> Version {
+    if i.is_multiple_of(2) {
+        Version::V3
+    } else {
+        Version::V5
+    }
+}
+
+fn encoding_of(i: usize) -> Encoding {
+    if (i / 2).is_multiple_of(2) {
+        Encoding::Json
+    } else {
+        Encoding::Kura
+    }
+}
+
+/// The checks after every restart.
+async fn check_after_restart(
+    s: &Server,
+    round: usize,
+    finished: &BTreeMap<String, Creds>,
+    acknowledged: &BTreeSet<String>,
+) {
+    // No request is left RUNNING.
+    let (status, body) = http(
+        s.admin,
+        "GET",
+        &format!("{}?status=RUNNING&limit=1000", requests_path()),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let running: Vec<&Value> = body["items"].as_array().unwrap().iter().collect();
+    assert!(
+        running.is_empty(),
+        "round {round}: requests RUNNING after restart: {running:?}"
+    );
+
+    // Every acknowledged request exists.
+    for id in acknowledged {
+        let (status, body) = http(s.admin, "GET", &format!("{}/{id}", requests_path()), None);
+        assert_eq!(
+            status, 200,
+            "round {round}: acknowledged request {id} is gone: {body}"
+        );
+    }
+
+    // Every device that received its reply has a user and can connect with it.
+    let (status, users) = http(
+        s.admin,
+        "GET",
+        &format!("/api/v1/accounts/{ACCOUNT}/users"),
+        None,
+    );
+    assert_eq!(status, 200, "{users}");
+    let usernames: BTreeSet<&str> = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, (cid, creds)) in finished.iter().enumerate() {
+        assert!(
+            usernames.contains(creds.username.as_str()),
+            "round {round}: {cid} got its reply but user {} does not exist",
+            creds.username
+        );
+        let (addr, cid, creds) = (s.operational, cid.clone(), creds.clone());
+        tasks.push(tokio::spawn(async move {
+            let code = operational_connack(addr, &cid, &creds, version_of(i)).await;
+            (cid, code)
+        }));
+    }
+    for t in tasks {
+        let (cid, code) = t.await.unwrap();
+        assert_eq!(
+            code, 0,
+            "round {round}: {cid} got its reply but its operational CONNECT is refused ({code:#04x})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
+    let rounds: usize = std::env::var("FLEETGATE_CRASH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seed: u64 = std::env::var("FLEETGATE_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_f1ee);
+    eprintln!("crash test: {rounds} rounds, seed {seed} (FLEETGATE_CRASH_SEED)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+
+    let mut server = Server::start(&data, &log);
+    let (status, body) = http(
+        server.admin,
+        "POST",
+        "/api/v1/accounts",
+        Some(&json!({ "name": ACCOUNT })),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let mut acknowledged = BTreeSet::new();
+    let mut cids: Vec<String> = Vec::new();
+    let mut finished: BTreeMap<String, Creds> = BTreeMap::new();
+    let mut extra = 0usize;
+    let mut kills = 0usize;
+    for round in 0..=rounds {
+        let last = round == rounds;
+        // A fresh batch of devices every crash round, so that every round interrupts some.
+        if !last {
+            for _ in 0..DEVICES {
+                let cid = format!("crash-dev-{:04}", cids.len());
+                let (status, body) = http(
+                    server.admin,
+                    "POST",
+                    &requests_path(),
+                    Some(&request_body(&cid)),
+                );
+                assert_eq!(status, 201, "{body}");
+                acknowledged.insert(body["id"].as_str().unwrap().to_string());
+                cids.push(cid);
+            }
+        }
+        let pending: Vec<(usize, String)> = cids
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !finished.contains_key(*c))
+            .map(|(i, c)| (i, c.clone()))
+            .collect();
+
+        // API writes racing the kill, in a thread of their own.
+        let stop = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            let admin = server.admin;
+            let first = extra;
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut n = first;
+                while !stop.load(Ordering::Relaxed) && n < first + 20 {
+                    let cid = format!("crash-api-{n:04}");
+                    n += 1;
+                    let (status, body) =
+                        http(admin, "POST", &requests_path(), Some(&request_body(&cid)));
+                    match status {
+                        201 => acked.push(body["id"].as_str().unwrap().to_string()),
+                        0 => break,
+                        other => panic!("creating {cid}: {other} {body}"),
+                    }
+                }
+                (acked, n)
+            })
+        };
+
+        // Enrollments.
+        let tasks: Vec<_> = pending
+            .iter()
+            .map(|(i, cid)| {
+                let (addr, cid, i) = (server.provisioning, cid.clone(), *i);
+                let offset = if last {
+                    0
+                } else {
+                    rng.random_range(0..SPREAD_MS)
+                };
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(offset)).await;
+                    let r = enroll(addr, cid.clone(), version_of(i), encoding_of(i)).await;
+                    (cid, r)
+                })
+            })
+            .collect();
+
+        if last {
+            // The clean round: everything finishes, then a clean stop and restart.
+            let mut results = Vec::new();
+            for t in tasks {
+                results.push(t.await.unwrap());
+            }
+            stop.store(true, Ordering::Relaxed);
+            let (acked, n) = writer.join().unwrap();
+            acknowledged.extend(acked);
+            extra = n;
+            for (cid, r) in results {
+                match r {
+                    Some(c) => {
+                        finished.insert(cid, c);
+                    }
+                    None => panic!("{cid} could not enroll in the final round without a kill"),
+                }
+            }
+            server.stop();
+        } else {
+            let delay = rng.random_range(50..=400);
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            server.kill();
+            kills += 1;
+            stop.store(true, Ordering::Relaxed);
+            let (acked, n) = writer.join().unwrap();
+            acknowledged.extend(acked);
+            extra = n;
+            let mut got = 0;
+            for t in tasks {
+                let (cid, r) = t.await.unwrap();
+                if let Some(c) = r {
+                    got += 1;
+                    finished.insert(cid, c);
+                }
+            }
+            eprintln!(
+                "round {round}: killed after {delay} ms; {got} of {} pending devices got their reply",
+                pending.len()
+            );
+        }
+
+        server = Server::start(&data, &log);
+        check_after_restart(&server, round, &finished, &acknowledged).await;
+    }
+
+    assert_eq!(finished.len(), cids.len());
+    // After the clean round every device's request is COMPLETED, or FAILED when its PUBACK
+    // raced an earlier kill.
+    let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+    for cid in &cids {
+        let (status, body) = http(
+            server.admin,
+            "GET",
+            &format!("{}?clientId={cid}", requests_path()),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        for item in body["items"].as_array().unwrap() {
+            let st = item["status"].as_str().unwrap();
+            *statuses.entry(st.to_string()).or_insert(0usize) += 1;
+            assert!(
+                st == "COMPLETED" || st == "FAILED",
+                "{cid}: request status {st} after the final round"
+            );
+        }
+    }
+    eprintln!(
+        "crash test: {kills} kills, {} devices ({statuses:?}), {} requests acknowledged, {:.1} s",
+        finished.len(),
+        acknowledged.len(),
+        started.elapsed().as_secs_f64()
+    );
+    server.stop();
+}
