@@ -108,10 +108,15 @@ include-path-regex = "/provision-requests/[{]id[}]"
 parameters = { "path.id" = "$REQUEST_ID" }
 TOML
 status=0
+# positive_data_acceptance is excluded: some rules cannot be written in JSON Schema
+# (confirmProvisionPassword equals provisionPassword, expiresOn after activatesOn, the
+# configuration XML's content), so schema-valid bodies are rightly refused with 422. Every
+# other check (no 5xx, responses match their schemas, negative data refused, ...) runs.
 cd "$WORK" # schemathesis keeps a cache in its working directory: not in the repository.
 "$VENV/bin/schemathesis" --no-color --config-file "$WORK/schemathesis.toml" run "$BASE/api/v1/openapi.json" \
     --url "$BASE" \
     --checks all \
+    --exclude-checks positive_data_acceptance \
     --max-examples "$MAX_EXAMPLES" \
     --seed "$SEED" \
     --header "Authorization: Bearer $TOKEN" \

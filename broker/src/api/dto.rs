@@ -456,6 +456,7 @@ pub struct AccountInput {
     #[schema(example = "acme")]
     pub name: String,
     /// 1 to 128; default 20.
+    #[schema(minimum = 1, maximum = 128)]
     pub min_password_length: Option<u16>,
     /// `LOOSE` (default) or `STRICT`.
     pub default_coupling: Option<CouplingDto>,
@@ -468,14 +469,19 @@ pub struct AccountInput {
 #[serde(rename_all = "camelCase")]
 pub struct RequestInput {
     /// 1 to 255 of `[A-Za-z0-9._:@-]`; no other open request for it in the instance (409).
+    #[schema(pattern = r"^[A-Za-z0-9._:@-]{1,255}$")]
     pub client_id: String,
-    /// At least 3 of `[A-Za-z0-9_-]`; reusable only by the same account with the same password.
+    /// 3 to 256 of `[A-Za-z0-9_-]`; reusable only by the same account with the same password.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{3,256}$")]
     pub provision_username: String,
-    /// At least 8 characters; write-only.
+    /// At least 8 characters (at most 256 bytes); write-only.
+    #[schema(min_length = 8, max_length = 64, format = Password)]
     pub provision_password: String,
     /// Must equal `provisionPassword`; write-only.
+    #[schema(min_length = 8, max_length = 64, format = Password)]
     pub confirm_provision_password: String,
     /// `mqtt|mqtts|tcp|ssl|ws|wss://host[:port]`.
+    #[schema(pattern = r"^(mqtt|mqtts|tcp|ssl|ws|wss)://[A-Za-z0-9._-]+(:[1-9][0-9]{0,3})?$")]
     pub broker_url: String,
     /// Default now.
     pub activates_on: Option<DateTime<Utc>>,
@@ -490,6 +496,7 @@ pub struct RequestInput {
     /// Default false.
     pub vpn_access: Option<bool>,
     /// max(20, account minimum) to 128.
+    #[schema(minimum = 20, maximum = 128)]
     pub password_length: Option<u16>,
     /// Kura configuration XML, at most 256 KiB.
     pub additional_configuration: Option<String>,
@@ -500,5 +507,6 @@ pub struct RequestInput {
 #[allow(dead_code)]
 pub struct BulkInput {
     /// 1 to 10,000 requests, created all or nothing.
+    #[schema(min_items = 1, max_items = 10000)]
     pub requests: Vec<RequestInput>,
 }

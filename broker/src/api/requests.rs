@@ -430,7 +430,7 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
         ("account" = String, Path, description = "Target account"),
         ("status" = Option<String>, Query, description = "CREATED, RUNNING, COMPLETED or FAILED"),
         ("clientId" = Option<String>, Query, description = "Only this client ID"),
-        ("limit" = Option<usize>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
         ("after" = Option<String>, Query, description = "The `next` cursor of the previous page"),
     ),
     responses(
