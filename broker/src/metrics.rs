@@ -232,6 +232,29 @@ impl Metrics {
     }
 }
 
+/// A connection slot of an endpoint, taken before the CONNECT is decided so that concurrent
+/// CONNECTs cannot overshoot the limit; given back when dropped.
+pub struct Slot(Gauge);
+
+impl Slot {
+    /// Takes a slot of `endpoint` unless `max` are taken.
+    pub fn acquire(metrics: &Metrics, endpoint: &'static str, max: usize) -> Option<Slot> {
+        let gauge = metrics
+            .connections
+            .get_or_create(&EndpointLabel { endpoint })
+            .clone();
+        let before = gauge.inc();
+        let slot = Slot(gauge);
+        (usize::try_from(before).unwrap_or(usize::MAX) < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl AuthMetrics for Metrics {
     fn verify_latency(&self, seconds: f64) {
         self.verify_duration.observe(seconds);

@@ -19,12 +19,8 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::app::App;
-use crate::metrics::{EndpointLabel, Metrics};
+use crate::metrics::{Metrics, Slot};
 use crate::mqtt::{Endpoint, Sink};
-
-const ENDPOINT: EndpointLabel = EndpointLabel {
-    endpoint: "operational",
-};
 
 enum Cmd {
     Deliver {
@@ -143,6 +139,7 @@ pub struct Operational;
 
 /// One operational connection.
 pub struct State {
+    _slot: Slot,
     app: Arc<App>,
     device: DeviceSession,
     acl: acl::Session,
@@ -151,7 +148,6 @@ pub struct State {
 
 impl Drop for State {
     fn drop(&mut self) {
-        self.app.metrics.connections.get_or_create(&ENDPOINT).dec();
         let (app, device) = (&self.app, &self.device);
         app.router.unregister(self.id, &device.client_id, || {
             // Submitted now, committed with the next group commit.
@@ -194,21 +190,25 @@ impl Endpoint for Operational {
     const NAME: &'static str = "operational";
 
     async fn connect(app: &Arc<App>, facts: ConnectFacts, sink: Sink) -> Result<State, Refusal> {
-        let open = app.metrics.connections.get_or_create(&ENDPOINT).get();
-        if usize::try_from(open).unwrap_or(0) >= app.config.operational.max_connections {
-            return Err(Refusal::ServerBusy);
-        }
+        let slot = Slot::acquire(
+            &app.metrics,
+            Self::NAME,
+            app.config.operational.max_connections,
+        )
+        .ok_or(Refusal::ServerBusy)?;
         let device = app.operational_auth.decide(&facts)?;
-        // Take ownership of the client ID before recording CONNECTED, and build the state
-        // (whose drop unregisters and records DISCONNECTED) before awaiting the commit: a taken
-        // over session ending meanwhile cannot overwrite CONNECTED, and a handshake dropped
-        // during the await does not leave the device CONNECTED.
+        // Take ownership of the client ID before recording CONNECTED (the write is submitted
+        // under the router lock, so status writes reach the writer in the order ownership
+        // changes): a taken over session ending meanwhile cannot overwrite CONNECTED. The
+        // CONNACK does not wait for the commit: the registry status is bookkeeping, not a
+        // security decision, and it stays durable through the next group commit. Waiting put
+        // a durable commit (fsync) on every reconnect's critical path.
         let (id, rx, connected) = app.router.register(&device.client_id, || {
             app.operational_auth
                 .set_status(&device, ConnectionStatus::Connected)
         });
-        app.metrics.connections.get_or_create(&ENDPOINT).inc();
         let state = State {
+            _slot: slot,
             app: app.clone(),
             acl: acl::Session::Device {
                 account: device.account.clone(),
@@ -218,7 +218,7 @@ impl Endpoint for Operational {
             id,
         };
         drain(sink, rx);
-        connected.await;
+        drop(ntex::rt::spawn(connected));
         Ok(state)
     }
 

@@ -23,18 +23,15 @@ use ntex_mqtt::QoS;
 use ntex_mqtt::v5::codec::DisconnectReasonCode;
 
 use crate::app::App;
-use crate::metrics::EndpointLabel;
+use crate::metrics::Slot;
 use crate::mqtt::{Endpoint, SendError, Sink};
-
-const ENDPOINT: EndpointLabel = EndpointLabel {
-    endpoint: "provisioning",
-};
 
 /// The provisioning endpoint.
 pub struct Provisioning;
 
 /// One provisioning connection.
 pub struct Conn {
+    _slot: Slot,
     app: Arc<App>,
     ident: ProvisioningSession,
     protocol: Protocol,
@@ -47,25 +44,21 @@ pub struct Conn {
 /// Connection state: shared with the exchange tasks it spawns.
 pub struct State(Rc<Conn>);
 
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.app.metrics.connections.get_or_create(&ENDPOINT).dec();
-    }
-}
-
 impl Endpoint for Provisioning {
     type State = State;
     const NAME: &'static str = "provisioning";
 
     async fn connect(app: &Arc<App>, facts: ConnectFacts, sink: Sink) -> Result<State, Refusal> {
-        let open = app.metrics.connections.get_or_create(&ENDPOINT).get();
-        if usize::try_from(open).unwrap_or(0) >= app.config.provisioning.max_connections {
-            return Err(Refusal::ServerBusy);
-        }
+        let slot = Slot::acquire(
+            &app.metrics,
+            Self::NAME,
+            app.config.provisioning.max_connections,
+        )
+        .ok_or(Refusal::ServerBusy)?;
         let ident = app.provisioning_auth.decide(&facts).await?;
         tracing::debug!(client_id = %ident.client_id, peer = %facts.peer, "provisioning session accepted");
-        app.metrics.connections.get_or_create(&ENDPOINT).inc();
         Ok(State(Rc::new(Conn {
+            _slot: slot,
             app: app.clone(),
             acl: acl::Session::Provisioning {
                 account: app.config.provisioning.account.clone(),
@@ -290,22 +283,22 @@ async fn exchange(conn: Rc<Conn>, payload: Bytes) {
     };
     let start = app
         .store
-        .write_async(ops::begin_exchange(
+        .write_async(ops::begin_exchange_tracked(
             conn.attempt(),
             req.request_id.clone(),
             action,
         ))
         .await;
-    let execution_id = match start {
-        Ok(ExchangeStart::Started { execution_id, .. }) => execution_id,
-        Ok(ExchangeStart::Duplicate) => return,
-        Ok(ExchangeStart::Busy) => {
+    let (execution_id, running) = match start {
+        Ok((ExchangeStart::Started { execution_id, .. }, running)) => (execution_id, running),
+        Ok((ExchangeStart::Duplicate, _)) => return,
+        Ok((ExchangeStart::Busy, _)) => {
             app.metrics.outcome("reply_code_409");
             let r = ProvReply::failure(409, "another exchange for this request is running");
             conn.send_reply(&req.request_id, &r, encoding).await;
             return;
         }
-        Ok(ExchangeStart::NotOpen) => {
+        Ok((ExchangeStart::NotOpen, _)) => {
             app.metrics.outcome("reply_code_409");
             let r = ProvReply::failure(409, "the provision request is no longer open");
             conn.send_reply(&req.request_id, &r, encoding).await;
@@ -359,13 +352,18 @@ async fn exchange(conn: Rc<Conn>, payload: Bytes) {
             format!("the device refused the reply (reason code 0x{code:02x})"),
         ),
     };
-    let finish = ops::finish_exchange(
-        conn.ident.request_id.clone(),
-        execution_id,
-        outcome,
-        message,
-        app.clock.now(),
-    );
+    let finish = match running {
+        Some(running) => {
+            ops::finish_exchange_tracked(running, execution_id, outcome, message, app.clock.now())
+        }
+        None => ops::finish_exchange(
+            conn.ident.request_id.clone(),
+            execution_id,
+            outcome,
+            message,
+            app.clock.now(),
+        ),
+    };
     if let Err(e) = app.store.write_async(finish).await {
         tracing::error!(error = %e, "could not end an exchange");
     }

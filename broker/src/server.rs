@@ -51,15 +51,25 @@ fn bind_tls(
     }
     let config = load_tls(&tls.cert, &tls.key)
         .with_context(|| format!("cannot load TLS certificate {} / key", tls.cert))?;
-    let l = TcpListener::bind(tls.listen)
-        .with_context(|| format!("cannot bind TLS listener {}", tls.listen))?;
+    let l =
+        listen(tls.listen).with_context(|| format!("cannot bind TLS listener {}", tls.listen))?;
     Ok(Some((l, config)))
+}
+
+/// Listen backlog of every listener. `std::net::TcpListener::bind` listens with a backlog of
+/// 128, and ntex's own `backlog` setting only applies to sockets ntex binds itself: with 200
+/// devices connecting at once the SYN queue overflowed and some connects took a 1 s SYN
+/// retransmit. The kernel still caps it at `net.core.somaxconn`.
+const BACKLOG: i32 = 4096;
+
+fn listen(a: SocketAddr) -> io::Result<TcpListener> {
+    ntex::server::create_tcp_listener(a, BACKLOG)
 }
 
 /// Binds every configured listener (port 0 picks a free port).
 pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
     let b = |a: SocketAddr, what: &str| {
-        TcpListener::bind(a).with_context(|| format!("cannot bind the {what} listener on {a}"))
+        listen(a).with_context(|| format!("cannot bind the {what} listener on {a}"))
     };
     let l = Listeners {
         provisioning: b(config.provisioning.listen, "provisioning")?,
@@ -157,7 +167,7 @@ pub fn build(app: &Arc<App>, l: Listeners, signals: bool) -> io::Result<ntex::se
         .name("fleetgate")
         .workers(workers)
         .maxconn(maxconn)
-        .backlog(4096)
+        .backlog(BACKLOG)
         .shutdown_timeout(Seconds(5))
         .listen("provisioning", l.provisioning, async move |_| {
             crate::mqtt::factory::<Provisioning>(a1.clone())

@@ -4,7 +4,7 @@
 //! leaves nothing behind.
 
 use crate::StoreError;
-use crate::engine::{Table, Tx, key};
+use crate::engine::{Table, Tx, decode, encode, key};
 use crate::ids::new_id;
 use crate::records::*;
 use crate::validate::{AccountSpec, FieldError, RequestSpec};
@@ -197,13 +197,17 @@ fn check_client_free(
     }
 }
 
-/// Writes a request and its indexes; `previous` is its stored version, if any.
+/// Writes a request and its indexes; `previous` is its stored version, if any (written by this
+/// function, so its index entries exist). Index entries whose key did not change are not
+/// rewritten: each redb insert copies the B-tree path it touches, and the two writes of every
+/// enrollment would otherwise rewrite two unchanged index entries each.
 fn put_request(
     tx: &mut Tx<'_, '_>,
     r: &ProvisionRequest,
     previous: Option<&ProvisionRequest>,
     now: Timestamp,
-) {
+) -> Vec<u8> {
+    let (mut status_indexed, mut client_indexed, mut account_indexed) = (false, false, false);
     if let Some(p) = previous {
         if p.status != r.status {
             tx.delete(
@@ -215,13 +219,24 @@ fn put_request(
             tx.delete(Table::RequestsByClient, key(&[&p.client_id, &p.id]));
             tx.delete(Table::OpenRequestByClient, p.client_id.as_bytes().to_vec());
         }
+        // Same key as the stored entry: nothing to write.
+        let same = p.id == r.id && p.account == r.account;
+        status_indexed = same && p.status == r.status;
+        client_indexed = p.id == r.id && p.client_id == r.client_id;
+        account_indexed = same;
     }
-    tx.put_index(
-        Table::RequestsByAccountStatus,
-        key(&[&r.account, r.status.as_str(), &r.id]),
-    );
-    tx.put_index(Table::RequestsByClient, key(&[&r.client_id, &r.id]));
-    tx.put_index(Table::RequestsByAccount, key(&[&r.account, &r.id]));
+    if !status_indexed {
+        tx.put_index(
+            Table::RequestsByAccountStatus,
+            key(&[&r.account, r.status.as_str(), &r.id]),
+        );
+    }
+    if !client_indexed {
+        tx.put_index(Table::RequestsByClient, key(&[&r.client_id, &r.id]));
+    }
+    if !account_indexed {
+        tx.put_index(Table::RequestsByAccount, key(&[&r.account, &r.id]));
+    }
     if r.is_closed(now) {
         tx.delete(Table::OpenRequestByClient, r.client_id.as_bytes().to_vec());
     } else {
@@ -231,7 +246,9 @@ fn put_request(
             r.id.as_bytes().to_vec(),
         );
     }
-    tx.put(Table::Requests, r.id.as_bytes().to_vec(), r);
+    let bytes = encode(r);
+    tx.put_raw(Table::Requests, r.id.as_bytes().to_vec(), bytes.clone());
+    bytes
 }
 
 fn target_account(tx: &Tx<'_, '_>, name: &str) -> Result<Account, StoreError> {
@@ -427,8 +444,15 @@ fn new_execution(a: &Attempt, account: &str, outcome: Outcome, log: Vec<LogLine>
     }
 }
 
-fn put_execution(tx: &mut Tx<'_, '_>, e: &Execution) {
-    tx.put(Table::Executions, key(&[&e.request_id, &e.id]), e);
+/// Writes an execution; returns its encoded bytes.
+fn put_execution(tx: &mut Tx<'_, '_>, e: &Execution) -> Vec<u8> {
+    let bytes = encode(e);
+    tx.put_raw(
+        Table::Executions,
+        key(&[&e.request_id, &e.id]),
+        bytes.clone(),
+    );
+    bytes
 }
 
 /// Records a CONNECT refused although the credentials matched: a `REJECTED` execution.
@@ -518,63 +542,114 @@ pub fn begin_exchange(
     action: ExchangeAction,
 ) -> Op<ExchangeStart> {
     Box::new(move |tx| {
-        let now = attempt.now;
-        let Some(mut r) =
-            tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
-        else {
-            return Ok(ExchangeStart::NotOpen);
+        start_exchange(tx, attempt, device_request_id, action, false).map(|(start, _)| start)
+    })
+}
+
+/// The request and the execution exactly as [`begin_exchange_tracked`] wrote them, with their
+/// encoded bytes. [`finish_exchange_tracked`] compares the stored bytes with these and decodes
+/// only what changed in between: ending an exchange then costs no JSON decoding in the writer
+/// thread, which every write of every enrollment goes through.
+pub struct RunningState {
+    request: ProvisionRequest,
+    request_bytes: Vec<u8>,
+    execution: Execution,
+    execution_bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for RunningState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningState")
+            .field("request", &self.request.id)
+            .field("execution", &self.execution.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// [`begin_exchange`], also returning what it wrote when the exchange is now running (for
+/// [`finish_exchange_tracked`]).
+pub fn begin_exchange_tracked(
+    attempt: Attempt,
+    device_request_id: String,
+    action: ExchangeAction,
+) -> Op<(ExchangeStart, Option<Box<RunningState>>)> {
+    Box::new(move |tx| start_exchange(tx, attempt, device_request_id, action, true))
+}
+
+fn start_exchange(
+    tx: &mut Tx<'_, '_>,
+    attempt: Attempt,
+    device_request_id: String,
+    action: ExchangeAction,
+    track: bool,
+) -> Result<(ExchangeStart, Option<Box<RunningState>>), StoreError> {
+    let now = attempt.now;
+    let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
+    else {
+        return Ok((ExchangeStart::NotOpen, None));
+    };
+    if r.is_closed(now) || !r.in_window(now) {
+        return Ok((ExchangeStart::NotOpen, None));
+    }
+    if let Some(running) = &r.running {
+        let start = if running.device_request_id == device_request_id {
+            ExchangeStart::Duplicate
+        } else {
+            ExchangeStart::Busy
         };
-        if r.is_closed(now) || !r.in_window(now) {
-            return Ok(ExchangeStart::NotOpen);
+        return Ok((start, None));
+    }
+    let previous = r.clone();
+    let mut log = vec![line(
+        now,
+        LogLevel::Info,
+        format!(
+            "exchange started: request.id {device_request_id}, MQTT {}, peer {}",
+            attempt.protocol, attempt.peer
+        ),
+    )];
+    let outcome = match action {
+        ExchangeAction::Fail { code, reason } => {
+            log.push(line(
+                now,
+                LogLevel::Error,
+                format!("failed with {code}: {reason}"),
+            ));
+            r.status = RequestStatus::Failed;
+            Outcome::Failed
         }
-        if let Some(running) = &r.running {
-            return Ok(if running.device_request_id == device_request_id {
-                ExchangeStart::Duplicate
-            } else {
-                ExchangeStart::Busy
-            });
+        ExchangeAction::Provision(plan) => {
+            let account = target_account(tx, &r.account)?;
+            write_identity(tx, &r, &account, &plan, now, &mut log)?;
+            r.status = RequestStatus::Running;
+            Outcome::Running
         }
-        let previous = r.clone();
-        let mut log = vec![line(
-            now,
-            LogLevel::Info,
-            format!(
-                "exchange started: request.id {device_request_id}, MQTT {}, peer {}",
-                attempt.protocol, attempt.peer
-            ),
-        )];
-        let outcome = match action {
-            ExchangeAction::Fail { code, reason } => {
-                log.push(line(
-                    now,
-                    LogLevel::Error,
-                    format!("failed with {code}: {reason}"),
-                ));
-                r.status = RequestStatus::Failed;
-                Outcome::Failed
-            }
-            ExchangeAction::Provision(plan) => {
-                let account = target_account(tx, &r.account)?;
-                write_identity(tx, &r, &account, &plan, now, &mut log)?;
-                r.status = RequestStatus::Running;
-                Outcome::Running
-            }
-        };
-        let execution = new_execution(&attempt, &r.account, outcome, log);
-        if outcome == Outcome::Running {
-            r.running = Some(RunningExchange {
-                execution_id: execution.id.clone(),
-                device_request_id,
-            });
-        }
-        r.modified_on = now;
-        put_execution(tx, &execution);
-        put_request(tx, &r, Some(&previous), now);
-        Ok(ExchangeStart::Started {
+    };
+    let execution = new_execution(&attempt, &r.account, outcome, log);
+    if outcome == Outcome::Running {
+        r.running = Some(RunningExchange {
+            execution_id: execution.id.clone(),
+            device_request_id,
+        });
+    }
+    r.modified_on = now;
+    let execution_bytes = put_execution(tx, &execution);
+    let request_bytes = put_request(tx, &r, Some(&previous), now);
+    let running = (track && outcome == Outcome::Running).then(|| {
+        Box::new(RunningState {
+            request: r.clone(),
+            request_bytes,
+            execution: execution.clone(),
+            execution_bytes,
+        })
+    });
+    Ok((
+        ExchangeStart::Started {
             execution_id: execution.id,
             request: Box::new(r),
-        })
-    })
+        },
+        running,
+    ))
 }
 
 fn write_identity(
@@ -707,40 +782,85 @@ pub fn finish_exchange(
     message: String,
     now: Timestamp,
 ) -> Op<bool> {
+    Box::new(move |tx| end_exchange(tx, request_id, execution_id, outcome, message, now, None))
+}
+
+/// [`finish_exchange`] of an exchange started by [`begin_exchange_tracked`]: the same step,
+/// decoding the request and the execution only if they changed since `running` wrote them.
+pub fn finish_exchange_tracked(
+    running: Box<RunningState>,
+    execution_id: String,
+    outcome: Outcome,
+    message: String,
+    now: Timestamp,
+) -> Op<bool> {
     Box::new(move |tx| {
-        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())?
-        else {
-            return Ok(false);
-        };
-        if r.running
-            .as_ref()
-            .is_none_or(|x| x.execution_id != execution_id)
-        {
-            return Ok(false);
-        }
-        let previous = r.clone();
-        let ek = key(&[&request_id, &execution_id]);
-        if let Some(mut e) = tx.get::<Execution>(Table::Executions, &ek)? {
-            let level = if outcome == Outcome::Completed {
-                LogLevel::Info
-            } else {
-                LogLevel::Error
-            };
-            e.log.push(line(now, level, message));
-            e.outcome = outcome;
-            e.ended_on = Some(now);
-            tx.put(Table::Executions, ek, &e);
-        }
-        r.status = if outcome == Outcome::Completed {
-            RequestStatus::Completed
-        } else {
-            RequestStatus::Failed
-        };
-        r.running = None;
-        r.modified_on = now;
-        put_request(tx, &r, Some(&previous), now);
-        Ok(true)
+        let request_id = running.request.id.clone();
+        end_exchange(
+            tx,
+            request_id,
+            execution_id,
+            outcome,
+            message,
+            now,
+            Some(running),
+        )
     })
+}
+
+fn end_exchange(
+    tx: &mut Tx<'_, '_>,
+    request_id: String,
+    execution_id: String,
+    outcome: Outcome,
+    message: String,
+    now: Timestamp,
+    known: Option<Box<RunningState>>,
+) -> Result<bool, StoreError> {
+    let Some(raw) = tx.get_raw(Table::Requests, request_id.as_bytes())? else {
+        return Ok(false);
+    };
+    let (mut r, known_execution) = match known {
+        Some(k) if k.request_bytes == raw => (k.request, Some((k.execution, k.execution_bytes))),
+        Some(k) => (
+            decode::<ProvisionRequest>(&raw)?,
+            Some((k.execution, k.execution_bytes)),
+        ),
+        None => (decode::<ProvisionRequest>(&raw)?, None),
+    };
+    if r.running
+        .as_ref()
+        .is_none_or(|x| x.execution_id != execution_id)
+    {
+        return Ok(false);
+    }
+    let previous = r.clone();
+    let ek = key(&[&request_id, &execution_id]);
+    let execution = match (tx.get_raw(Table::Executions, &ek)?, known_execution) {
+        (None, _) => None,
+        (Some(raw), Some((e, bytes))) if raw == bytes => Some(e),
+        (Some(raw), _) => Some(decode::<Execution>(&raw)?),
+    };
+    if let Some(mut e) = execution {
+        let level = if outcome == Outcome::Completed {
+            LogLevel::Info
+        } else {
+            LogLevel::Error
+        };
+        e.log.push(line(now, level, message));
+        e.outcome = outcome;
+        e.ended_on = Some(now);
+        tx.put(Table::Executions, ek, &e);
+    }
+    r.status = if outcome == Outcome::Completed {
+        RequestStatus::Completed
+    } else {
+        RequestStatus::Failed
+    };
+    r.running = None;
+    r.modified_on = now;
+    put_request(tx, &r, Some(&previous), now);
+    Ok(true)
 }
 
 /// Marks a device-connection entry CONNECTED or DISCONNECTED (creating it for a device that

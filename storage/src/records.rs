@@ -8,6 +8,31 @@ use serde::{Deserialize, Serialize};
 /// Timestamps are UTC everywhere.
 pub type Timestamp = DateTime<Utc>;
 
+/// Timestamp serialisation, byte for byte chrono's own (RFC 3339, `AutoSi` fractions, `Z`).
+/// chrono serialises through `collect_str`, which serde_json escapes one formatted character
+/// at a time: that was the largest single cost of encoding records in the writer thread
+/// (every execution log line carries a timestamp). Formatting into a `String` first and
+/// escaping it once gives the same text for a fraction of the work. Decoding is unchanged.
+mod ts {
+    use chrono::SecondsFormat;
+    use serde::Serializer;
+
+    use super::Timestamp;
+
+    pub(super) fn ser<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    // serde's `serialize_with` hands over `&Option<T>`.
+    #[allow(clippy::ref_option)]
+    pub(super) fn ser_opt<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// How a device's client ID is tied to users of its account (Eclipse Kapua's model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -65,6 +90,7 @@ pub struct Account {
     #[serde(default)]
     pub provisioning: bool,
     /// Creation time.
+    #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
 }
 
@@ -82,6 +108,7 @@ pub struct ProvisionUser {
     /// How many provision requests use this user; the user is removed when it drops to zero.
     pub request_count: u64,
     /// Creation time.
+    #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
 }
 
@@ -134,6 +161,7 @@ impl RequestStatus {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rejection {
     /// When it happened.
+    #[serde(serialize_with = "ts::ser")]
     pub at: Timestamp,
     /// Why, in words that reveal no secret.
     pub reason: String,
@@ -154,8 +182,10 @@ pub struct ProvisionRequest {
     /// Operational broker URL handed to the device.
     pub broker_url: String,
     /// Start of the activation window.
+    #[serde(serialize_with = "ts::ser")]
     pub activates_on: Timestamp,
     /// End of the activation window (exclusive), if any.
+    #[serde(serialize_with = "ts::ser_opt")]
     pub expires_on: Option<Timestamp>,
     /// Keyed hash of the activation key, when one was generated.
     pub activation_key_hash: Option<String>,
@@ -172,8 +202,10 @@ pub struct ProvisionRequest {
     /// Lifecycle status.
     pub status: RequestStatus,
     /// Creation time.
+    #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
     /// Last modification time (any field or status).
+    #[serde(serialize_with = "ts::ser")]
     pub modified_on: Timestamp,
     /// Last refusal with wrong credentials.
     pub last_rejection: Option<Rejection>,
@@ -256,6 +288,7 @@ pub enum LogLevel {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogLine {
     /// When.
+    #[serde(serialize_with = "ts::ser")]
     pub at: Timestamp,
     /// Severity.
     pub level: LogLevel,
@@ -274,8 +307,10 @@ pub struct Execution {
     /// The request's account.
     pub account: String,
     /// Start time.
+    #[serde(serialize_with = "ts::ser")]
     pub started_on: Timestamp,
     /// End time, once no longer running.
+    #[serde(serialize_with = "ts::ser_opt")]
     pub ended_on: Option<Timestamp>,
     /// Outcome.
     pub outcome: Outcome,
@@ -302,8 +337,10 @@ pub struct DeviceUser {
     /// The client ID this user is reserved for, if any.
     pub reserved_for: Option<String>,
     /// Creation time.
+    #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
     /// Last password change.
+    #[serde(serialize_with = "ts::ser")]
     pub modified_on: Timestamp,
 }
 
@@ -350,6 +387,7 @@ pub struct DeviceConnection {
     /// Current connection state.
     pub status: ConnectionStatus,
     /// Last successful operational CONNECT.
+    #[serde(serialize_with = "ts::ser_opt")]
     pub last_connected_on: Option<Timestamp>,
 }
 
@@ -364,6 +402,7 @@ pub struct Device {
     /// Always `ENABLED` today.
     pub status: String,
     /// When it was last provisioned.
+    #[serde(serialize_with = "ts::ser")]
     pub provisioned_on: Timestamp,
     /// The request that provisioned it.
     pub provision_request_id: String,
@@ -380,6 +419,7 @@ pub struct ApiToken {
     /// Keyed hash of the secret part.
     pub secret_hash: String,
     /// Creation time.
+    #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
 }
 
@@ -462,5 +502,48 @@ mod tests {
             assert_eq!(Coupling::parse(c.as_str()), Some(c));
         }
         assert_eq!(Coupling::parse("loose"), None);
+    }
+
+    #[test]
+    fn timestamps_serialise_exactly_as_chrono_does() {
+        #[derive(Serialize)]
+        struct Ours {
+            #[serde(serialize_with = "super::ts::ser")]
+            t: Timestamp,
+            #[serde(serialize_with = "super::ts::ser_opt")]
+            o: Option<Timestamp>,
+            #[serde(serialize_with = "super::ts::ser_opt")]
+            n: Option<Timestamp>,
+        }
+        #[derive(Serialize)]
+        struct Chrono {
+            t: Timestamp,
+            o: Option<Timestamp>,
+            n: Option<Timestamp>,
+        }
+        let base = t(1_700_000_000);
+        for nanos in [
+            0,
+            1_000_000,
+            120_000_000,
+            123_456_000,
+            123_456_789,
+            1_999_999_999,
+        ] {
+            let x = base + chrono::Duration::nanoseconds(nanos);
+            let ours = serde_json::to_string(&Ours {
+                t: x,
+                o: Some(x),
+                n: None,
+            })
+            .unwrap();
+            let chrono = serde_json::to_string(&Chrono {
+                t: x,
+                o: Some(x),
+                n: None,
+            })
+            .unwrap();
+            assert_eq!(ours, chrono);
+        }
     }
 }
