@@ -258,6 +258,36 @@ fn target_account(tx: &Tx<'_, '_>, name: &str) -> Result<Account, StoreError> {
         .ok_or_else(|| not_found("account"))
 }
 
+/// A `CREATED` request holding the fields of `spec`.
+fn new_request(
+    account: String,
+    spec: RequestSpec,
+    activation_key_hash: Option<String>,
+    now: Timestamp,
+) -> ProvisionRequest {
+    ProvisionRequest {
+        id: new_id(),
+        account,
+        client_id: spec.client_id,
+        provision_username: spec.provision_username,
+        broker_url: spec.broker_url,
+        activates_on: spec.activates_on,
+        expires_on: spec.expires_on,
+        activation_key_hash,
+        reserve_user: spec.reserve_user,
+        connection_coupling: spec.connection_coupling,
+        vpn_access: spec.vpn_access,
+        password_length: spec.password_length,
+        additional_configuration: spec.additional_configuration,
+        status: RequestStatus::Created,
+        created_on: now,
+        modified_on: now,
+        last_rejection: None,
+        warnings: spec.warnings,
+        running: None,
+    }
+}
+
 /// Creates requests all or nothing. Errors name the row index when `bulk` is true.
 pub fn create_requests(
     account: String,
@@ -281,27 +311,7 @@ pub fn create_requests(
                 }
                 Err(e) => return Err(e),
             }
-            let r = ProvisionRequest {
-                id: new_id(),
-                account: account.clone(),
-                client_id: spec.client_id,
-                provision_username: spec.provision_username,
-                broker_url: spec.broker_url,
-                activates_on: spec.activates_on,
-                expires_on: spec.expires_on,
-                activation_key_hash: row.activation_key_hash,
-                reserve_user: spec.reserve_user,
-                connection_coupling: spec.connection_coupling,
-                vpn_access: spec.vpn_access,
-                password_length: spec.password_length,
-                additional_configuration: spec.additional_configuration,
-                status: RequestStatus::Created,
-                created_on: now,
-                modified_on: now,
-                last_rejection: None,
-                warnings: spec.warnings,
-                running: None,
-            };
+            let r = new_request(account.clone(), spec, row.activation_key_hash, now);
             // Staged writes are visible to the next row, so two rows for one client ID clash.
             put_request(tx, &r, None, now);
             created.push(r);
@@ -342,21 +352,14 @@ pub fn update_request(
         // only user, releasing first would delete the user and turn the plan stale.
         settle_user(tx, &account, &spec.provision_username, &row.user, now)?;
         release_user(tx, &old.provision_username)?;
+        let fresh = new_request(account.clone(), spec, row.activation_key_hash, now);
         let r = ProvisionRequest {
-            client_id: spec.client_id,
-            provision_username: spec.provision_username,
-            broker_url: spec.broker_url,
-            activates_on: spec.activates_on,
-            expires_on: spec.expires_on,
-            activation_key_hash: row.activation_key_hash,
-            reserve_user: spec.reserve_user,
-            connection_coupling: spec.connection_coupling,
-            vpn_access: spec.vpn_access,
-            password_length: spec.password_length,
-            additional_configuration: spec.additional_configuration,
-            modified_on: now,
-            warnings: spec.warnings,
-            ..old.clone()
+            id: old.id.clone(),
+            status: old.status,
+            created_on: old.created_on,
+            last_rejection: old.last_rejection.clone(),
+            running: old.running.clone(),
+            ..fresh
         };
         put_request(tx, &r, Some(&old), now);
         Ok(r)
