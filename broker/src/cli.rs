@@ -986,36 +986,37 @@ fn account(api: &Api, c: &ClientArgs, cmd: AccountCommand, out: &mut String) -> 
                 body["defaultCoupling"] = json!(d.wire());
             }
             let v = api.json("POST", "/api/v1/accounts", Some(&body))?;
-            out.push_str(&if c.json {
-                pretty(&v)
-            } else {
-                details(&v, &cols)
-            });
+            out.push_str(&one(&v, &cols, c.json));
         }
         AccountCommand::List => {
             let v = api.json("GET", "/api/v1/accounts", None)?;
-            if c.json {
-                out.push_str(&pretty(&v));
-            } else {
-                let rows: Vec<Vec<String>> = v["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|a| cells(a, &cols))
-                    .collect();
-                out.push_str(&table(&cols, &rows));
-            }
+            out.push_str(&listing(&v, &cols, c.json));
         }
         AccountCommand::Show { name } => {
             let v = api.json("GET", &format!("/api/v1/accounts/{}", encode(&name)), None)?;
-            out.push_str(&if c.json {
-                pretty(&v)
-            } else {
-                details(&v, &cols)
-            });
+            out.push_str(&one(&v, &cols, c.json));
         }
     }
     Ok(())
+}
+
+/// A list response (`{"items": [...]}`): raw JSON, or a table of `cols`.
+fn listing(v: &Value, cols: &[&str], json: bool) -> String {
+    if json {
+        return pretty(v);
+    }
+    let rows: Vec<Vec<String>> = v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| cells(item, cols))
+        .collect();
+    table(cols, &rows)
+}
+
+/// A single record: raw JSON, or one `field: value` line per column.
+fn one(v: &Value, cols: &[&str], json: bool) -> String {
+    if json { pretty(v) } else { details(v, cols) }
 }
 
 fn token(api: &Api, c: &ClientArgs, cmd: TokenCommand, out: &mut String) -> anyhow::Result<()> {
@@ -1056,25 +1057,11 @@ fn device(api: &Api, c: &ClientArgs, cmd: DeviceCommand, out: &mut String) -> an
     match cmd {
         DeviceCommand::List => {
             let v = api.json("GET", &base, None)?;
-            if c.json {
-                out.push_str(&pretty(&v));
-            } else {
-                let rows: Vec<Vec<String>> = v["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| cells(d, &cols))
-                    .collect();
-                out.push_str(&table(&cols, &rows));
-            }
+            out.push_str(&listing(&v, &cols, c.json));
         }
         DeviceCommand::Show { client_id } => {
             let v = api.json("GET", &format!("{base}/{}", encode(&client_id)), None)?;
-            out.push_str(&if c.json {
-                pretty(&v)
-            } else {
-                details(&v, &cols)
-            });
+            out.push_str(&one(&v, &cols, c.json));
         }
     }
     Ok(())
