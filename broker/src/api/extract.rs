@@ -75,7 +75,9 @@ pub fn target_account(app: &App, caller: &Caller, name: &str) -> Result<Account,
         .ok_or_else(not_found)
 }
 
-/// Whether a `Content-Type` value is JSON (`application/json` or `application/*+json`).
+/// Whether a body with this `Content-Type` is read as JSON: `application/json`,
+/// `application/*+json`, or `application/x-www-form-urlencoded`, which is what `curl -d`
+/// labels every body with (such a body is still parsed as JSON: `a=b` answers 400).
 fn is_json(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
@@ -84,6 +86,7 @@ fn is_json(content_type: &str) -> bool {
         .trim()
         .to_ascii_lowercase();
     essence == "application/json"
+        || essence == "application/x-www-form-urlencoded"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
@@ -195,5 +198,6 @@ mod tests {
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/xml"));
         assert!(!is_json("multipart/form-data; boundary=x"));
+        assert!(is_json("application/x-www-form-urlencoded"));
     }
 }
