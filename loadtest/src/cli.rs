@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{
     BrokerAddr, Credentials, CycleConfig, DEFAULT_CYCLE_TOPIC, Encoding, EnrollConfig, Load,
-    Protocol, RunOptions, new_run_id, validate_run_id, validate_topic_template,
+    OperationalPhase, Protocol, RunOptions, new_run_id, validate_run_id, validate_topic_template,
 };
 use crate::report::Report;
 
@@ -75,6 +75,24 @@ impl From<EncodingArg> for Encoding {
         match e {
             EncodingArg::Json => Encoding::Json,
             EncodingArg::Kura => Encoding::Kura,
+        }
+    }
+}
+
+/// `--operational-phase` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperationalPhaseArg {
+    /// Each device reconnects right after its own enrollment.
+    Inline,
+    /// All devices enroll first, then all enrolled devices reconnect as a second timed phase.
+    Separate,
+}
+
+impl From<OperationalPhaseArg> for OperationalPhase {
+    fn from(p: OperationalPhaseArg) -> OperationalPhase {
+        match p {
+            OperationalPhaseArg::Inline => OperationalPhase::Inline,
+            OperationalPhaseArg::Separate => OperationalPhase::Separate,
         }
     }
 }
@@ -154,6 +172,17 @@ pub struct EnrollArgs {
     /// After enrolling, reconnect to the reply's broker.url with the new identity.
     #[arg(long)]
     pub operational: bool,
+    /// With --operational: reconnect right after each enrollment (`inline`), or enroll every
+    /// device first and then reconnect them all as a second timed phase (`separate`, reported
+    /// as `operational_connects_per_second`).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "PHASE",
+        default_value = "inline",
+        requires_if("separate", "operational")
+    )]
+    pub operational_phase: OperationalPhaseArg,
     /// Seed of ids and passwords (same seed and run id: same fleet) [default: random].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
@@ -252,6 +281,7 @@ impl CommonArgs {
             source_addresses: self.source_addresses,
             progress,
             interrupt: true,
+            operational_phase: OperationalPhase::Inline,
         }
     }
 
@@ -267,6 +297,8 @@ impl EnrollArgs {
     /// The run configuration and output settings of these flags.
     pub fn into_config(self, progress: bool) -> (EnrollConfig, Output) {
         let output = self.common.output();
+        let mut run = self.common.run_options(progress);
+        run.operational_phase = self.operational_phase.into();
         let config = EnrollConfig {
             api: self.api,
             token: self.token,
@@ -286,7 +318,7 @@ impl EnrollArgs {
             seed: self.seed.unwrap_or_else(rand::random),
             run_id: self.common.run_id.clone().unwrap_or_else(new_run_id),
             bulk_size: self.bulk_size as usize,
-            run: self.common.run_options(progress),
+            run,
         };
         (config, output)
     }
@@ -485,6 +517,7 @@ mod tests {
         assert_eq!(c.run.timeout, Duration::from_secs(30));
         assert_eq!(c.run.duration, None);
         assert!(!c.activation_key && !c.operational);
+        assert_eq!(c.run.operational_phase, OperationalPhase::Inline);
         assert!(validate_run_id(&c.run_id).is_ok());
         assert_eq!(
             out,
@@ -513,6 +546,8 @@ mod tests {
             "--unique-credentials",
             "--activation-key",
             "--operational",
+            "--operational-phase",
+            "separate",
             "--duration",
             "60",
             "--seed",
@@ -534,6 +569,7 @@ mod tests {
         assert_eq!(c.provisioning.port, 1999);
         assert_eq!(c.provisioning_account, "prov");
         assert!(c.activation_key && c.operational);
+        assert_eq!(c.run.operational_phase, OperationalPhase::Separate);
         assert_eq!(c.run.duration, Some(Duration::from_secs(60)));
         assert_eq!(c.run.timeout, Duration::from_millis(2500));
         assert_eq!(c.seed, 42);
@@ -563,6 +599,26 @@ mod tests {
         assert!(parse(&["enroll", "--token", "T", "--devices", "1"]).is_err());
         assert!(parse(&["cycle"]).is_err());
         assert!(parse(&["cycle", "--clients", "1", "--password", "p"]).is_err());
+    }
+
+    #[test]
+    fn operational_phase_flag() {
+        let phase = |extra: &[&str]| enroll(extra).map(|(c, _)| c.run.operational_phase);
+        assert_eq!(phase(&["--operational"]).unwrap(), OperationalPhase::Inline);
+        assert_eq!(
+            phase(&["--operational", "--operational-phase", "inline"]).unwrap(),
+            OperationalPhase::Inline
+        );
+        let (c, _) = enroll(&["--operational", "--operational-phase", "separate"]).unwrap();
+        assert_eq!(c.run.operational_phase, OperationalPhase::Separate);
+        assert!(c.operational);
+        // `separate` only means something with the reconnect.
+        let err = phase(&["--operational-phase", "separate"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(phase(&[]).unwrap(), OperationalPhase::Inline);
+        let err = phase(&["--operational", "--operational-phase", "later"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

@@ -69,6 +69,28 @@ impl Credentials {
     }
 }
 
+/// When `enroll --operational` reconnects a device with its new identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OperationalPhase {
+    /// Right after the device's own enrollment, in the same device task (the reconnect rate is
+    /// bounded by the enrollment rate).
+    #[default]
+    Inline,
+    /// As a second timed phase: every device enrolls first (its operational credentials are
+    /// kept in memory), then every enrolled device reconnects, under the same load model.
+    Separate,
+}
+
+impl OperationalPhase {
+    /// The name used on the command line and in the report: `"inline"` or `"separate"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationalPhase::Inline => "inline",
+            OperationalPhase::Separate => "separate",
+        }
+    }
+}
+
 /// The arrival model.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Load {
@@ -122,6 +144,9 @@ pub struct RunOptions {
     /// Stop the run on Ctrl-C and still report (unfinished devices count as `timeout`). Off
     /// for library callers: installing a SIGINT handler is the binary's decision.
     pub interrupt: bool,
+    /// `enroll` with `operational`: reconnect inline or as a separate phase (`cycle` ignores
+    /// it). Kept here rather than in [`EnrollConfig`] so existing struct literals still build.
+    pub operational_phase: OperationalPhase,
 }
 
 impl Default for RunOptions {
@@ -134,6 +159,7 @@ impl Default for RunOptions {
             source_addresses: 1,
             progress: false,
             interrupt: false,
+            operational_phase: OperationalPhase::Inline,
         }
     }
 }
@@ -370,6 +396,17 @@ mod tests {
         assert_eq!(base36(0), "0");
         assert_eq!(base36(35), "z");
         assert_eq!(base36(36), "10");
+    }
+
+    #[test]
+    fn operational_phase_names_and_default() {
+        assert_eq!(OperationalPhase::default(), OperationalPhase::Inline);
+        assert_eq!(
+            RunOptions::default().operational_phase,
+            OperationalPhase::Inline
+        );
+        assert_eq!(OperationalPhase::Inline.as_str(), "inline");
+        assert_eq!(OperationalPhase::Separate.as_str(), "separate");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
@@ -13,12 +13,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::api::{self, Api, NewRequest};
-use crate::config::{BrokerAddr, Credentials, EnrollConfig, Protocol, validate_run_id};
+use crate::config::{
+    BrokerAddr, Credentials, EnrollConfig, OperationalPhase, Protocol, validate_run_id,
+};
 use crate::mqtt::{ConnectParams, Dialer, Incoming, MqttError};
 use crate::net::{self, phase};
 use crate::report::{Report, ReportConfig, Scenario, ServerMetrics};
 use crate::runner;
-use crate::stats::{Failure, Outcome};
+use crate::stats::{Failure, FailureKind, Outcome};
 use crate::verify::{Identity, verify_reply};
 use crate::wire;
 
@@ -108,6 +110,9 @@ struct Ctx {
     operational: bool,
     operational_url: String,
     operational_addr: Option<SocketAddr>,
+    /// With a separate operational phase: each enrolled device's new identity, kept for the
+    /// second phase (empty otherwise).
+    identities: Vec<OnceLock<Identity>>,
 }
 
 /// Runs the `enroll` scenario and returns its report. Errors are setup failures (unreachable
@@ -140,6 +145,7 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
     let expires_on =
         (chrono::Utc::now() + lifetime).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (mut devices, requests) = plan_devices(config, &expires_on);
+    let separate = config.operational && config.run.operational_phase == OperationalPhase::Separate;
 
     let api_base = config.api.clone();
     let metrics_before =
@@ -202,12 +208,27 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
         operational: config.operational,
         operational_url: config.operational_broker.clone(),
         operational_addr,
+        identities: if separate {
+            (0..config.devices).map(|_| OnceLock::new()).collect()
+        } else {
+            Vec::new()
+        },
     });
-    let result = runner::run(config.devices, 4, &config.run, move |i| {
-        let ctx = ctx.clone();
+    let phase_ctx = ctx.clone();
+    let mut result = runner::run(config.devices, 4, &config.run, move |i| {
+        let ctx = phase_ctx.clone();
         async move { enroll_device(&ctx, i).await }
     })
     .await;
+    let mut duration_s = result.elapsed.as_secs_f64();
+    let mut per_second = None;
+    let mut operational_per_second = None;
+    if separate {
+        let (secs, rate) = operational_phase(config, &ctx, &mut result).await;
+        per_second = Some(rate.0);
+        operational_per_second = rate.1;
+        duration_s += secs;
+    }
 
     let api_base = config.api.clone();
     let metrics_after =
@@ -215,7 +236,7 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
             .await
             .unwrap_or_default();
 
-    Ok(Report::build(
+    let mut report = Report::build(
         Scenario::Enroll,
         ReportConfig::Enroll {
             devices: config.devices as u64,
@@ -225,16 +246,105 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
             encoding: config.encoding.as_str().to_string(),
             credentials: config.credentials.as_str().to_string(),
             operational: config.operational,
+            operational_phase: config.run.operational_phase.as_str().to_string(),
         },
         config.run.protocol,
         result.attempted,
         &result.stats,
-        result.elapsed.as_secs_f64(),
+        duration_s,
         ServerMetrics {
             metrics_before,
             metrics_after,
         },
-    ))
+    );
+    if let Some(rate) = per_second {
+        report.per_second = rate;
+    }
+    report.operational_per_second = operational_per_second;
+    Ok(report)
+}
+
+/// The second timed phase of `--operational-phase separate`: every device that enrolled in
+/// `enrolled` (the first phase's result) reconnects with its kept identity, under the same
+/// load model; the rest of `--duration` bounds it. Folds its outcomes into `enrolled`, so a
+/// device completes only once it also reconnected. Returns the phase's wall time in seconds,
+/// the enrollment phase's rate (enrolled per second) and the phase's own rate (successful
+/// reconnects per second; `None` when the phase did not run).
+async fn operational_phase(
+    config: &EnrollConfig,
+    ctx: &Arc<Ctx>,
+    enrolled: &mut runner::RunResult,
+) -> (f64, (f64, Option<f64>)) {
+    let enrolled_ok = enrolled.stats.completed;
+    let enroll_secs = enrolled.elapsed.as_secs_f64();
+    let enroll_rate = if enroll_secs > 0.0 {
+        enrolled_ok as f64 / enroll_secs
+    } else {
+        0.0
+    };
+    // Devices complete only after their reconnect.
+    enrolled.stats.completed = 0;
+    let remaining = config
+        .run
+        .duration
+        .map(|d| d.saturating_sub(enrolled.elapsed));
+    if enrolled.stopped || remaining == Some(Duration::ZERO) {
+        enrolled.stats.record_failure(
+            FailureKind::Timeout,
+            "the run ended (--duration or interrupt) before the operational phase",
+            enrolled_ok,
+        );
+        return (0.0, (enroll_rate, None));
+    }
+    // A device's identity is kept only when it enrolled, and nothing was cancelled (the run
+    // was not stopped), so these are exactly the completed devices.
+    let todo: Arc<Vec<usize>> = Arc::new(
+        (0..ctx.identities.len())
+            .filter(|&i| ctx.identities[i].get().is_some())
+            .collect(),
+    );
+    if todo.is_empty() {
+        return (0.0, (enroll_rate, None));
+    }
+    eprintln!(
+        "enrollment phase: {enrolled_ok} enrolled in {enroll_secs:.2} s ({enroll_rate:.1}/s); \
+         operational phase: {} devices reconnecting to {}",
+        todo.len(),
+        config.operational_broker
+    );
+    let mut options = config.run.clone();
+    options.duration = remaining;
+    let phase_ctx = ctx.clone();
+    let result = runner::run(todo.len(), 4, &options, move |j| {
+        let (ctx, todo) = (phase_ctx.clone(), todo.clone());
+        async move {
+            let i = todo[j];
+            let out = Outcome::default();
+            let Some(identity) = ctx.identities[i].get() else {
+                return out.fail(Failure::bad_reply(format!(
+                    "{}: no identity kept",
+                    ctx.devices[i].client_id
+                )));
+            };
+            reconnect_outcome(&ctx, i, identity, out).await
+        }
+    })
+    .await;
+    let secs = result.elapsed.as_secs_f64();
+    let rate = (secs > 0.0).then(|| result.stats.completed as f64 / secs);
+    enrolled.stats.merge(&result.stats);
+    (secs, (enroll_rate, rate))
+}
+
+/// Runs the reconnect and records it in `out`.
+async fn reconnect_outcome(ctx: &Ctx, i: usize, identity: &Identity, mut out: Outcome) -> Outcome {
+    match reconnect(ctx, i, identity).await {
+        Ok(d) => {
+            out.phases[OPERATIONAL] = Some(d);
+            out
+        }
+        Err(f) => out.fail(f),
+    }
 }
 
 async fn enroll_device(ctx: &Ctx, i: usize) -> Outcome {
@@ -243,13 +353,17 @@ async fn enroll_device(ctx: &Ctx, i: usize) -> Outcome {
         Ok(identity) => identity,
         Err(f) => return out.fail(f),
     };
-    if ctx.operational {
-        match reconnect(ctx, i, &identity).await {
-            Ok(d) => out.phases[OPERATIONAL] = Some(d),
-            Err(f) => return out.fail(f),
-        }
+    if !ctx.operational {
+        return out;
     }
-    out
+    match ctx.identities.get(i) {
+        // Separate phase: keep the identity for the second phase.
+        Some(slot) => {
+            let _ = slot.set(identity);
+            out
+        }
+        None => reconnect_outcome(ctx, i, &identity, out).await,
+    }
 }
 
 /// The PROV-V1 exchange: CONNECT, SUBSCRIBE, PUBLISH request, reply, PUBACK, DISCONNECT.

@@ -33,7 +33,8 @@ pub mod wire;
 
 pub use api::Unreachable;
 pub use config::{
-    BrokerAddr, Credentials, CycleConfig, Encoding, EnrollConfig, Load, Protocol, RunOptions,
+    BrokerAddr, Credentials, CycleConfig, Encoding, EnrollConfig, Load, OperationalPhase, Protocol,
+    RunOptions,
 };
 pub use cycle::run_cycle;
 pub use enroll::run_enroll;

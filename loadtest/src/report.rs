@@ -77,6 +77,9 @@ pub enum ReportConfig {
         credentials: String,
         /// Whether devices reconnected to the operational endpoint.
         operational: bool,
+        /// `"inline"` (reconnect right after each enrollment) or `"separate"` (a second timed
+        /// phase after every device enrolled).
+        operational_phase: String,
     },
     /// `cycle`.
     Cycle {
@@ -127,8 +130,12 @@ pub struct Report {
     pub failures: BTreeMap<String, u64>,
     /// Wall time of the MQTT part of the run, in seconds.
     pub duration_s: f64,
-    /// Completed per second of `duration_s`.
+    /// Completed per second of `duration_s` (with a separate operational phase: enrolled
+    /// devices per second of the enrollment phase).
     pub per_second: f64,
+    /// `enroll` with a separate operational phase: successful reconnects per second of that
+    /// phase's own wall time (`operational_connects_per_second`); `None` when not measured.
+    pub operational_per_second: Option<f64>,
     /// Latency percentiles per phase (scenario order); `None` when the phase has no sample or
     /// was not run.
     pub latency_ms: Vec<(&'static str, Option<Percentiles>)>,
@@ -189,6 +196,7 @@ impl Report {
             failures,
             duration_s,
             per_second,
+            operational_per_second: None,
             latency_ms,
             server,
             first_failures: stats
@@ -217,14 +225,15 @@ impl Report {
                 encoding,
                 credentials,
                 operational,
+                operational_phase,
                 ..
             } => format!(
                 "{}, protocol {protocol}, encoding {encoding}, {credentials} credentials{}",
                 load_text(*concurrency, *rate),
                 if *operational {
-                    ", operational reconnect"
+                    format!(", operational reconnect ({operational_phase})")
                 } else {
-                    ""
+                    String::new()
                 }
             ),
             ReportConfig::Cycle {
@@ -253,6 +262,16 @@ impl Report {
             Scenario::Cycle => "cycles/s",
         };
         let _ = writeln!(w, "throughput    {:.1} {unit}", self.per_second);
+        if self.scenario == Scenario::Enroll {
+            match self.operational_per_second {
+                Some(r) => {
+                    let _ = writeln!(w, "operational   {r:.1} connects/s (separate phase)");
+                }
+                None => {
+                    let _ = writeln!(w, "operational   - connects/s (not measured on its own)");
+                }
+            }
+        }
         let failures: Vec<String> = self
             .failures
             .iter()
@@ -319,13 +338,20 @@ impl Serialize for Report {
                 m.end()
             }
         }
-        let mut m = serializer.serialize_map(Some(8))?;
+        let enroll = self.scenario == Scenario::Enroll;
+        let mut m = serializer.serialize_map(Some(if enroll { 9 } else { 8 }))?;
         m.serialize_entry("scenario", self.scenario.as_str())?;
         m.serialize_entry("config", &self.config)?;
         m.serialize_entry(self.scenario.population_key(), &self.counts)?;
         m.serialize_entry("failures", &self.failures)?;
         m.serialize_entry("duration_s", &round3(self.duration_s))?;
         m.serialize_entry(self.scenario.rate_key(), &round1(self.per_second))?;
+        if enroll {
+            m.serialize_entry(
+                "operational_connects_per_second",
+                &self.operational_per_second.map(round1),
+            )?;
+        }
         m.serialize_entry("latency_ms", &Latency(&self.latency_ms))?;
         m.serialize_entry("server", &self.server)?;
         m.end()
@@ -378,6 +404,7 @@ mod tests {
                 encoding: "json".into(),
                 credentials: "shared".into(),
                 operational: false,
+                operational_phase: "inline".into(),
             },
             Protocol::V5,
             12,
@@ -405,11 +432,13 @@ mod tests {
                 "enrollments_per_second",
                 "failures",
                 "latency_ms",
+                "operational_connects_per_second",
                 "scenario",
                 "server"
             ]
         );
         assert_eq!(v["scenario"], "enroll");
+        assert_eq!(v["operational_connects_per_second"], Value::Null);
         assert_eq!(
             keys(&v["config"]),
             [
@@ -418,10 +447,12 @@ mod tests {
                 "devices",
                 "encoding",
                 "operational",
+                "operational_phase",
                 "protocol",
                 "rate"
             ]
         );
+        assert_eq!(v["config"]["operational_phase"], "inline");
         assert_eq!(v["config"]["rate"], Value::Null);
         assert_eq!(v["config"]["concurrency"], 200);
         assert_eq!(v["config"]["protocol"], "5");
@@ -473,6 +504,7 @@ mod tests {
             "\"failures\"",
             "\"duration_s\"",
             "\"enrollments_per_second\"",
+            "\"operational_connects_per_second\"",
             "\"latency_ms\"",
             "\"server\"",
         ];
@@ -546,6 +578,7 @@ mod tests {
         assert_eq!(v["config"]["rate"], 50.0);
         assert_eq!(keys(&v["latency_ms"]), ["connect", "roundtrip", "total"]);
         assert_eq!(v["cycles_per_second"], 4.0);
+        assert!(v.get("operational_connects_per_second").is_none());
         assert_eq!(
             keys(&v["failures"]),
             ["bad_reply", "connack_0x04", "disconnected", "timeout"]
@@ -555,6 +588,24 @@ mod tests {
             r.to_table().contains("topic acme/{client_id}/cycle"),
             "{}",
             r.to_table()
+        );
+    }
+
+    #[test]
+    fn separate_operational_phase_rate() {
+        let mut r = enroll_report();
+        r.operational_per_second = Some(5123.456);
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["operational_connects_per_second"], 5123.5);
+        assert!(
+            r.to_table().contains("5123.5 connects/s"),
+            "{}",
+            r.to_table()
+        );
+        assert!(
+            enroll_report()
+                .to_table()
+                .contains("not measured on its own")
         );
     }
 

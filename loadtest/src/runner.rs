@@ -26,6 +26,8 @@ pub struct RunResult {
     pub attempted: u64,
     /// From the first start to the last outcome (or to the stop).
     pub elapsed: Duration,
+    /// The run was stopped (`--duration` reached or interrupted) rather than run to its end.
+    pub stopped: bool,
 }
 
 #[derive(Default)]
@@ -132,6 +134,7 @@ where
     let mut stats = collector.await.unwrap_or_else(|_| Stats::new(phase_count));
     let elapsed = start.elapsed();
     controller.abort();
+    let stopped = *stop_rx.borrow();
     finished.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         let _ = p.await;
@@ -146,6 +149,7 @@ where
         stats,
         attempted: n as u64,
         elapsed,
+        stopped,
     }
 }
 
@@ -263,6 +267,7 @@ mod tests {
         assert_eq!(r.stats.completed, 45);
         assert_eq!(r.stats.failed, 5);
         assert!(peak.load(Ordering::SeqCst) <= 4);
+        assert!(!r.stopped);
         assert!(r.stats.phase(0).is_some());
     }
 
@@ -313,5 +318,6 @@ mod tests {
             1000 - r.stats.completed
         );
         assert!(r.elapsed < Duration::from_secs(2));
+        assert!(r.stopped);
     }
 }

@@ -16,8 +16,8 @@ use fleetgate_kura::{ProvReply, ProvSuccess};
 use fleetgate_loadtest::cli::exit_status;
 use fleetgate_loadtest::mqtt::take_frame;
 use fleetgate_loadtest::{
-    BrokerAddr, Credentials, CycleConfig, Encoding, EnrollConfig, Load, Protocol, RunOptions,
-    Unreachable, run_cycle, run_enroll,
+    BrokerAddr, Credentials, CycleConfig, Encoding, EnrollConfig, Load, OperationalPhase, Protocol,
+    RunOptions, Unreachable, run_cycle, run_enroll,
 };
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
@@ -553,6 +553,68 @@ async fn failures_are_counted_by_reason() {
     let v: Value = serde_json::from_str(&report.to_json()).unwrap();
     assert!(v["latency_ms"]["connect"]["p50"].is_number());
     assert_eq!(v["latency_ms"]["operational"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_with_a_separate_operational_phase() {
+    let s = stack(Sabotage {
+        refuse_suffix: Some("-3".into()),
+        code_403_suffix: Some("-4".into()),
+        ..Sabotage::default()
+    })
+    .await;
+    let mut config = enroll_config(&s, 20, Protocol::V5, Encoding::Json);
+    config.operational = true;
+    config.run.operational_phase = OperationalPhase::Separate;
+    let report = run_enroll(&config).await.unwrap();
+    // -3 and -4 fail to enroll, so they never reconnect; the 18 others enroll, then reconnect.
+    assert_eq!(report.counts.attempted, 20);
+    assert_eq!(report.counts.completed, 18, "{:?}", report.first_failures);
+    assert_eq!(report.counts.failed, 2);
+    assert_eq!(report.failures["connack_0x86"], 1);
+    assert_eq!(report.failures["reply_code_403"], 1);
+    assert_eq!(report.failures["timeout"], 0);
+    let v: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(v["config"]["operational"], true);
+    assert_eq!(v["config"]["operational_phase"], "separate");
+    assert!(
+        v["operational_connects_per_second"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    assert!(v["enrollments_per_second"].as_f64().unwrap() > 0.0, "{v}");
+    for phase in ["connect", "reply", "enrollment", "operational"] {
+        assert!(v["latency_ms"][phase]["p50"].is_number(), "{phase}: {v}");
+    }
+    assert!(report.to_table().contains("connects/s (separate phase)"));
+
+    // Inline (the default) measures no phase rate of its own.
+    let mut config = enroll_config(&s, 5, Protocol::V5, Encoding::Json);
+    config.operational = true;
+    let report = run_enroll(&config).await.unwrap();
+    let v: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(v["config"]["operational_phase"], "inline");
+    assert_eq!(v["operational_connects_per_second"], Value::Null);
+    assert!(v["latency_ms"]["operational"]["p50"].is_number(), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_operational_phase_is_bounded_by_duration() {
+    let s = stack(Sabotage {
+        silent_suffix: Some("-1".into()),
+        ..Sabotage::default()
+    })
+    .await;
+    // Device -1 never gets a reply, so the enrollment phase runs into --duration: the devices
+    // that enrolled never reconnect and count as timeouts.
+    let mut config = enroll_config(&s, 4, Protocol::V5, Encoding::Json);
+    config.operational = true;
+    config.run.operational_phase = OperationalPhase::Separate;
+    config.run.duration = Some(Duration::from_millis(500));
+    let report = run_enroll(&config).await.unwrap();
+    assert_eq!(report.counts.completed, 0, "{:?}", report.first_failures);
+    assert_eq!(report.counts.failed, 4);
+    assert_eq!(report.failures["timeout"], 4);
+    assert_eq!(report.operational_per_second, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
