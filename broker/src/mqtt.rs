@@ -14,6 +14,7 @@ use ntex::util::{ByteString, Bytes, Ready};
 use ntex_mqtt::{Control, MqttError, MqttServer, QoS, v3, v5};
 
 use crate::app::App;
+use crate::metrics::Slot;
 
 /// The error of every MQTT service. Returning it from a publish handler closes the connection
 /// (the MQTT 3.1.1 reaction to a forbidden publish).
@@ -140,11 +141,15 @@ pub trait Endpoint: 'static {
     /// Label for metrics and logs.
     const NAME: &'static str;
 
-    /// Decides a CONNECT.
+    /// The endpoint's connection limit.
+    fn max_connections(config: &crate::config::Config) -> usize;
+
+    /// Decides a CONNECT; an accepted session keeps `slot` for as long as it lives.
     fn connect(
         app: &Arc<App>,
         facts: ConnectFacts,
         sink: Sink,
+        slot: Slot,
     ) -> impl Future<Output = Result<Self::State, Refusal>>;
 
     /// Decides one SUBSCRIBE filter: the granted QoS, or `None` to refuse it.
@@ -176,6 +181,24 @@ fn facts(
     }
 }
 
+/// Takes a connection slot (so that concurrent CONNECTs cannot overshoot the limit), lets the
+/// endpoint decide, and counts the result.
+async fn admit<E: Endpoint>(
+    app: &Arc<App>,
+    facts: ConnectFacts,
+    sink: Sink,
+) -> Result<E::State, Refusal> {
+    let decided = match Slot::acquire(&app.metrics, E::NAME, E::max_connections(&app.config)) {
+        Some(slot) => E::connect(app, facts, sink, slot).await,
+        None => Err(Refusal::ServerBusy),
+    };
+    app.metrics.connect(
+        E::NAME,
+        decided.as_ref().map_or_else(|r| r.label(), |_| "accepted"),
+    );
+    decided
+}
+
 async fn handshake_v3<E: Endpoint>(
     h: v3::Handshake,
     app: Arc<App>,
@@ -188,15 +211,9 @@ async fn handshake_v3<E: Endpoint>(
         h.io(),
         Protocol::V311,
     );
-    match E::connect(&app, f, Sink::V3(h.sink())).await {
-        Ok(state) => {
-            app.metrics.connect(E::NAME, "accepted");
-            Ok(h.ack(state, false))
-        }
-        Err(r) => {
-            app.metrics.connect(E::NAME, r.label());
-            Ok(refuse_v3(h, r))
-        }
+    match admit::<E>(&app, f, Sink::V3(h.sink())).await {
+        Ok(state) => Ok(h.ack(state, false)),
+        Err(r) => Ok(refuse_v3(h, r)),
     }
 }
 
@@ -212,15 +229,9 @@ async fn handshake_v5<E: Endpoint>(
         h.io(),
         Protocol::V5,
     );
-    match E::connect(&app, f, Sink::V5(h.sink())).await {
-        Ok(state) => {
-            app.metrics.connect(E::NAME, "accepted");
-            Ok(h.ack(state))
-        }
-        Err(r) => {
-            app.metrics.connect(E::NAME, r.label());
-            Ok(h.failed(refusal_v5(r)))
-        }
+    match admit::<E>(&app, f, Sink::V5(h.sink())).await {
+        Ok(state) => Ok(h.ack(state)),
+        Err(r) => Ok(h.failed(refusal_v5(r))),
     }
 }
 

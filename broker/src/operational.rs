@@ -189,13 +189,16 @@ impl Endpoint for Operational {
     type State = State;
     const NAME: &'static str = "operational";
 
-    async fn connect(app: &Arc<App>, facts: ConnectFacts, sink: Sink) -> Result<State, Refusal> {
-        let slot = Slot::acquire(
-            &app.metrics,
-            Self::NAME,
-            app.config.operational.max_connections,
-        )
-        .ok_or(Refusal::ServerBusy)?;
+    fn max_connections(config: &crate::config::Config) -> usize {
+        config.operational.max_connections
+    }
+
+    async fn connect(
+        app: &Arc<App>,
+        facts: ConnectFacts,
+        sink: Sink,
+        slot: Slot,
+    ) -> Result<State, Refusal> {
         let device = app.operational_auth.decide(&facts)?;
         // Take ownership of the client ID before recording CONNECTED (the write is submitted
         // under the router lock, so status writes reach the writer in the order ownership

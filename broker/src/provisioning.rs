@@ -48,13 +48,16 @@ impl Endpoint for Provisioning {
     type State = State;
     const NAME: &'static str = "provisioning";
 
-    async fn connect(app: &Arc<App>, facts: ConnectFacts, sink: Sink) -> Result<State, Refusal> {
-        let slot = Slot::acquire(
-            &app.metrics,
-            Self::NAME,
-            app.config.provisioning.max_connections,
-        )
-        .ok_or(Refusal::ServerBusy)?;
+    fn max_connections(config: &crate::config::Config) -> usize {
+        config.provisioning.max_connections
+    }
+
+    async fn connect(
+        app: &Arc<App>,
+        facts: ConnectFacts,
+        sink: Sink,
+        slot: Slot,
+    ) -> Result<State, Refusal> {
         let ident = app.provisioning_auth.decide(&facts).await?;
         tracing::debug!(client_id = %ident.client_id, peer = %facts.peer, "provisioning session accepted");
         Ok(State(Rc::new(Conn {
