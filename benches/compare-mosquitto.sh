@@ -60,22 +60,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-vs-mosquitto.XXXXXX")"
 echo "== work directory (logs, reports, summary): $WORK"
 
+# shellcheck source=lib/common.sh
+source "$ROOT/benches/lib/common.sh"
+
 MOSQ_PID=""
 FG_PID=""
-
-stop() {
-    local name="$1" pid="$2"
-    [[ -n "$pid" ]] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    echo "warning: $name (pid $pid) ignored SIGTERM for 5 s, sending SIGKILL" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local status=$?
@@ -95,31 +84,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-die() {
-    echo "error: $*" >&2
-    exit 1
-}
-
-# A free TCP port on 127.0.0.1 (the kernel picks it; a small race with other processes is
-# possible, and the start-up checks below would then fail loudly).
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits (at most ~10 s) until 127.0.0.1:$2 accepts TCP connections while process $3 lives.
-wait_port() {
-    local name="$1" port="$2" pid="$3" log="$4"
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { tail -n 20 "$log" >&2; die "$name exited during start-up (log: $log)"; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2
-    die "$name does not listen on 127.0.0.1:$port after 10 s (log: $log)"
-}
-
 # ---------------------------------------------------------------- 1. build
 cd "$ROOT"
 if [[ $BUILD -eq 1 ]]; then
@@ -135,12 +99,7 @@ LOADTEST="$ROOT/target/release/fleetgate-loadtest"
 MOSQUITTO="$(command -v mosquitto || true)"
 [[ -n "$MOSQUITTO" || ! -x /usr/sbin/mosquitto ]] || MOSQUITTO=/usr/sbin/mosquitto
 if [[ -z "$MOSQUITTO" ]] || ! command -v mosquitto_rr >/dev/null; then
-    echo "== installing mosquitto and mosquitto-clients with apt-get (log: $WORK/apt.log)"
-    SUDO=""
-    [[ $(id -u) -eq 0 ]] || SUDO="sudo -n"
-    { $SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y \
-        --no-install-recommends mosquitto mosquitto-clients; } >"$WORK/apt.log" 2>&1 ||
-        { tail -n 20 "$WORK/apt.log" >&2; die "apt-get install failed (log: $WORK/apt.log)"; }
+    apt_install mosquitto mosquitto-clients
     MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 fi
 [[ -x "$MOSQUITTO" ]] || die "mosquitto not found after installation"
@@ -167,64 +126,14 @@ MOSQ_VERSION="$("$MOSQUITTO" -h 2>/dev/null | head -n 1 || true)"
 echo "== mosquitto pid $MOSQ_PID on 127.0.0.1:$MQ_PORT ($MOSQ_VERSION; log: $WORK/mosquitto.log)"
 
 # ---------------------------------------------------------------- 3. fleetgate
-PROV_PORT="$(free_port)"
-OPER_PORT="$(free_port)"
-ADMIN_PORT="$(free_port)"
-TOKEN="cmp-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
-API="http://127.0.0.1:$ADMIN_PORT"
-FLEETGATE_PROVISIONING_LISTEN="127.0.0.1:$PROV_PORT" \
-FLEETGATE_OPERATIONAL_LISTEN="127.0.0.1:$OPER_PORT" \
-FLEETGATE_ADMIN_LISTEN="127.0.0.1:$ADMIN_PORT" \
-FLEETGATE_ADMIN_TOKEN="$TOKEN" \
-    "$FLEETGATE" serve --data-dir "$WORK/fleetgate-data" >"$WORK/fleetgate.log" 2>&1 &
-FG_PID=$!
-wait_port "fleetgate admin API" "$ADMIN_PORT" "$FG_PID" "$WORK/fleetgate.log"
-wait_port "fleetgate provisioning" "$PROV_PORT" "$FG_PID" "$WORK/fleetgate.log"
-wait_port "fleetgate operational" "$OPER_PORT" "$FG_PID" "$WORK/fleetgate.log"
+start_fleetgate "$FLEETGATE" "$WORK/fleetgate-data" "$WORK/fleetgate.log"
 echo "== fleetgate pid $FG_PID: provisioning 127.0.0.1:$PROV_PORT, operational" \
     "127.0.0.1:$OPER_PORT, API $API (log: $WORK/fleetgate.log)"
 
 # ---------------------------------------------------------------- 4. one LOOSE device
-api_post() {
-    local path="$1" body="$2" out="$3" code
-    code="$(curl -sS -o "$out" -w '%{http_code}' --max-time 10 -X POST \
-        -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-        -d "$body" "$API$path")" || die "POST $path: curl failed"
-    [[ "$code" == 201 || "$code" == 200 ]] || die "POST $path: HTTP $code: $(cat "$out")"
-}
 ACCOUNT=cmp
-CID=cmp-device
-PROV_USER=cmp-prov
-PROV_PASS="pw-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
-api_post /api/v1/accounts "{\"name\":\"$ACCOUNT\"}" "$WORK/account.json"
-api_post "/api/v1/accounts/$ACCOUNT/provision-requests" "{
-    \"clientId\": \"$CID\", \"provisionUsername\": \"$PROV_USER\",
-    \"provisionPassword\": \"$PROV_PASS\", \"confirmProvisionPassword\": \"$PROV_PASS\",
-    \"brokerUrl\": \"mqtt://127.0.0.1:$OPER_PORT\",
-    \"reserveUser\": false, \"connectionCoupling\": \"LOOSE\"}" "$WORK/provision-request.json"
-
-# PROV-V1 over one MQTT 5 connection. mosquitto_rr subscribes to -e at QoS 1, publishes the
-# request once the SUBACK arrives, prints the first reply and PUBACKs it (request COMPLETED).
-# Its Response Topic property is ignored by Fleetgate, which replies on REPLY/{request.id}.
-PA=provision
-mosquitto_rr -h 127.0.0.1 -p "$PROV_PORT" -V 5 -q 1 -W 15 -i "$CID" -u "$PROV_USER" -P "$PROV_PASS" \
-    -t "\$EDC/$PA/$CID/PROV-V1/EXEC/provision" -e "\$EDC/$PA/$CID/PROV-V1/REPLY/r-1" \
-    -m '{"request.id":"r-1"}' >"$WORK/prov-reply.json" 2>"$WORK/prov-reply.err" ||
-    die "PROV-V1 exchange failed: $(cat "$WORK/prov-reply.err")"
-CREDS="$(python3 - "$WORK/prov-reply.json" <<'EOF'
-import json, sys
-reply = json.load(open(sys.argv[1]))
-if reply.get("response.code") != 200 or not reply.get("password"):
-    sys.exit(f"unexpected PROV-V1 reply: {reply.get('response.code')} "
-             f"{reply.get('response.exception.message', '')}")
-print(reply["username"])
-print(reply["password"])
-EOF
-)" || die "cannot read the PROV-V1 reply ($WORK/prov-reply.json)"
-DEV_USER="$(sed -n 1p <<<"$CREDS")"
-DEV_PASS="$(sed -n 2p <<<"$CREDS")"
-[[ "$DEV_USER" == "$CID@$ACCOUNT" ]] || die "unexpected operational username $DEV_USER"
-echo "== provisioned $CID: operational user $DEV_USER (LOOSE, not reserved)"
+provision_loose_device "$ACCOUNT"
+echo "== provisioned $ACCOUNT-device: operational user $DEV_USER (LOOSE, not reserved)"
 
 # ---------------------------------------------------------------- 5. runs
 COMMON=(cycle --clients "$CLIENTS" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL")

@@ -43,6 +43,8 @@ pub struct App {
     pub ready: AtomicBool,
     /// Routes messages among operational sessions.
     pub router: crate::operational::Router,
+    /// Detached exchange tasks, drained at shutdown.
+    pub tasks: crate::tasks::Tasks,
 }
 
 impl App {
@@ -72,10 +74,7 @@ impl App {
         }
         recover_running(&store, clock.as_ref())?;
         let admin_token = settle_admin_token(&config)?;
-        let threads = match config.auth.verify_threads {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
-            n => n,
-        };
+        let threads = fleetgate_config::threads_or_cores(config.auth.verify_threads);
         let pool = VerifyPool::new(
             threads,
             config.auth.verify_queue,
@@ -107,6 +106,7 @@ impl App {
             admin_token,
             ready: AtomicBool::new(false),
             router,
+            tasks: crate::tasks::Tasks::default(),
         }))
     }
 }

@@ -7,9 +7,11 @@
 pub mod api;
 pub mod app;
 pub mod cli;
-pub mod config;
-pub mod metrics;
 pub mod mqtt;
 pub mod operational;
 pub mod provisioning;
 pub mod server;
+pub mod tasks;
+
+pub use fleetgate_config as config;
+pub use fleetgate_metrics as metrics;

@@ -99,9 +99,11 @@ impl Endpoint for Provisioning {
         }
         // Retained flags are accepted and discarded: nothing of a provisioning session is kept.
         let conn = state.0.clone();
-        drop(ntex::rt::spawn(
-            async move { exchange(conn, payload).await },
-        ));
+        let running = conn.app.tasks.track();
+        drop(ntex::rt::spawn(async move {
+            exchange(conn, payload).await;
+            drop(running);
+        }));
         true
     }
 }

@@ -1,6 +1,8 @@
 //! Binding and running the listeners: provisioning and operational MQTT (plain TCP, and TLS
 //! when configured) and the admin HTTP API, all in one ntex server. [`serve`] is the
 //! `fleetgate serve` path; [`Running`] runs the same server on a background thread for tests.
+//! Both stop the same way: stop accepting, drain the detached exchanges with a deadline, stop the
+//! workers, close the store.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -139,7 +141,7 @@ fn mqtt_limits(
 }
 
 /// Builds and starts the server; must run inside an ntex `System`.
-pub fn build(app: &Arc<App>, l: Listeners, signals: bool) -> io::Result<ntex::server::Server> {
+pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
     let c = &app.config;
     let prov_cfg = || {
         mqtt_limits(
@@ -157,10 +159,7 @@ pub fn build(app: &Arc<App>, l: Listeners, signals: bool) -> io::Result<ntex::se
             c.operational.max_inflight,
         )
     };
-    let workers = match c.server.workers {
-        0 => std::thread::available_parallelism().map_or(2, usize::from),
-        n => n,
-    };
+    let workers = fleetgate_config::threads_or_cores(c.server.workers);
     let maxconn = c.provisioning.max_connections + c.operational.max_connections + 1024;
     let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
     let mut b = ntex::server::build()
@@ -205,10 +204,8 @@ pub fn build(app: &Arc<App>, l: Listeners, signals: bool) -> io::Result<ntex::se
             })?
             .config("operational-tls", oper_cfg());
     }
-    if !signals {
-        b = b.disable_signals();
-    }
-    Ok(b.run())
+    // Signals are handled by `serve`, which drains exchanges before stopping the workers.
+    Ok(b.disable_signals().run())
 }
 
 fn log_listeners(addrs: &Addrs) {
@@ -223,25 +220,77 @@ fn log_listeners(addrs: &Addrs) {
     tracing::info!(addr = %addrs.admin, "admin API (HTTP) accepting connections");
 }
 
-/// `fleetgate serve`: opens the store, binds, runs until SIGTERM/SIGINT, then closes the store.
+/// The shutdown sequence of [`serve`] and [`Running::stop`]: stop accepting, let the detached
+/// exchanges finish (at most `server.shutdown_timeout`), stop the workers (closing the remaining
+/// connections), then, once the server thread has returned, close the store.
+fn stop_server(app: &App, server: &ntex::server::Server) {
+    futures::executor::block_on(server.pause());
+    let left = app
+        .tasks
+        .wait_idle(Config::secs(app.config.server.shutdown_timeout));
+    if left > 0 {
+        tracing::warn!(
+            exchanges = left,
+            "exchanges still running at server.shutdown_timeout; the next start marks them FAILED"
+        );
+    }
+    futures::executor::block_on(server.stop(false));
+}
+
+/// Starts the server on a new thread (inside its own ntex `System`) and returns it once it
+/// accepts connections.
+fn spawn_server(
+    app: &Arc<App>,
+    listeners: Listeners,
+) -> anyhow::Result<(ntex::server::Server, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run_app = app.clone();
+    let thread = std::thread::Builder::new()
+        .name("fleetgate-server".into())
+        .spawn(move || {
+            let ran = ntex::rt::System::build()
+                .name("fleetgate")
+                .build(ntex::rt::DefaultRuntime)
+                .block_on(async move {
+                    match build(&run_app, listeners) {
+                        Ok(server) => {
+                            run_app.ready.store(true, Ordering::SeqCst);
+                            let _ = tx.send(Ok(server.clone()));
+                            server.await
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            Ok(())
+                        }
+                    }
+                });
+            if let Err(e) = ran {
+                tracing::error!(error = %e, "server failed");
+            }
+        })?;
+    let server = rx.recv().context("server thread died")??;
+    Ok((server, thread))
+}
+
+/// `fleetgate serve`: opens the store, binds, runs until SIGTERM or SIGINT, then shuts down
+/// ([`stop_server`]) and closes the store.
 pub fn serve(config: Config) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
     let data_dir = config.data_dir.clone();
     let app = App::open(config, Arc::new(fleetgate_auth_hook::SystemClock))?;
     tracing::info!(data_dir = %data_dir.display(), "store open");
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the signal handlers")?;
     let (listeners, addrs) = bind(&app.config)?;
-    let run_app = app.clone();
-    ntex::rt::System::build()
-        .name("fleetgate")
-        .build(ntex::rt::DefaultRuntime)
-        .block_on(async move {
-            let server = build(&run_app, listeners, true)?;
-            run_app.ready.store(true, Ordering::SeqCst);
-            log_listeners(&addrs);
-            server.await
-        })
-        .context("server failed")?;
+    let (server, thread) = spawn_server(&app, listeners)?;
+    log_listeners(&addrs);
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
+    }
     app.ready.store(false, Ordering::SeqCst);
-    drop(app);
+    stop_server(&app, &server);
+    let _ = thread.join();
+    app.store.close();
     tracing::info!("stopped; store closed");
     Ok(())
 }
@@ -257,32 +306,10 @@ pub struct Running {
 }
 
 impl Running {
-    /// Binds per `app.config` and starts the server on a new thread (signals disabled).
+    /// Binds per `app.config` and starts the server on a new thread.
     pub fn start(app: Arc<App>) -> anyhow::Result<Running> {
         let (listeners, addrs) = bind(&app.config)?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        let run_app = app.clone();
-        let thread = std::thread::Builder::new()
-            .name("fleetgate-server".into())
-            .spawn(move || {
-                let _ = ntex::rt::System::build()
-                    .name("fleetgate-test")
-                    .build(ntex::rt::DefaultRuntime)
-                    .block_on(async move {
-                        match build(&run_app, listeners, false) {
-                            Ok(server) => {
-                                run_app.ready.store(true, Ordering::SeqCst);
-                                let _ = tx.send(Ok(server.clone()));
-                                server.await
-                            }
-                            Err(e) => {
-                                let _ = tx.send(Err(e));
-                                Ok(())
-                            }
-                        }
-                    });
-            })?;
-        let server = rx.recv().context("server thread died")??;
+        let (server, thread) = spawn_server(&app, listeners)?;
         Ok(Running {
             addrs,
             app,
@@ -291,15 +318,18 @@ impl Running {
         })
     }
 
-    /// Stops the server and waits for its thread.
+    /// Shuts the server down as `fleetgate serve` does on SIGTERM and closes the store: when
+    /// this returns, the data dir can be opened again.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
         if let Some(t) = self.thread.take() {
-            futures::executor::block_on(self.server.stop(false));
+            self.app.ready.store(false, Ordering::SeqCst);
+            stop_server(&self.app, &self.server);
             let _ = t.join();
+            self.app.store.close();
         }
     }
 }

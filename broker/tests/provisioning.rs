@@ -526,3 +526,43 @@ async fn hundred_devices_enroll_concurrently() {
             .any(|(st, n)| *st == RequestStatus::Completed && *n == 100)
     );
 }
+
+/// Stopping the server lets a running exchange end on its own terms (here its reply timeout)
+/// instead of cutting it off, and leaves the store closed so it opens again at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_running_exchanges() {
+    let mut s = TestServer::start_with(&[("FLEETGATE_PROVISIONING_REPLY_TIMEOUT", "1")]);
+    let r = setup(&s, "dev-d", json!({}));
+    let id = r["id"].as_str().unwrap().to_string();
+    let mut d = Device::connect(Connect {
+        version: Version::V5,
+        addr: s.provisioning_addr(),
+        client_id: "dev-d",
+        username: "fleet",
+        password: PASSWORD,
+        manual_acks: true,
+    })
+    .await
+    .unwrap();
+    d.subscribe(&reply_filter("dev-d"), 1).await;
+    d.suback().await;
+    d.publish(&exec_topic("dev-d"), 1, br#"{"request.id":"r-1"}"#.to_vec())
+        .await;
+    // The reply arrives and is never acknowledged: the exchange waits for its PUBACK.
+    d.publish_received(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(status(&s, &id), RequestStatus::Running);
+    let running = s.running.take().unwrap();
+    tokio::task::spawn_blocking(move || running.stop())
+        .await
+        .unwrap();
+    s.restart();
+    let execs = s.app().store.read().unwrap().executions(&id).unwrap();
+    assert_eq!(execs[0].outcome, Outcome::Failed);
+    let log: Vec<&str> = execs[0].log.iter().map(|l| l.message.as_str()).collect();
+    assert!(
+        log.last().unwrap().contains("reply_timeout"),
+        "the exchange ended by its timeout, not by the restart: {log:?}"
+    );
+    assert!(!log.iter().any(|m| m.contains("restarted")), "{log:?}");
+    d.disconnect().await;
+}

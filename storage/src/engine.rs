@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -141,11 +141,13 @@ pub type CommitObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(Option<&mut Tx<'_, '_>>) -> Reply + Send>;
 
-/// The open database and its writer thread.
+/// The open database and its writer thread, until [`Engine::close`].
 pub struct Engine {
-    db: Arc<redb::Database>,
-    jobs: Option<Sender<Job>>,
-    writer: Option<std::thread::JoinHandle<()>>,
+    /// `None` once closed. Readers clone the `Arc` only for as long as they open a snapshot.
+    db: RwLock<Option<Arc<redb::Database>>>,
+    /// `None` once closed: the writer finishes the queued jobs and exits.
+    jobs: RwLock<Option<Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Options for [`Engine::open`].
@@ -188,9 +190,9 @@ impl Engine {
             .spawn(move || writer_loop(&writer_db, &rx, &options))
             .map_err(|e| StoreError::Db(e.to_string()))?;
         Ok(Engine {
-            db,
-            jobs: Some(tx),
-            writer: Some(writer),
+            db: RwLock::new(Some(db)),
+            jobs: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
         })
     }
 
@@ -218,28 +220,53 @@ impl Engine {
                 Err(e) => Box::new(move |_| done(Err(e))),
             }
         });
-        let sender = self.jobs.as_ref().expect("writer runs until drop");
-        if let Err(crossbeam_channel::SendError(job)) = sender.send(job) {
-            // Unreachable while `self` lives; answer rather than hang if it ever happens.
-            drop(job);
+        let jobs = self.jobs.read().unwrap_or_else(PoisonError::into_inner);
+        let refused = match jobs.as_ref() {
+            Some(sender) => sender.send(job).err().map(|e| e.0),
+            None => Some(job),
+        };
+        if let Some(job) = refused {
+            // Closed: the job answers its caller with `Closed` instead of running.
+            job(None)(Err(StoreError::Closed));
         }
     }
 
     /// A consistent read snapshot.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let db = db.as_ref().ok_or(StoreError::Closed)?;
         Ok(Snapshot {
-            txn: self.db.begin_read().map_err(db_err)?,
+            txn: db.begin_read().map_err(db_err)?,
         })
+    }
+
+    /// Closes the store: the writer commits what is queued and stops, then the database is
+    /// released, whoever still holds the engine. Later reads and writes answer `Closed`.
+    /// Snapshots still open keep the file until they are dropped. Idempotent.
+    pub fn close(&self) {
+        // Closing the channel lets the writer finish the queued jobs and exit.
+        self.jobs
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(w) = writer {
+            let _ = w.join();
+        }
+        self.db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Closing the channel lets the writer finish the queued jobs and exit.
-        self.jobs.take();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
+        self.close();
     }
 }
 

@@ -115,6 +115,13 @@ impl Store {
         })
     }
 
+    /// Closes the store for every clone: queued writes are committed, the writer stops and the
+    /// database file is released, so it can be opened again at once. Later reads and writes
+    /// answer [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.engine.close();
+    }
+
     /// A consistent read view.
     pub fn read(&self) -> Result<Reader, StoreError> {
         Ok(Reader::new(self.engine.snapshot()?))

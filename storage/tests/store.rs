@@ -469,3 +469,43 @@ fn acknowledged_writes_survive_sigkill() {
         }
     }
 }
+
+#[test]
+fn close_releases_the_file_for_every_clone_and_keeps_what_was_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let clone = store.clone();
+    // Queued before the close: committed by it, and answered.
+    let queued = store.write_async(ops::ensure_provisioning_account(
+        "provision".into(),
+        Utc::now(),
+    ));
+    store.close();
+    assert_eq!(block_on(queued), Ok(true));
+    // Every clone is closed; the file opens again while the old clone still exists.
+    assert!(matches!(clone.read(), Err(StoreError::Closed)));
+    assert_eq!(
+        clone.write(ops::ensure_provisioning_account(
+            "provision".into(),
+            Utc::now()
+        )),
+        Err(StoreError::Closed)
+    );
+    let reopened = open(dir.path());
+    assert!(
+        reopened
+            .read()
+            .unwrap()
+            .account("provision")
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Runs a future to completion on a one-thread runtime.
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}

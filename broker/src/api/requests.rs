@@ -44,10 +44,7 @@ fn busy() -> ApiError {
 
 /// How many hashing/verification jobs one API call keeps in flight on the pool.
 fn concurrency(app: &App) -> usize {
-    match app.config.auth.verify_threads {
-        0 => std::thread::available_parallelism().map_or(2, usize::from),
-        n => n,
-    }
+    fleetgate_config::threads_or_cores(app.config.auth.verify_threads)
 }
 
 /// argon2-hashes a new provision password on the verification pool (never on the event loop).

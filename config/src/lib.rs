@@ -2,6 +2,10 @@
 //! environment -> CLI flags. Every layer is a TOML table merged over the previous one, then the
 //! result is deserialised and validated before anything binds. `Debug` and [`Config::redacted`]
 //! never show secrets.
+//!
+//! This crate owns the configuration's shape, its defaults and its validation. It must not open
+//! sockets or files other than the configuration file, nor act on what it loads: the binary
+//! hands each part to the crate that uses it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +70,7 @@ durable = true
 
 [server]
 workers = 0
+shutdown_timeout = 10.0
 "#;
 
 /// TLS files of a listener; both empty = no TLS listener.
@@ -200,6 +205,8 @@ pub struct Storage {
 pub struct Server {
     /// Worker threads of the network server; 0 = one per core.
     pub workers: usize,
+    /// Seconds a shutdown waits for running provisioning exchanges before closing connections.
+    pub shutdown_timeout: f64,
 }
 
 /// The effective configuration.
@@ -418,6 +425,7 @@ impl Config {
             ("auth.failure_window", self.auth.failure_window),
             ("auth.ban", self.auth.ban),
             ("auth.verify_deadline", self.auth.verify_deadline),
+            ("server.shutdown_timeout", self.server.shutdown_timeout),
         ] {
             if !(0.0..1.0e7).contains(&v) {
                 return bad(k, "must be a number of seconds");
@@ -449,6 +457,14 @@ impl Config {
     /// Seconds as a duration.
     pub fn secs(v: f64) -> Duration {
         Duration::from_secs_f64(v.max(0.0))
+    }
+}
+
+/// A thread count setting: `0` means one per core (two when the core count is unknown).
+pub fn threads_or_cores(setting: usize) -> usize {
+    match setting {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
     }
 }
 

@@ -1,6 +1,10 @@
 //! Prometheus metrics (prometheus-client). Names follow the hooks: `fleetgate_connect_*` for the
 //! auth hook, `fleetgate_acl_*` for the ACL hook, `fleetgate_provisioning_*` for the exchange,
 //! `fleetgate_storage_*` for group commit.
+//!
+//! This crate owns the registry and every metric family; the other crates record through its
+//! methods or through their own observer traits, which it implements. It must not decide
+//! anything nor read the store except to render the request-status gauges at scrape time.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
