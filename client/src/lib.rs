@@ -457,6 +457,15 @@ mod tests {
 
     #[test]
     fn error_answers_are_problems_or_text() {
+        let e = answer(
+            422,
+            r#"{"title":"Unprocessable Entity","detail":"validation failed","errors":[{"index":3,"field":"clientId","message":"bad"}]}"#.into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "HTTP 422 Unprocessable Entity: validation failed\n  [row 3] clientId: bad"
+        );
         let body = r#"{"type":"about:blank","title":"Unprocessable Entity","status":422,"detail":"validation failed","errors":[{"index":3,"field":"clientId","message":"bad"},{"field":"","message":"whole body"}]}"#;
         let e = answer(422, body.into()).unwrap_err();
         assert_eq!(
