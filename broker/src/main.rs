@@ -21,7 +21,7 @@ enum Command {
     /// Print the effective configuration (secrets redacted).
     Config(ServeArgs),
     #[command(flatten)]
-    Client(fleetgate::cli::ClientCommand),
+    Client(fleetgate_cli::ClientCommand),
 }
 
 #[derive(Args)]
@@ -78,7 +78,7 @@ fn main() -> ExitCode {
             args.load().and_then(fleetgate::server::serve)
         }
         Command::Config(args) => args.load().map(|c| print!("{}", c.redacted())),
-        Command::Client(c) => fleetgate::cli::run(c),
+        Command::Client(c) => fleetgate_cli::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,9 @@ use rand::distr::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::api::{self, Api, NewRequest};
+use fleetgate_client::types::ProvisionRequestInput;
+
+use crate::api;
 use crate::config::{
     BrokerAddr, Credentials, EnrollConfig, OperationalPhase, Protocol, validate_run_id,
 };
@@ -47,7 +49,10 @@ pub struct DeviceSpec {
 
 /// The devices of a run and the provision requests that enroll them; a pure function of the
 /// configuration's seed, run id, size and credentials mode.
-pub fn plan_devices(config: &EnrollConfig, expires_on: &str) -> (Vec<DeviceSpec>, Vec<NewRequest>) {
+pub fn plan_devices(
+    config: &EnrollConfig,
+    expires_on: &str,
+) -> (Vec<DeviceSpec>, Vec<ProvisionRequestInput>) {
     let mut rng = StdRng::seed_from_u64(mix(config.seed, &config.run_id));
     let shared: (Arc<str>, Arc<str>) = (
         Arc::from(format!("lt-shared-{}", config.run_id)),
@@ -65,15 +70,17 @@ pub fn plan_devices(config: &EnrollConfig, expires_on: &str) -> (Vec<DeviceSpec>
         };
         let client_id = format!("lt-{}-{}-{i}", config.seed, config.run_id);
         let request_id = format!("r{i}-{:08x}", rng.random::<u32>());
-        requests.push(NewRequest {
-            client_id: client_id.clone(),
-            provision_username: username.to_string(),
-            provision_password: pass.to_string(),
-            confirm_provision_password: pass.to_string(),
-            broker_url: config.operational_broker.clone(),
-            generate_activation_key: config.activation_key,
-            expires_on: expires_on.to_string(),
-        });
+        requests.push(
+            ProvisionRequestInput {
+                client_id: Some(client_id.clone()),
+                provision_username: Some(username.to_string()),
+                broker_url: Some(config.operational_broker.clone()),
+                generate_activation_key: config.activation_key.then_some(true),
+                expires_on: Some(expires_on.to_string()),
+                ..ProvisionRequestInput::default()
+            }
+            .with_password(&pass),
+        );
         devices.push(DeviceSpec {
             client_id,
             username,
@@ -157,12 +164,13 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
         "run {} (seed {}): creating {} provision requests in account {} ...",
         config.run_id, config.seed, config.devices, config.account
     );
-    let api = Api::new(&config.api, &config.token);
+    let api = api::admin(&config.api, &config.token);
     let (account, chunk) = (config.account.clone(), config.bulk_size);
     let t = Instant::now();
-    let created = tokio::task::spawn_blocking(move || api.bulk_create(&account, &requests, chunk))
-        .await
-        .context("bulk creation task")??;
+    let created =
+        tokio::task::spawn_blocking(move || api::bulk_create(&api, &account, &requests, chunk))
+            .await
+            .context("bulk creation task")??;
     eprintln!(
         "created {} provision requests in {:.2} s; {} devices connecting to {} from {} source address(es)",
         created.len(),
@@ -174,7 +182,10 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
     if config.activation_key {
         let mut keys: HashMap<String, String> = created
             .into_iter()
-            .filter_map(|c| c.activation_key.map(|k| (c.client_id, k)))
+            .filter_map(|c| {
+                c.activation_key
+                    .map(|k| (c.client_id, k.expose().to_string()))
+            })
             .collect();
         for d in &mut devices {
             d.activation_key =
@@ -542,10 +553,11 @@ mod tests {
             a.iter()
                 .all(|d| fleetgate_kura::valid_request_id(&d.request_id))
         );
-        assert_eq!(ra[1].client_id, a[1].client_id);
-        assert!(ra[0].generate_activation_key);
+        assert_eq!(ra[1].client_id.as_deref(), Some(a[1].client_id.as_str()));
+        assert_eq!(ra[0].generate_activation_key, Some(true));
+        assert!(ra[0].provision_password.is_some());
         assert_eq!(ra[0].provision_password, ra[0].confirm_provision_password);
-        assert_eq!(ra[0].broker_url, "mqtt://127.0.0.1:1884");
+        assert_eq!(ra[0].broker_url.as_deref(), Some("mqtt://127.0.0.1:1884"));
 
         let (u, _) = plan_devices(
             &config(Credentials::Unique, 7, "abc"),

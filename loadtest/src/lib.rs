@@ -8,13 +8,14 @@
 //! It speaks only HTTP (the admin API of `API.md`: bulk creation of provision requests,
 //! `/metrics`) and MQTT (the device protocol of `PROTOCOL.md`), exactly as an operator's
 //! script and a device would. It must not link or reach into broker internals (storage, hooks,
-//! listeners); the only project crate it uses is `fleetgate-kura`, the KuraPayload wire codec.
+//! listeners); the only project crates it uses are wire crates: `fleetgate-client` (the admin
+//! API) and `fleetgate-kura` (the KuraPayload codec).
 //!
 //! Library use: [`run_enroll`] and [`run_cycle`] take a configuration and return a
 //! [`Report`]; errors are setup failures (unreachable server, API refusal), device failures
 //! are counted in the report. The binary adds the command line ([`cli`]).
 //!
-//! Module map: [`config`] (what to run), [`api`] (HTTP), [`mqtt`] (one client connection on
+//! Module map: [`config`] (what to run), [`api`] (the admin API, through `fleetgate-client`), [`mqtt`] (one client connection on
 //! rumqttc's packet codecs), [`wire`] and [`verify`] (PROV-V1 payloads and their checks),
 //! [`runner`] (arrival models, collection), [`stats`] and [`report`] (figures).
 

@@ -128,8 +128,17 @@ fn serve_http(stream: std::net::TcpStream, fleet: &Fleet) {
                         activation_key: key.clone(),
                     },
                 );
-                let mut c =
-                    json!({"id": format!("id-{cid}"), "clientId": cid, "status": "CREATED"});
+                // A provision request as the API shows it (API.md).
+                let mut c = json!({
+                    "id": format!("id-{cid}"), "account": "acme", "clientId": cid,
+                    "provisionUsername": item["provisionUsername"], "brokerUrl": item["brokerUrl"],
+                    "activatesOn": "2026-01-01T00:00:00Z", "expiresOn": item["expiresOn"],
+                    "generateActivationKey": key.is_some(), "reserveUser": true,
+                    "connectionCoupling": "INHERITED", "vpnAccess": false, "passwordLength": 20,
+                    "additionalConfiguration": null, "status": "CREATED", "closed": false,
+                    "createdOn": "2026-01-01T00:00:00Z", "modifiedOn": "2026-01-01T00:00:00Z",
+                    "lastRejection": null, "warnings": [],
+                });
                 if let Some(k) = key {
                     c["activationKey"] = Value::String(k);
                 }

@@ -1,19 +1,26 @@
-//! The command-line client of the admin API (`fleetgate request ...`, `fleetgate account ...`,
-//! ...). It only speaks HTTP to a running instance (ureq, blocking): it never opens the
-//! database. Output is a human-readable table by default, the API's JSON with `--json`.
-//! Failures exit non-zero with the problem's detail and field errors on stderr.
+//! `fleetgate-cli`: the `fleetgate` admin commands (`request`, `executions`, `account`, `token`,
+//! `device`), which the `fleetgate` binary mounts next to `serve`.
+//!
+//! It owns the command line of those commands, the bulk-file readers (CSV, JSON lines) and the
+//! human output (tables, `field  value` records; the API's JSON with `--json`). Every call goes
+//! through `fleetgate-client`: this crate holds no HTTP of its own and never opens the
+//! database. Failures are errors for the binary to print (exit 1), with the problem's detail
+//! and field errors.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use fleetgate_client::Client;
+use fleetgate_client::types::{
+    Coupling, Items, NewAccount, Problem, ProvisionRequestInput, RequestQuery, Secret,
+};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// Most requests per bulk call (the API's limit).
-pub const BULK_CHUNK: usize = 10_000;
-/// Page size used when walking a listing.
-const PAGE: usize = 1000;
+pub const BULK_CHUNK: usize = fleetgate_client::MAX_BULK_ITEMS;
 
 /// Options of every client command.
 #[derive(Args, Clone, Debug)]
@@ -31,7 +38,7 @@ pub struct ClientArgs {
     /// Bearer token: the instance admin token or an account token (default: FLEETGATE_TOKEN,
     /// else FLEETGATE_ADMIN_TOKEN).
     #[arg(long, global = true, env = "FLEETGATE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Print the API's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -101,12 +108,12 @@ pub enum CouplingArg {
     Strict,
 }
 
-impl CouplingArg {
-    fn wire(self) -> &'static str {
-        match self {
-            CouplingArg::Inherited => "INHERITED",
-            CouplingArg::Loose => "LOOSE",
-            CouplingArg::Strict => "STRICT",
+impl From<CouplingArg> for Coupling {
+    fn from(c: CouplingArg) -> Self {
+        match c {
+            CouplingArg::Inherited => Coupling::Inherited,
+            CouplingArg::Loose => Coupling::Loose,
+            CouplingArg::Strict => Coupling::Strict,
         }
     }
 }
@@ -127,7 +134,7 @@ pub struct RequestFields {
         hide_env_values = true,
         value_name = "PASSWORD"
     )]
-    pub provision_password: Option<String>,
+    pub provision_password: Option<Secret>,
     /// Operational broker URL handed to the device.
     #[arg(long, value_name = "URL")]
     pub broker_url: Option<String>,
@@ -168,57 +175,48 @@ pub struct RequestFields {
 
 impl RequestFields {
     /// Writes the given fields over `body`.
-    fn apply(&self, body: &mut Map<String, Value>) -> anyhow::Result<()> {
-        let mut set = |k: &str, v: Value| {
-            body.insert(k.to_string(), v);
+    fn apply(&self, body: &mut ProvisionRequestInput) -> anyhow::Result<()> {
+        let given = |v: &Option<String>, field: &mut Option<String>| {
+            if v.is_some() {
+                field.clone_from(v);
+            }
         };
-        if let Some(v) = &self.client_id {
-            set("clientId", json!(v));
+        given(&self.client_id, &mut body.client_id);
+        given(&self.provision_username, &mut body.provision_username);
+        given(&self.broker_url, &mut body.broker_url);
+        given(&self.activates_on, &mut body.activates_on);
+        given(&self.expires_on, &mut body.expires_on);
+        if let Some(p) = &self.provision_password {
+            body.provision_password = Some(p.clone());
+            body.confirm_provision_password = Some(p.clone());
         }
-        if let Some(v) = &self.provision_username {
-            set("provisionUsername", json!(v));
-        }
-        if let Some(v) = &self.provision_password {
-            set("provisionPassword", json!(v));
-            set("confirmProvisionPassword", json!(v));
-        }
-        if let Some(v) = &self.broker_url {
-            set("brokerUrl", json!(v));
-        }
-        if let Some(v) = &self.activates_on {
-            set("activatesOn", json!(v));
-        }
-        if let Some(v) = &self.expires_on {
-            set("expiresOn", json!(v));
-        }
-        if self.activation_key {
-            set("generateActivationKey", json!(true));
-        }
-        if self.no_activation_key {
-            set("generateActivationKey", json!(false));
-        }
-        if self.no_reserve_user {
-            set("reserveUser", json!(false));
-        }
-        if self.reserve_user {
-            set("reserveUser", json!(true));
-        }
+        // A flag and its negation: clap lets at most one through.
+        let switch = |on: bool, off: bool, field: &mut Option<bool>| {
+            if on || off {
+                *field = Some(on);
+            }
+        };
+        switch(
+            self.activation_key,
+            self.no_activation_key,
+            &mut body.generate_activation_key,
+        );
+        switch(
+            self.reserve_user,
+            self.no_reserve_user,
+            &mut body.reserve_user,
+        );
+        switch(self.vpn, self.no_vpn, &mut body.vpn_access);
         if let Some(c) = self.coupling {
-            set("connectionCoupling", json!(c.wire()));
-        }
-        if self.vpn {
-            set("vpnAccess", json!(true));
-        }
-        if self.no_vpn {
-            set("vpnAccess", json!(false));
+            body.connection_coupling = Some(c.into());
         }
         if let Some(n) = self.password_length {
-            set("passwordLength", json!(n));
+            body.password_length = Some(n);
         }
         if let Some(path) = &self.additional_configuration {
             let xml = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
-            set("additionalConfiguration", json!(xml));
+            body.additional_configuration = Some(xml);
         }
         Ok(())
     }
@@ -357,138 +355,64 @@ pub enum DeviceCommand {
     },
 }
 
-/// Runs a client command.
+/// Runs a client command, printing its output on stdout.
 pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     let mut out = String::new();
-    match cmd {
+    let result = match cmd {
         ClientCommand::Request { client, command } => {
-            let api = Api::new(&client);
-            request(&api, &client, command, &mut out)?;
+            request(&connect(&client), &client, command, &mut out)
         }
         ClientCommand::Executions { client, command } => {
-            let api = Api::new(&client);
-            executions(&api, &client, command, &mut out)?;
+            executions(&connect(&client), &client, command, &mut out)
         }
         ClientCommand::Account { client, command } => {
-            let api = Api::new(&client);
-            account(&api, &client, command, &mut out)?;
+            account(&connect(&client), &client, command, &mut out)
         }
         ClientCommand::Token { client, command } => {
-            let api = Api::new(&client);
-            token(&api, &client, command, &mut out)?;
+            token(&connect(&client), &client, command, &mut out)
         }
         ClientCommand::Device { client, command } => {
-            let api = Api::new(&client);
-            device(&api, &client, command, &mut out)?;
+            device(&connect(&client), &client, command, &mut out)
         }
-    }
+    };
+    result.map_err(|e| match e.downcast::<fleetgate_client::Error>() {
+        Ok(e) => api_error(e),
+        Err(e) => e,
+    })?;
     print!("{out}");
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP
+// The API
 
-/// A blocking client of the admin API.
-struct Api {
-    base: String,
-    token: Option<String>,
-    agent: ureq::Agent,
+/// The client of the command's instance: `--token`, else `FLEETGATE_ADMIN_TOKEN`.
+fn connect(c: &ClientArgs) -> Client {
+    let token = c
+        .token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+        .or_else(|| std::env::var("FLEETGATE_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    Client::new(&c.api, token.as_deref())
 }
 
-/// Percent-encodes a path segment or query value (RFC 3986 unreserved characters pass).
-pub fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-/// Renders a problem+json answer (or any error body) as the error of a failed command.
-fn problem_error(status: u16, body: &str) -> anyhow::Error {
-    let Ok(p) = serde_json::from_str::<Value>(body) else {
-        return anyhow!("HTTP {status}: {}", body.trim());
-    };
-    let mut msg = format!(
-        "HTTP {status} {}: {}",
-        p["title"].as_str().unwrap_or(""),
-        p["detail"].as_str().unwrap_or("")
-    );
-    for e in p["errors"].as_array().into_iter().flatten() {
-        msg.push_str("\n  ");
-        if let Some(i) = e["index"].as_u64() {
-            let _ = write!(msg, "[row {i}] ");
-        }
-        let field = e["field"].as_str().unwrap_or("");
-        if !field.is_empty() {
-            let _ = write!(msg, "{field}: ");
-        }
-        msg.push_str(e["message"].as_str().unwrap_or(""));
-    }
+/// The text of a problem answer, with a hint on a 401 (the usual cause: no token given).
+fn problem_text(status: u16, problem: &Problem, item: &dyn Fn(usize) -> String) -> String {
+    let mut msg = problem.describe(status, item);
     if status == 401 {
         msg.push_str("\n  (pass --token or set FLEETGATE_TOKEN)");
     }
-    anyhow!(msg)
+    msg
 }
 
-impl Api {
-    fn new(c: &ClientArgs) -> Api {
-        let token = c
-            .token
-            .clone()
-            .or_else(|| std::env::var("FLEETGATE_ADMIN_TOKEN").ok())
-            .filter(|t| !t.is_empty());
-        Api {
-            base: c.api.trim_end_matches('/').to_string(),
-            token,
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .new_agent(),
+/// A failed call as the command's error.
+fn api_error(e: fleetgate_client::Error) -> anyhow::Error {
+    match e {
+        fleetgate_client::Error::Problem { status, problem } => {
+            anyhow!(problem_text(status, &problem, &|i| format!("row {i}")))
         }
-    }
-
-    /// Sends a request; returns the body of a 2xx answer, else the problem as an error.
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base);
-        let mut req = ureq::http::Request::builder().method(method).uri(&url);
-        if let Some(t) = &self.token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        let result = match body {
-            Some(b) => self.agent.run(
-                req.header("Content-Type", "application/json")
-                    .body(serde_json::to_vec(b)?)
-                    .context("invalid request")?,
-            ),
-            None => self.agent.run(req.body(()).context("invalid request")?),
-        };
-        let mut res = result.with_context(|| format!("cannot reach the admin API at {url}"))?;
-        let status = res.status().as_u16();
-        let text = res
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
-            .with_context(|| format!("cannot read the answer of {method} {url}"))?;
-        if (200..300).contains(&status) {
-            Ok(text)
-        } else {
-            Err(problem_error(status, &text))
-        }
-    }
-
-    fn json(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let text = self.call(method, path, body)?;
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).context("the admin API answered something that is not JSON")
+        other => anyhow::Error::new(other),
     }
 }
 
@@ -499,8 +423,9 @@ fn account_of(c: &ClientArgs) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("--account (or FLEETGATE_ACCOUNT) is required"))
 }
 
-fn requests_path(account: &str) -> String {
-    format!("/api/v1/accounts/{}/provision-requests", encode(account))
+/// A typed answer as JSON, for the renderers (which pick fields by their API names).
+fn value(v: &impl Serialize) -> anyhow::Result<Value> {
+    serde_json::to_value(v).context("cannot render the answer")
 }
 
 fn pretty(v: &Value) -> String {
@@ -753,19 +678,32 @@ fn read_bulk(file: &Path, format: Option<BulkFormat>) -> anyhow::Result<Vec<Row>
     Ok(rows)
 }
 
-/// Rewrites a bulk problem's row indexes as file lines.
-fn bulk_error(e: anyhow::Error, chunk: &[Row], first: usize, done: usize) -> anyhow::Error {
-    let mut msg = e.to_string();
-    for (i, row) in chunk.iter().enumerate().rev() {
-        msg = msg.replace(
-            &format!("[row {i}] "),
-            &format!("[row {}, line {}] ", first + i, row.line),
+/// A failed bulk creation as the command's error: the problem's item indexes become the rows
+/// and lines of the file, and the message says what earlier calls created.
+fn bulk_error(e: fleetgate_client::Error, rows: &[Row]) -> anyhow::Error {
+    let fleetgate_client::Error::Bulk {
+        first,
+        created,
+        source,
+        ..
+    } = e
+    else {
+        return api_error(e);
+    };
+    let mut msg = match *source {
+        fleetgate_client::Error::Problem { status, problem } => {
+            problem_text(status, &problem, &|i| match rows.get(first + i) {
+                Some(row) => format!("row {}, line {}", first + i, row.line),
+                None => format!("row {i}"),
+            })
+        }
+        other => format!("{:#}", anyhow::Error::new(other)),
+    };
+    if created > 0 {
+        let _ = write!(
+            msg,
+            "\n{created} requests of earlier calls were created; this call and later ones were not"
         );
-    }
-    if done > 0 {
-        msg.push_str(&format!(
-            "\n{done} requests of earlier calls were created; this call and later ones were not"
-        ));
     } else {
         msg.push_str("\nnothing was created");
     }
@@ -775,28 +713,31 @@ fn bulk_error(e: anyhow::Error, chunk: &[Row], first: usize, done: usize) -> any
 // ---------------------------------------------------------------------------------------------
 // Commands
 
-fn request(api: &Api, c: &ClientArgs, cmd: RequestCommand, out: &mut String) -> anyhow::Result<()> {
+fn request(
+    api: &Client,
+    c: &ClientArgs,
+    cmd: RequestCommand,
+    out: &mut String,
+) -> anyhow::Result<()> {
     let account = account_of(c)?;
-    let base = requests_path(&account);
     match cmd {
         RequestCommand::Create { fields } => {
-            let mut body = Map::new();
+            let mut body = ProvisionRequestInput::default();
             fields.apply(&mut body)?;
-            let v = api.json("POST", &base, Some(&Value::Object(body)))?;
-            out.push_str(&show_request(&v, c.json));
+            let created = api.create_request(&account, &body)?;
+            out.push_str(&show_request(&value(&created)?, c.json));
         }
         RequestCommand::Bulk { file, format } => {
             let rows = read_bulk(&file, format)?;
-            let mut created: Vec<Value> = Vec::with_capacity(rows.len());
-            for (n, chunk) in rows.chunks(BULK_CHUNK).enumerate() {
-                let first = n * BULK_CHUNK;
-                let body =
-                    json!({ "requests": chunk.iter().map(|r| r.body.clone()).collect::<Vec<_>>() });
-                let v = api
-                    .json("POST", &format!("{base}/bulk"), Some(&body))
-                    .map_err(|e| bulk_error(e, chunk, first, created.len()))?;
-                created.extend(v["created"].as_array().cloned().unwrap_or_default());
-            }
+            // The rows go as they were read, so the server names each wrong field.
+            let bodies: Vec<&Value> = rows.iter().map(|r| &r.body).collect();
+            let created = api
+                .bulk_create(&account, &bodies, BULK_CHUNK)
+                .map_err(|e| bulk_error(e, &rows))?;
+            let created = created
+                .iter()
+                .map(value)
+                .collect::<anyhow::Result<Vec<_>>>()?;
             if c.json {
                 out.push_str(&pretty(&json!({ "created": created })));
             } else {
@@ -818,73 +759,29 @@ fn request(api: &Api, c: &ClientArgs, cmd: RequestCommand, out: &mut String) -> 
             client_id,
             limit,
         } => {
-            let mut items: Vec<Value> = Vec::new();
-            let mut after: Option<String> = None;
-            loop {
-                let want = limit.map_or(PAGE, |l| l.saturating_sub(items.len()).min(PAGE));
-                if want == 0 {
-                    break;
-                }
-                let mut q = format!("?limit={want}");
-                if let Some(s) = &status {
-                    let _ = write!(q, "&status={}", encode(s));
-                }
-                if let Some(cid) = &client_id {
-                    let _ = write!(q, "&clientId={}", encode(cid));
-                }
-                if let Some(a) = &after {
-                    let _ = write!(q, "&after={}", encode(a));
-                }
-                let page = api.json("GET", &format!("{base}{q}"), None)?;
-                items.extend(page["items"].as_array().cloned().unwrap_or_default());
-                match page["next"].as_str() {
-                    Some(n) => after = Some(n.to_string()),
-                    None => break,
-                }
-            }
-            if c.json {
-                out.push_str(&pretty(&json!({ "items": items })));
-            } else {
-                let rows: Vec<Vec<String>> =
-                    items.iter().map(|v| cells(v, REQUEST_COLUMNS)).collect();
-                out.push_str(&table(REQUEST_COLUMNS, &rows));
-            }
+            let query = RequestQuery {
+                status,
+                client_id,
+                ..RequestQuery::default()
+            };
+            let items = api.all_requests(&account, &query, limit)?;
+            out.push_str(&listing(&value(&Items { items })?, REQUEST_COLUMNS, c.json));
         }
         RequestCommand::Show { id } => {
-            let v = api.json("GET", &format!("{base}/{}", encode(&id)), None)?;
-            out.push_str(&show_request(&v, c.json));
+            let shown = api.get_request(&account, &id)?;
+            out.push_str(&show_request(&value(&shown)?, c.json));
         }
         RequestCommand::Update { id, fields } => {
-            let path = format!("{base}/{}", encode(&id));
-            let current = api.json("GET", &path, None)?;
-            let mut body = Map::new();
-            for k in [
-                "clientId",
-                "provisionUsername",
-                "brokerUrl",
-                "activatesOn",
-                "expiresOn",
-                "generateActivationKey",
-                "reserveUser",
-                "connectionCoupling",
-                "vpnAccess",
-                "passwordLength",
-                "additionalConfiguration",
-            ] {
-                if let Some(v) = current.get(k).filter(|v| !v.is_null()) {
-                    body.insert(k.to_string(), v.clone());
-                }
-            }
+            let mut body = api.get_request(&account, &id)?.to_input();
             fields.apply(&mut body)?;
-            if !body.contains_key("provisionPassword") {
+            if body.provision_password.is_none() {
                 bail!("--password is required: the provision password is write-only");
             }
-            let v = api.json("PUT", &path, Some(&Value::Object(body)))?;
-            out.push_str(&show_request(&v, c.json));
+            let updated = api.update_request(&account, &id, &body)?;
+            out.push_str(&show_request(&value(&updated)?, c.json));
         }
         RequestCommand::Delete { id, force } => {
-            let q = if force { "?force=true" } else { "" };
-            api.call("DELETE", &format!("{base}/{}{q}", encode(&id)), None)?;
+            api.delete_request(&account, &id, force)?;
             if c.json {
                 out.push_str(&pretty(&json!({ "deleted": id })));
             } else {
@@ -892,11 +789,7 @@ fn request(api: &Api, c: &ClientArgs, cmd: RequestCommand, out: &mut String) -> 
             }
         }
         RequestCommand::Preview { id } => {
-            let xml = api.call(
-                "GET",
-                &format!("{base}/{}/configuration-preview", encode(&id)),
-                None,
-            )?;
+            let xml = api.configuration_preview(&account, &id)?;
             out.push_str(&xml);
             if !xml.ends_with('\n') {
                 out.push('\n');
@@ -907,55 +800,28 @@ fn request(api: &Api, c: &ClientArgs, cmd: RequestCommand, out: &mut String) -> 
 }
 
 fn executions(
-    api: &Api,
+    api: &Client,
     c: &ClientArgs,
     cmd: ExecutionsCommand,
     out: &mut String,
 ) -> anyhow::Result<()> {
-    let base = requests_path(&account_of(c)?);
+    let account = account_of(c)?;
+    let cols = ["id", "outcome", "protocol", "peer", "startedOn", "endedOn"];
     match cmd {
         ExecutionsCommand::List { request } => {
-            let v = api.json(
-                "GET",
-                &format!("{base}/{}/executions", encode(&request)),
-                None,
-            )?;
-            if c.json {
-                out.push_str(&pretty(&v));
-            } else {
-                let cols = ["id", "outcome", "protocol", "peer", "startedOn", "endedOn"];
-                let rows: Vec<Vec<String>> = v["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|e| cells(e, &cols))
-                    .collect();
-                out.push_str(&table(&cols, &rows));
-            }
+            let items = api.list_executions(&account, &request)?;
+            out.push_str(&listing(&value(&Items { items })?, &cols, c.json));
         }
         ExecutionsCommand::Show { request, execution } => {
-            let v = api.json(
-                "GET",
-                &format!(
-                    "{base}/{}/executions/{}",
-                    encode(&request),
-                    encode(&execution)
-                ),
-                None,
-            )?;
+            let mut shown = api.get_execution(&account, &request, &execution)?;
             if c.json {
-                out.push_str(&pretty(&v));
+                out.push_str(&pretty(&value(&shown)?));
             } else {
-                let mut head = v.clone();
-                if let Some(o) = head.as_object_mut() {
-                    o.remove("log");
-                }
-                out.push_str(&details(
-                    &head,
-                    &["id", "outcome", "protocol", "peer", "startedOn", "endedOn"],
-                ));
+                let log = shown.log.take().unwrap_or_default();
+                out.push_str(&details(&value(&shown)?, &cols));
                 out.push_str("\nlog:\n");
-                for l in v["log"].as_array().into_iter().flatten() {
+                for l in log {
+                    let l = value(&l)?;
                     let _ = writeln!(
                         out,
                         "{}  {:<5}  {}",
@@ -970,7 +836,12 @@ fn executions(
     Ok(())
 }
 
-fn account(api: &Api, c: &ClientArgs, cmd: AccountCommand, out: &mut String) -> anyhow::Result<()> {
+fn account(
+    api: &Client,
+    c: &ClientArgs,
+    cmd: AccountCommand,
+    out: &mut String,
+) -> anyhow::Result<()> {
     let cols = ["name", "minPasswordLength", "defaultCoupling", "createdOn"];
     match cmd {
         AccountCommand::Create {
@@ -978,23 +849,20 @@ fn account(api: &Api, c: &ClientArgs, cmd: AccountCommand, out: &mut String) -> 
             min_password_length,
             default_coupling,
         } => {
-            let mut body = json!({ "name": name });
-            if let Some(n) = min_password_length {
-                body["minPasswordLength"] = json!(n);
-            }
-            if let Some(d) = default_coupling {
-                body["defaultCoupling"] = json!(d.wire());
-            }
-            let v = api.json("POST", "/api/v1/accounts", Some(&body))?;
-            out.push_str(&one(&v, &cols, c.json));
+            let created = api.create_account(&NewAccount {
+                name,
+                min_password_length,
+                default_coupling: default_coupling.map(Coupling::from),
+            })?;
+            out.push_str(&one(&value(&created)?, &cols, c.json));
         }
         AccountCommand::List => {
-            let v = api.json("GET", "/api/v1/accounts", None)?;
-            out.push_str(&listing(&v, &cols, c.json));
+            let items = api.list_accounts()?;
+            out.push_str(&listing(&value(&Items { items })?, &cols, c.json));
         }
         AccountCommand::Show { name } => {
-            let v = api.json("GET", &format!("/api/v1/accounts/{}", encode(&name)), None)?;
-            out.push_str(&one(&v, &cols, c.json));
+            let shown = api.get_account(&name)?;
+            out.push_str(&one(&value(&shown)?, &cols, c.json));
         }
     }
     Ok(())
@@ -1019,20 +887,20 @@ fn one(v: &Value, cols: &[&str], json: bool) -> String {
     if json { pretty(v) } else { details(v, cols) }
 }
 
-fn token(api: &Api, c: &ClientArgs, cmd: TokenCommand, out: &mut String) -> anyhow::Result<()> {
-    let base = format!("/api/v1/accounts/{}/tokens", encode(&account_of(c)?));
+fn token(api: &Client, c: &ClientArgs, cmd: TokenCommand, out: &mut String) -> anyhow::Result<()> {
+    let account = account_of(c)?;
     match cmd {
         TokenCommand::Create => {
-            let v = api.json("POST", &base, Some(&json!({})))?;
+            let created = value(&api.create_token(&account)?)?;
             if c.json {
-                out.push_str(&pretty(&v));
+                out.push_str(&pretty(&created));
             } else {
-                out.push_str(&details(&v, &["id", "token"]));
+                out.push_str(&details(&created, &["id", "token"]));
                 out.push_str("\nThe token is shown only this once: store it now.\n");
             }
         }
         TokenCommand::Revoke { id } => {
-            api.call("DELETE", &format!("{base}/{}", encode(&id)), None)?;
+            api.delete_token(&account, &id)?;
             if c.json {
                 out.push_str(&pretty(&json!({ "revoked": id })));
             } else {
@@ -1043,8 +911,13 @@ fn token(api: &Api, c: &ClientArgs, cmd: TokenCommand, out: &mut String) -> anyh
     Ok(())
 }
 
-fn device(api: &Api, c: &ClientArgs, cmd: DeviceCommand, out: &mut String) -> anyhow::Result<()> {
-    let base = format!("/api/v1/accounts/{}/devices", encode(&account_of(c)?));
+fn device(
+    api: &Client,
+    c: &ClientArgs,
+    cmd: DeviceCommand,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    let account = account_of(c)?;
     let cols = [
         "clientId",
         "status",
@@ -1056,12 +929,12 @@ fn device(api: &Api, c: &ClientArgs, cmd: DeviceCommand, out: &mut String) -> an
     ];
     match cmd {
         DeviceCommand::List => {
-            let v = api.json("GET", &base, None)?;
-            out.push_str(&listing(&v, &cols, c.json));
+            let items = api.list_devices(&account)?;
+            out.push_str(&listing(&value(&Items { items })?, &cols, c.json));
         }
         DeviceCommand::Show { client_id } => {
-            let v = api.json("GET", &format!("{base}/{}", encode(&client_id)), None)?;
-            out.push_str(&one(&v, &cols, c.json));
+            let shown = api.get_device(&account, &client_id)?;
+            out.push_str(&one(&value(&shown)?, &cols, c.json));
         }
     }
     Ok(())
@@ -1117,20 +990,83 @@ mod tests {
     }
 
     #[test]
-    fn encoding_and_problems() {
-        assert_eq!(encode("a:b@c d/é"), "a%3Ab%40c%20d%2F%C3%A9");
-        let e = problem_error(
-            422,
-            r#"{"title":"Unprocessable Entity","detail":"validation failed","errors":[{"index":3,"field":"clientId","message":"bad"}]}"#,
+    fn problems_name_file_rows_and_hint_at_tokens() {
+        use fleetgate_client::Error;
+        use fleetgate_client::types::FieldError;
+        let problem = |status: u16| Error::Problem {
+            status,
+            problem: Problem {
+                title: "Unprocessable Entity".into(),
+                detail: "validation failed".into(),
+                errors: vec![FieldError {
+                    index: Some(1),
+                    field: "brokerUrl".into(),
+                    message: "bad".into(),
+                }],
+                ..Problem::default()
+            },
+        };
+        // Lines 1, 3 and 4 hold rows 0, 1 and 2; the failed call held rows 1 and 2.
+        let rows = read_jsonl("{}\n\n{}\n{}\n").unwrap();
+        let bulk = |created: usize, source: Error| Error::Bulk {
+            first: 1,
+            end: 3,
+            created,
+            source: Box::new(source),
+        };
+        assert_eq!(
+            bulk_error(bulk(0, problem(422)), &rows).to_string(),
+            "HTTP 422 Unprocessable Entity: validation failed\n  [row 2, line 4] brokerUrl: bad\nnothing was created"
+        );
+        assert!(
+            bulk_error(bulk(1, problem(422)), &rows)
+                .to_string()
+                .ends_with(
+                    "\n1 requests of earlier calls were created; this call and later ones were not"
+                )
         );
         assert_eq!(
-            e.to_string(),
-            "HTTP 422 Unprocessable Entity: validation failed\n  [row 3] clientId: bad"
+            api_error(problem(422)).to_string(),
+            "HTTP 422 Unprocessable Entity: validation failed\n  [row 1] brokerUrl: bad"
         );
+        assert!(
+            api_error(problem(401))
+                .to_string()
+                .ends_with("\n  (pass --token or set FLEETGATE_TOKEN)")
+        );
+        let gateway = Error::Status {
+            status: 502,
+            body: "gateway".into(),
+        };
+        assert_eq!(api_error(gateway).to_string(), "HTTP 502: gateway");
+    }
+
+    #[test]
+    fn flags_fill_the_request_body() {
+        let fields = RequestFields {
+            client_id: Some("dev-1".into()),
+            provision_password: Some("secret-pass".into()),
+            no_activation_key: true,
+            vpn: true,
+            coupling: Some(CouplingArg::Strict),
+            ..RequestFields::default()
+        };
+        let mut body = ProvisionRequestInput {
+            client_id: Some("old".into()),
+            broker_url: Some("mqtt://h".into()),
+            generate_activation_key: Some(true),
+            ..ProvisionRequestInput::default()
+        };
+        fields.apply(&mut body).unwrap();
         assert_eq!(
-            problem_error(502, "gateway").to_string(),
-            "HTTP 502: gateway"
+            serde_json::to_value(&body).unwrap(),
+            json!({
+                "clientId": "dev-1", "brokerUrl": "mqtt://h", "generateActivationKey": false,
+                "vpnAccess": true, "connectionCoupling": "STRICT",
+                "provisionPassword": "secret-pass", "confirmProvisionPassword": "secret-pass"
+            })
         );
+        assert!(!format!("{fields:?}").contains("secret-pass"));
     }
 
     #[test]
