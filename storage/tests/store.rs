@@ -227,7 +227,7 @@ fn provision_user_belongs_to_one_account_and_one_hash() {
         false,
         Utc::now(),
     ));
-    assert_eq!(stale.unwrap_err(), StoreError::Stale);
+    assert!(matches!(stale.unwrap_err(), StoreError::Stale));
     let user = store
         .read()
         .unwrap()

@@ -100,7 +100,10 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("the data changed concurrently several times; retry".into())
             }
             StoreError::Closed => ApiError::Unavailable("the store is shutting down".into()),
-            e @ (StoreError::Db(_) | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
+            e @ (StoreError::Db(_)
+            | StoreError::Writer(_)
+            | StoreError::BatchAborted
+            | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }
