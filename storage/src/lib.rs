@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use engine::{CommitObserver, Tx};
 pub use read::Reader;
 pub use records::*;
-pub use validate::{FieldError, RequestSpec};
+pub use validate::{AccountInput, AccountSpec, FieldError, RequestInput, RequestSpec};
 
 /// Errors of the store. Domain refusals carry field-level detail for the admin API.
 ///

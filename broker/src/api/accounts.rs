@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use fleetgate_auth_hook::credentials::generate_token;
-use fleetgate_storage::validate::AccountSpec;
 use fleetgate_storage::{ApiToken, ids, ops};
 use ntex::http::header;
 use ntex::web::types::{Path, State};
@@ -12,6 +11,7 @@ use ntex::web::{HttpRequest, HttpResponse};
 use super::dto::{AccountDto, AccountList, TokenCreated};
 use super::error::{ApiError, Problem};
 use super::extract::{Caller, JsonBody, authenticate, target_account};
+use super::input;
 use crate::app::App;
 
 /// Creates a target account (admin token only).
@@ -41,7 +41,7 @@ pub async fn create_account(
         ));
     }
     let body = body.into_value()?;
-    let spec = AccountSpec::from_json(&body).map_err(ApiError::Invalid)?;
+    let spec = input::account_spec(&body).map_err(ApiError::Invalid)?;
     let account = app
         .store
         .write_async(ops::create_account(spec, app.clock.now()))

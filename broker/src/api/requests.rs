@@ -25,6 +25,7 @@ use serde_json::Value;
 use super::dto::{BulkCreated, ExecutionDto, ExecutionList, RequestDto, RequestPage};
 use super::error::{ApiError, Problem};
 use super::extract::{JsonBody, authenticate, target_account};
+use super::input;
 use crate::app::App;
 
 /// Most requests in one bulk call.
@@ -284,8 +285,8 @@ pub async fn create_request(
     let account = target_account(&app, &caller, &path)?;
     let body = body.into_value()?;
     let now = app.clock.now();
-    let spec = RequestSpec::from_json(&body, account.min_password_length, now)
-        .map_err(ApiError::Invalid)?;
+    let spec =
+        input::request_spec(&body, account.min_password_length, now).map_err(ApiError::Invalid)?;
     let (r, key) = create_rows(&app, &account, vec![spec], false, now)
         .await?
         .pop()
@@ -347,7 +348,7 @@ pub async fn bulk_create(
     let mut specs = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        match RequestSpec::from_json(row, account.min_password_length, now) {
+        match input::request_spec(row, account.min_password_length, now) {
             Ok(s) => specs.push(s),
             Err(es) => errors.extend(es.into_iter().map(|e| e.at(i))),
         }
@@ -572,8 +573,8 @@ pub async fn update_request(
     let mut old = request_in(&app, &account.name, &id)?;
     let body = body.into_value()?;
     let now = app.clock.now();
-    let spec = RequestSpec::from_json(&body, account.min_password_length, now)
-        .map_err(ApiError::Invalid)?;
+    let spec =
+        input::request_spec(&body, account.min_password_length, now).map_err(ApiError::Invalid)?;
     if old.status != RequestStatus::Created {
         return Err(not_created(&old));
     }
