@@ -1,7 +1,12 @@
 //! Fleetgate's storage: the domain records (accounts, provision users, provision requests,
-//! executions, device users, device connections, registry entries, API tokens), the validation
-//! of every field rule of the admin API, the lifecycle rules of provision requests, and their
-//! persistence in redb.
+//! executions, device users, device connections, registry entries, API tokens), the field rules
+//! of the admin API applied to typed values ([`validate`]), the lifecycle rules of provision
+//! requests, and their persistence in redb.
+//!
+//! It takes typed, validated values and never parses a wire format: the admin API turns its
+//! JSON into [`RequestInput`] / [`AccountInput`], and `validate()` returns the specs the write
+//! operations ([`ops`]) take. Its errors are [`StoreError`], which keeps redb's and serde_json's
+//! errors as sources rather than strings.
 //!
 //! Writes go through one writer thread that groups the mutations of many callers into one
 //! durable commit ([`Store::write`], [`Store::write_async`]); a caller is answered only after
@@ -46,7 +51,7 @@ pub enum StoreError {
     Corrupt(#[from] CorruptRecord),
     /// The addressed record does not exist (or is not visible to the caller).
     #[error("{0} not found")]
-    NotFound(String),
+    NotFound(RecordKind),
     /// The change conflicts with the current state (HTTP 409).
     #[error("conflict: {}", join(.0))]
     Conflict(Vec<FieldError>),
@@ -60,6 +65,20 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
+}
+
+/// The kind of an addressed record, named in [`StoreError::NotFound`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordKind {
+    /// A target account.
+    #[error("account")]
+    Account,
+    /// An account API token.
+    #[error("token")]
+    Token,
+    /// A provision request.
+    #[error("provision request")]
+    ProvisionRequest,
 }
 
 /// Why a stored record could not be decoded.

@@ -93,7 +93,7 @@ fn summary(errors: &[FieldError]) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::NotFound(what) => ApiError::NotFound(what.to_string()),
             StoreError::Conflict(errors) => ApiError::Conflict(errors),
             StoreError::Invalid(errors) => ApiError::Invalid(errors),
             StoreError::Stale => {
