@@ -23,6 +23,8 @@ pub use generate::{
     Identity, MQTT_TRANSPORT_PID, RESERVED_TRANSPORT_PROPERTIES, VPN_PROPERTIES, generated,
 };
 pub use merge::{Merged, ReservedPolicy, reserved_warnings};
-pub use model::{Configuration, Document, InvalidDocument, MASK, Property, PropertyType};
+pub use model::{
+    Configuration, Document, InvalidDocument, MASK, Property, PropertyType, UnexpectedValue,
+};
 pub use parse::{MAX_DEPTH, MAX_DOCUMENT_BYTES, ParseError};
 pub use write::{METATYPE_NAMESPACE, XML_DECLARATION};

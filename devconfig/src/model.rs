@@ -107,7 +107,7 @@ impl PropertyType {
     /// Integers follow Rust's parsing (optional sign, decimal digits, no whitespace).
     /// Floating point values follow Rust's parsing, except that the non-finite values must be
     /// spelled as Kura (Java) writes and reads them: `NaN` and `Infinity`, optionally signed.
-    pub fn check_value(self, value: &str) -> Result<(), String> {
+    pub fn check_value(self, value: &str) -> Result<(), UnexpectedValue> {
         let ok = match self {
             PropertyType::String | PropertyType::Password => true,
             PropertyType::Long => value.parse::<i64>().is_ok(),
@@ -124,7 +124,7 @@ impl PropertyType {
         if ok {
             Ok(())
         } else {
-            Err(format!("expected {}", self.expectation()))
+            Err(UnexpectedValue(self))
         }
     }
 
@@ -202,10 +202,13 @@ impl Property {
     }
 
     /// Checks this property against every rule [`Document::parse`] enforces.
-    pub(crate) fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), Violation> {
         check_property_name(&self.name)?;
         if !self.array && self.values.len() != 1 {
-            return Err(value_count_message(&self.name, self.values.len()));
+            return Err(Violation::ValueCount {
+                name: self.name.clone(),
+                count: self.values.len(),
+            });
         }
         for v in &self.values {
             check_value(&self.name, self.ptype, v)?;
@@ -270,7 +273,9 @@ impl Document {
     pub fn validate(&self) -> Result<(), InvalidDocument> {
         let mut ids = HashSet::new();
         for c in &self.configurations {
-            check_id(&c.id).map_err(|message| InvalidDocument { message })?;
+            check_id(&c.id).map_err(|v| InvalidDocument {
+                message: v.to_string(),
+            })?;
             if !ids.insert(c.id.as_str()) {
                 return Err(InvalidDocument {
                     message: duplicate_id_message(&c.id),
@@ -301,54 +306,82 @@ pub(crate) fn is_xml_char(c: char) -> bool {
         | '\u{10000}'..='\u{10FFFF}')
 }
 
+/// A value that is not valid for its property type; the message says what was expected and
+/// never contains the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("expected {}", .0.expectation())]
+pub struct UnexpectedValue(pub PropertyType);
+
+/// A broken rule of a configuration document. The messages name the configuration or property
+/// and never contain a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Violation {
+    /// `what` holds a character XML 1.0 cannot carry.
+    #[error("{what} contains the character U+{code:04X}, which XML 1.0 does not allow")]
+    NonXmlChar { what: String, code: u32 },
+    #[error("configuration with an empty id")]
+    EmptyId,
+    #[error("configuration id {} has surrounding whitespace", quote(.0))]
+    IdWhitespace(String),
+    #[error("property with an empty name")]
+    EmptyName,
+    /// Quoting the value is safe: a Password value is any text, so it never fails its type.
+    #[error(
+        "invalid value {} for property {} of type {}: {source}",
+        quote(value),
+        quote(name),
+        source.0
+    )]
+    BadValue {
+        name: String,
+        value: String,
+        source: UnexpectedValue,
+    },
+    #[error(
+        "non-array property {} has {count} values; it must have exactly one",
+        quote(name)
+    )]
+    ValueCount { name: String, count: usize },
+}
+
 /// Checks that `text` only holds XML 1.0 characters; `what` names the text in the error.
-pub(crate) fn check_xml_chars(text: &str, what: &str) -> Result<(), String> {
+pub(crate) fn check_xml_chars(text: &str, what: &str) -> Result<(), Violation> {
     match text.chars().find(|&c| !is_xml_char(c)) {
         None => Ok(()),
-        Some(c) => Err(format!(
-            "{what} contains the character U+{:04X}, which XML 1.0 does not allow",
-            u32::from(c)
-        )),
+        Some(c) => Err(Violation::NonXmlChar {
+            what: what.to_string(),
+            code: u32::from(c),
+        }),
     }
 }
 
-pub(crate) fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_id(id: &str) -> Result<(), Violation> {
     if id.is_empty() {
-        return Err("configuration with an empty id".to_string());
+        return Err(Violation::EmptyId);
     }
     if id.trim_matches(is_xml_space) != id {
-        return Err(format!(
-            "configuration id {} has surrounding whitespace",
-            quote(id)
-        ));
+        return Err(Violation::IdWhitespace(id.to_string()));
     }
     check_xml_chars(id, "configuration id")
 }
 
-pub(crate) fn check_property_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_property_name(name: &str) -> Result<(), Violation> {
     if name.is_empty() {
-        return Err("property with an empty name".to_string());
+        return Err(Violation::EmptyName);
     }
     check_xml_chars(name, "property name")
 }
 
 /// Checks one value of property `name`. The message never contains a password.
-pub(crate) fn check_value(name: &str, ptype: PropertyType, value: &str) -> Result<(), String> {
+pub(crate) fn check_value(name: &str, ptype: PropertyType, value: &str) -> Result<(), Violation> {
     check_xml_chars(value, &format!("the value of property {}", quote(name)))?;
-    ptype.check_value(value).map_err(|expected| {
-        format!(
-            "invalid value {} for property {} of type {ptype}: {expected}",
-            quote(value),
-            quote(name)
-        )
-    })
-}
-
-pub(crate) fn value_count_message(name: &str, count: usize) -> String {
-    format!(
-        "non-array property {} has {count} values; it must have exactly one",
-        quote(name)
-    )
+    ptype
+        .check_value(value)
+        .map_err(|source| Violation::BadValue {
+            name: name.to_string(),
+            value: value.to_string(),
+            source,
+        })
 }
 
 pub(crate) fn duplicate_id_message(id: &str) -> String {

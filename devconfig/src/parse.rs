@@ -7,9 +7,9 @@ use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
 
 use crate::model::{
-    Configuration, Document, Property, PropertyType, check_id, check_property_name, check_value,
-    check_xml_chars, duplicate_id_message, duplicate_name_message, is_xml_space, quote, shorten,
-    value_count_message,
+    Configuration, Document, Property, PropertyType, Violation, check_id, check_property_name,
+    check_value, check_xml_chars, duplicate_id_message, duplicate_name_message, is_xml_space,
+    quote, shorten,
 };
 
 /// The largest document [`Document::parse`] accepts, in bytes.
@@ -162,8 +162,8 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn error(&self, offset: usize, message: impl Into<String>) -> ParseError {
-        error_at(self.text, offset, message.into())
+    fn error(&self, offset: usize, message: impl std::fmt::Display) -> ParseError {
+        error_at(self.text, offset, message.to_string())
     }
 
     fn position(&self) -> usize {
@@ -434,8 +434,9 @@ impl<'a> Parser<'a> {
             }
             Frame::Property { start, property } => {
                 if !property.array && property.values.len() != 1 {
-                    let message = value_count_message(&property.name, property.values.len());
-                    return Err(self.error(start, message));
+                    let count = property.values.len();
+                    let name = property.name.clone();
+                    return Err(self.error(start, Violation::ValueCount { name, count }));
                 }
                 if let Some(c) = self.current_configuration() {
                     c.properties.push(property);
@@ -512,7 +513,7 @@ fn attributes(
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|err| error_at(text, start, malformed(&err)))?;
         check_xml_chars(&value, &format!("attribute {key}"))
-            .map_err(|m| error_at(text, start, m))?;
+            .map_err(|m| error_at(text, start, m.to_string()))?;
         if out.iter().any(|(k, _)| *k == key) {
             return Err(error_at(
                 text,

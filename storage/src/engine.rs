@@ -19,7 +19,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::StoreError;
+use crate::{CorruptRecord, StoreError};
 
 /// Version byte of every record encoded today.
 const RECORD_VERSION: u8 = 1;
@@ -128,10 +128,10 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     match bytes.split_first() {
         Some((&RECORD_VERSION, body)) => {
-            serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+            Ok(serde_json::from_slice(body).map_err(CorruptRecord::from)?)
         }
-        Some((v, _)) => Err(StoreError::Corrupt(format!("unknown record version {v}"))),
-        None => Err(StoreError::Corrupt("empty record".into())),
+        Some((v, _)) => Err(CorruptRecord::UnknownVersion(*v).into()),
+        None => Err(CorruptRecord::Empty.into()),
     }
 }
 
@@ -175,20 +175,18 @@ impl Engine {
     pub fn open(path: &Path, options: EngineOptions) -> Result<Engine, StoreError> {
         let db = redb::Database::builder()
             .set_cache_size(options.cache_size)
-            .create(path)
-            .map_err(|e| StoreError::Db(e.to_string()))?;
-        let txn = db.begin_write().map_err(db_err)?;
+            .create(path)?;
+        let txn = db.begin_write()?;
         for t in Table::ALL {
-            txn.open_table(t.definition()).map_err(db_err)?;
+            txn.open_table(t.definition())?;
         }
-        txn.commit().map_err(db_err)?;
+        txn.commit()?;
         let db = Arc::new(db);
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("fleetgate-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx, &options))
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+            .spawn(move || writer_loop(&writer_db, &rx, &options))?;
         Ok(Engine {
             db: RwLock::new(Some(db)),
             jobs: RwLock::new(Some(tx)),
@@ -208,9 +206,7 @@ impl Engine {
             let Some(tx) = tx else {
                 // The batch could not even begin: answer with the batch's error.
                 return Box::new(move |commit: Result<(), StoreError>| {
-                    done(Err(commit.err().unwrap_or_else(|| {
-                        StoreError::Db("write transaction unavailable".into())
-                    })));
+                    done(Err(commit.err().unwrap_or(StoreError::BatchAborted)));
                 });
             };
             match tx.run(f) {
@@ -236,7 +232,7 @@ impl Engine {
         let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
         let db = db.as_ref().ok_or(StoreError::Closed)?;
         Ok(Snapshot {
-            txn: db.begin_read().map_err(db_err)?,
+            txn: db.begin_read()?,
         })
     }
 
@@ -270,10 +266,6 @@ impl Drop for Engine {
     }
 }
 
-fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
-}
-
 fn writer_loop(db: &redb::Database, rx: &Receiver<Job>, options: &EngineOptions) {
     let mut batch: Vec<Job> = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -305,7 +297,7 @@ fn run_batch(
     let mut txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
-            let err = db_err(e);
+            let err = StoreError::from(e);
             for job in jobs {
                 // Each job still answers its caller, with the failure of the batch.
                 replies.push(job(None));
@@ -340,7 +332,7 @@ fn run_batch(
         }
     }
     if result.is_ok() {
-        result = txn.commit().map_err(db_err);
+        result = txn.commit().map_err(StoreError::from);
     }
     (replies, result)
 }
@@ -353,9 +345,20 @@ impl<'txn> Tables<'txn> {
     fn open(txn: &'txn redb::WriteTransaction) -> Result<Self, StoreError> {
         let mut open = BTreeMap::new();
         for t in Table::ALL {
-            open.insert(t, txn.open_table(t.definition()).map_err(db_err)?);
+            open.insert(t, txn.open_table(t.definition())?);
         }
         Ok(Tables { open })
+    }
+
+    // `open` opened every table of `Table::ALL`, so a lookup cannot miss.
+    fn get(&self, table: Table) -> &redb::Table<'txn, &'static [u8], &'static [u8]> {
+        &self.open[&table]
+    }
+
+    fn get_mut(&mut self, table: Table) -> &mut redb::Table<'txn, &'static [u8], &'static [u8]> {
+        self.open
+            .get_mut(&table)
+            .expect("Tables::open opens every table")
     }
 }
 
@@ -375,16 +378,14 @@ impl Tx<'_, '_> {
         let value = f(self)?;
         let staged = std::mem::take(&mut self.staged);
         for ((table, k), v) in staged {
-            let Some(t) = self.tables.open.get_mut(&table) else {
-                return Err(StoreError::Db("table not open".into()));
-            };
+            let t = self.tables.get_mut(table);
             let r = match v {
                 Some(v) => t.insert(k.as_slice(), v.as_slice()).map(|_| ()),
                 None => t.remove(k.as_slice()).map(|_| ()),
             };
             if let Err(e) = r {
                 // A storage error half-way through applying: the whole batch must not commit.
-                let e = db_err(e);
+                let e = StoreError::from(e);
                 self.failed = Some(e.clone());
                 return Err(e);
             }
@@ -397,12 +398,8 @@ impl Tx<'_, '_> {
         if let Some(v) = self.staged.get(&(table, k.to_vec())) {
             return Ok(v.clone());
         }
-        let t = self
-            .tables
-            .open
-            .get(&table)
-            .ok_or_else(|| StoreError::Db("table not open".into()))?;
-        Ok(t.get(k).map_err(db_err)?.map(|g| g.value().to_vec()))
+        let t = self.tables.get(table);
+        Ok(t.get(k)?.map(|g| g.value().to_vec()))
     }
 
     /// Reads and decodes a record.
@@ -441,14 +438,10 @@ impl Tx<'_, '_> {
         table: Table,
         prefix: &[u8],
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        let t = self
-            .tables
-            .open
-            .get(&table)
-            .ok_or_else(|| StoreError::Db("table not open".into()))?;
+        let t = self.tables.get(table);
         let mut out = Vec::new();
-        for item in t.range(prefix..).map_err(db_err)? {
-            let (k, _) = item.map_err(db_err)?;
+        for item in t.range(prefix..)? {
+            let (k, _) = item?;
             let k = k.value();
             if !k.starts_with(prefix) {
                 break;
@@ -469,7 +462,7 @@ impl Snapshot {
         &self,
         table: Table,
     ) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StoreError> {
-        self.txn.open_table(table.definition()).map_err(db_err)
+        Ok(self.txn.open_table(table.definition())?)
     }
 
     /// Reads and decodes a record.
@@ -479,14 +472,14 @@ impl Snapshot {
         k: &[u8],
     ) -> Result<Option<T>, StoreError> {
         let t = self.table(table)?;
-        let v = t.get(k).map_err(db_err)?;
+        let v = t.get(k)?;
         v.map(|g| decode(g.value())).transpose()
     }
 
     /// Reads a raw value.
     pub fn get_raw(&self, table: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let t = self.table(table)?;
-        Ok(t.get(k).map_err(db_err)?.map(|g| g.value().to_vec()))
+        Ok(t.get(k)?.map(|g| g.value().to_vec()))
     }
 
     /// Visits entries whose key starts with `prefix`, from `start` (inclusive) on, in key
@@ -500,8 +493,8 @@ impl Snapshot {
     ) -> Result<(), StoreError> {
         let t = self.table(table)?;
         let from = if start > prefix { start } else { prefix };
-        for item in t.range(from..).map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
+        for item in t.range(from..)? {
+            let (k, v) = item?;
             if !k.value().starts_with(prefix) {
                 break;
             }
@@ -523,8 +516,8 @@ impl Snapshot {
         let t = self.table(table)?;
         let mut end = prefix.to_vec();
         end.push(0xff);
-        for item in t.range(prefix..end.as_slice()).map_err(db_err)?.rev() {
-            let (k, v) = item.map_err(db_err)?;
+        for item in t.range(prefix..end.as_slice())?.rev() {
+            let (k, v) = item?;
             if !visit(k.value(), v.value())? {
                 break;
             }

@@ -1,7 +1,12 @@
 //! Fleetgate's storage: the domain records (accounts, provision users, provision requests,
-//! executions, device users, device connections, registry entries, API tokens), the validation
-//! of every field rule of the admin API, the lifecycle rules of provision requests, and their
-//! persistence in redb.
+//! executions, device users, device connections, registry entries, API tokens), the field rules
+//! of the admin API applied to typed values ([`validate`]), the lifecycle rules of provision
+//! requests, and their persistence in redb.
+//!
+//! It takes typed, validated values and never parses a wire format: the admin API turns its
+//! JSON into [`RequestInput`] / [`AccountInput`], and `validate()` returns the specs the write
+//! operations ([`ops`]) take. Its errors are [`StoreError`], which keeps redb's and serde_json's
+//! errors as sources rather than strings.
 //!
 //! Writes go through one writer thread that groups the mutations of many callers into one
 //! durable commit ([`Store::write`], [`Store::write_async`]); a caller is answered only after
@@ -24,20 +29,29 @@ use std::sync::Arc;
 pub use engine::{CommitObserver, Tx};
 pub use read::Reader;
 pub use records::*;
-pub use validate::{FieldError, RequestSpec};
+pub use validate::{AccountInput, AccountSpec, FieldError, RequestInput, RequestSpec};
 
 /// Errors of the store. Domain refusals carry field-level detail for the admin API.
-#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+///
+/// Engine failures keep their cause (redb's or serde_json's error) behind an `Arc`: one failed
+/// group commit answers every caller of the batch with the same error, so the error is `Clone`.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
-    /// redb failed (I/O, transaction).
+    /// redb failed (I/O, transaction, table, commit).
     #[error("storage error: {0}")]
-    Db(String),
+    Db(#[source] Arc<redb::Error>),
+    /// The writer thread could not be started.
+    #[error("cannot start the writer thread: {0}")]
+    Writer(#[source] Arc<std::io::Error>),
+    /// A write was queued in a batch that failed before reaching it.
+    #[error("the write transaction of the batch could not be opened")]
+    BatchAborted,
     /// A stored record could not be decoded.
     #[error("corrupt record: {0}")]
-    Corrupt(String),
+    Corrupt(#[from] CorruptRecord),
     /// The addressed record does not exist (or is not visible to the caller).
     #[error("{0} not found")]
-    NotFound(String),
+    NotFound(RecordKind),
     /// The change conflicts with the current state (HTTP 409).
     #[error("conflict: {}", join(.0))]
     Conflict(Vec<FieldError>),
@@ -51,6 +65,70 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
+}
+
+/// The kind of an addressed record, named in [`StoreError::NotFound`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordKind {
+    /// A target account.
+    #[error("account")]
+    Account,
+    /// An account API token.
+    #[error("token")]
+    Token,
+    /// A provision request.
+    #[error("provision request")]
+    ProvisionRequest,
+}
+
+/// Why a stored record could not be decoded.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CorruptRecord {
+    /// The value is empty (not even a version byte).
+    #[error("empty record")]
+    Empty,
+    /// The version byte is not one this build reads.
+    #[error("unknown record version {0}")]
+    UnknownVersion(u8),
+    /// The JSON body does not decode into the record type.
+    #[error("{0}")]
+    Json(#[source] Arc<serde_json::Error>),
+}
+
+impl From<serde_json::Error> for CorruptRecord {
+    fn from(e: serde_json::Error) -> Self {
+        CorruptRecord::Json(Arc::new(e))
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Db(Arc::new(e))
+    }
+}
+
+/// Every specific redb error converts through [`redb::Error`], so `?` works on each call.
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::from(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Writer(Arc::new(e))
+    }
 }
 
 fn join(errors: &[FieldError]) -> String {

@@ -3,17 +3,17 @@
 //! inside the write (uniqueness, lifecycle) and check everything before they write, so an error
 //! leaves nothing behind.
 
-use crate::StoreError;
 use crate::engine::{Table, Tx, decode, encode, key};
 use crate::ids::new_id;
 use crate::records::*;
 use crate::validate::{AccountSpec, FieldError, RequestSpec};
+use crate::{RecordKind, StoreError};
 
 /// A boxed write operation.
 pub type Op<T> = Box<dyn FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send>;
 
-fn not_found(what: &str) -> StoreError {
-    StoreError::NotFound(what.to_string())
+fn not_found(what: RecordKind) -> StoreError {
+    StoreError::NotFound(what)
 }
 
 /// Creates the provisioning account if it does not exist yet. Returns true when created.
@@ -60,7 +60,7 @@ pub fn create_token(token: ApiToken) -> Op<ApiToken> {
     Box::new(move |tx| {
         let account: Option<Account> = tx.get(Table::Accounts, token.account.as_bytes())?;
         if account.is_none_or(|a| a.provisioning) {
-            return Err(not_found("account"));
+            return Err(not_found(RecordKind::Account));
         }
         tx.put(Table::Tokens, token.id.as_bytes().to_vec(), &token);
         Ok(token)
@@ -72,7 +72,7 @@ pub fn delete_token(account: String, id: String) -> Op<()> {
     Box::new(move |tx| {
         let token: Option<ApiToken> = tx.get(Table::Tokens, id.as_bytes())?;
         if token.is_none_or(|t| t.account != account) {
-            return Err(not_found("token"));
+            return Err(not_found(RecordKind::Token));
         }
         tx.delete(Table::Tokens, id.into_bytes());
         Ok(())
@@ -255,7 +255,7 @@ fn target_account(tx: &Tx<'_, '_>, name: &str) -> Result<Account, StoreError> {
     let account: Option<Account> = tx.get(Table::Accounts, name.as_bytes())?;
     account
         .filter(|a| !a.provisioning)
-        .ok_or_else(|| not_found("account"))
+        .ok_or_else(|| not_found(RecordKind::Account))
 }
 
 /// A `CREATED` request holding the fields of `spec`.
@@ -336,7 +336,7 @@ pub fn update_request(
         let old: ProvisionRequest = tx
             .get::<ProvisionRequest>(Table::Requests, id.as_bytes())?
             .filter(|r| r.account == account)
-            .ok_or_else(|| not_found("provision request"))?;
+            .ok_or_else(|| not_found(RecordKind::ProvisionRequest))?;
         if old.status != RequestStatus::Created {
             return Err(StoreError::conflict(
                 "status",
@@ -372,7 +372,7 @@ pub fn delete_request(account: String, id: String, force: bool) -> Op<()> {
         let r: ProvisionRequest = tx
             .get::<ProvisionRequest>(Table::Requests, id.as_bytes())?
             .filter(|r| r.account == account)
-            .ok_or_else(|| not_found("provision request"))?;
+            .ok_or_else(|| not_found(RecordKind::ProvisionRequest))?;
         if r.status == RequestStatus::Running && !force {
             return Err(StoreError::conflict(
                 "status",

@@ -11,9 +11,7 @@ use chrono::Utc;
 use fleetgate_storage::ops::{
     self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, UserPlan,
 };
-use fleetgate_storage::validate::AccountSpec;
 use fleetgate_storage::*;
-use serde_json::json;
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(&dir.join(DB_FILE), &StoreOptions::default(), None).unwrap()
@@ -30,7 +28,7 @@ fn setup() -> (tempfile::TempDir, Store) {
         .unwrap();
     store
         .write(ops::create_account(
-            AccountSpec::from_json(&json!({"name": "acme"})).unwrap(),
+            AccountInput::named("acme").validate().unwrap(),
             Utc::now(),
         ))
         .unwrap();
@@ -38,17 +36,15 @@ fn setup() -> (tempfile::TempDir, Store) {
 }
 
 fn row(client_id: &str, username: &str, user: UserPlan) -> NewRequest {
-    let spec = RequestSpec::from_json(
-        &json!({
-            "clientId": client_id,
-            "provisionUsername": username,
-            "provisionPassword": "password-1",
-            "confirmProvisionPassword": "password-1",
-            "brokerUrl": "mqtt://127.0.0.1:1884",
-        }),
-        20,
-        Utc::now(),
-    )
+    let spec = RequestInput {
+        client_id: Some(client_id.into()),
+        provision_username: Some(username.into()),
+        provision_password: Some("password-1".into()),
+        confirm_provision_password: Some("password-1".into()),
+        broker_url: Some("mqtt://127.0.0.1:1884".into()),
+        ..RequestInput::default()
+    }
+    .validate(20, Utc::now())
     .unwrap();
     NewRequest {
         spec,
@@ -197,7 +193,7 @@ fn provision_user_belongs_to_one_account_and_one_hash() {
     let (_d, store) = setup();
     store
         .write(ops::create_account(
-            AccountSpec::from_json(&json!({"name": "other"})).unwrap(),
+            AccountInput::named("other").validate().unwrap(),
             Utc::now(),
         ))
         .unwrap();
@@ -227,7 +223,7 @@ fn provision_user_belongs_to_one_account_and_one_hash() {
         false,
         Utc::now(),
     ));
-    assert_eq!(stale.unwrap_err(), StoreError::Stale);
+    assert!(matches!(stale.unwrap_err(), StoreError::Stale));
     let user = store
         .read()
         .unwrap()
@@ -371,7 +367,7 @@ fn group_commit_batches_concurrent_writers() {
                 barrier.wait();
                 store
                     .write(ops::create_account(
-                        AccountSpec::from_json(&json!({ "name": format!("acct-{i}") })).unwrap(),
+                        AccountInput::named(format!("acct-{i}")).validate().unwrap(),
                         Utc::now(),
                     ))
                     .unwrap();
@@ -421,7 +417,7 @@ fn child_writer_entry() {
                 let name = format!("k-{t}-{i}");
                 store
                     .write(ops::create_account(
-                        AccountSpec::from_json(&json!({ "name": name })).unwrap(),
+                        AccountInput::named(name.clone()).validate().unwrap(),
                         Utc::now(),
                     ))
                     .unwrap();
@@ -481,16 +477,16 @@ fn close_releases_the_file_for_every_clone_and_keeps_what_was_queued() {
         Utc::now(),
     ));
     store.close();
-    assert_eq!(block_on(queued), Ok(true));
+    assert!(matches!(block_on(queued), Ok(true)));
     // Every clone is closed; the file opens again while the old clone still exists.
     assert!(matches!(clone.read(), Err(StoreError::Closed)));
-    assert_eq!(
+    assert!(matches!(
         clone.write(ops::ensure_provisioning_account(
             "provision".into(),
             Utc::now()
         )),
         Err(StoreError::Closed)
-    );
+    ));
     let reopened = open(dir.path());
     assert!(
         reopened

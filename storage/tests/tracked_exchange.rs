@@ -6,9 +6,7 @@ use chrono::Utc;
 use fleetgate_storage::ops::{
     self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, RunningState, UserPlan,
 };
-use fleetgate_storage::validate::AccountSpec;
 use fleetgate_storage::*;
-use serde_json::json;
 
 fn setup() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -21,7 +19,7 @@ fn setup() -> (tempfile::TempDir, Store) {
         .unwrap();
     store
         .write(ops::create_account(
-            AccountSpec::from_json(&json!({"name": "acme"})).unwrap(),
+            AccountInput::named("acme").validate().unwrap(),
             Utc::now(),
         ))
         .unwrap();
@@ -29,17 +27,15 @@ fn setup() -> (tempfile::TempDir, Store) {
 }
 
 fn create(store: &Store, client_id: &str) -> ProvisionRequest {
-    let spec = RequestSpec::from_json(
-        &json!({
-            "clientId": client_id,
-            "provisionUsername": "fleet",
-            "provisionPassword": "password-1",
-            "confirmProvisionPassword": "password-1",
-            "brokerUrl": "mqtt://127.0.0.1:1884",
-        }),
-        20,
-        Utc::now(),
-    )
+    let spec = RequestInput {
+        client_id: Some(client_id.into()),
+        provision_username: Some("fleet".into()),
+        provision_password: Some("password-1".into()),
+        confirm_provision_password: Some("password-1".into()),
+        broker_url: Some("mqtt://127.0.0.1:1884".into()),
+        ..RequestInput::default()
+    }
+    .validate(20, Utc::now())
     .unwrap();
     let user = if store
         .read()

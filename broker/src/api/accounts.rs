@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use fleetgate_auth_hook::credentials::generate_token;
-use fleetgate_storage::validate::AccountSpec;
 use fleetgate_storage::{ApiToken, ids, ops};
 use ntex::http::header;
-use ntex::web::types::{Path, State};
+use ntex::web::types::State;
 use ntex::web::{HttpRequest, HttpResponse};
 
 use super::dto::{AccountDto, AccountList, TokenCreated};
 use super::error::{ApiError, Problem};
-use super::extract::{Caller, JsonBody, authenticate, target_account};
+use super::extract::{Caller, IdPath, JsonBody, Target, authenticate};
+use super::input;
 use crate::app::App;
 
 /// Creates a target account (admin token only).
@@ -41,7 +41,7 @@ pub async fn create_account(
         ));
     }
     let body = body.into_value()?;
-    let spec = AccountSpec::from_json(&body).map_err(ApiError::Invalid)?;
+    let spec = input::account_spec(&body).map_err(ApiError::Invalid)?;
     let account = app
         .store
         .write_async(ops::create_account(spec, app.clock.now()))
@@ -90,13 +90,7 @@ pub async fn list_accounts(
     ),
     security(("bearer" = []))
 )]
-pub async fn get_account(
-    req: HttpRequest,
-    app: State<Arc<App>>,
-    path: Path<String>,
-) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
+pub async fn get_account(Target { account, .. }: Target) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(&AccountDto::from(&account)))
 }
 
@@ -112,12 +106,9 @@ pub async fn get_account(
     security(("bearer" = []))
 )]
 pub async fn create_token(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<String>,
+    Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
     let id = ids::new_id();
     let (token, secret_hash) = generate_token(&id);
     let stored = ApiToken {
@@ -150,13 +141,12 @@ pub async fn create_token(
     security(("bearer" = []))
 )]
 pub async fn delete_token(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
+    Target {
+        account,
+        path: IdPath { id },
+    }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     app.store
         .write_async(ops::delete_token(account.name, id))
         .await?;

@@ -444,8 +444,11 @@ pub struct Health {
     pub status: String,
 }
 
-// ---- Input shapes, for the OpenAPI document only: bodies are validated from raw JSON by
-// `fleetgate_storage::validate`, so that a wrong type is a 422 naming the field.
+// ---- Input shapes, for the OpenAPI document only: bodies are parsed from raw JSON by
+// `super::input`, so that a wrong type is a 422 naming the field, and validated by
+// `fleetgate_storage::validate`. utoipa takes only literals for limits: the test
+// `openapi::tests::input_limits_agree_with_the_validator` drives the validator at and past every
+// limit written here, so a limit that drifts from the validator fails it.
 
 /// `POST /accounts` body.
 #[derive(Debug, ToSchema)]
@@ -453,7 +456,12 @@ pub struct Health {
 #[serde(rename_all = "camelCase")]
 pub struct AccountInput {
     /// 1 to 64 of `[a-z0-9-]`, unique; the provisioning account's name is reserved.
-    #[schema(example = "acme")]
+    #[schema(
+        example = "acme",
+        pattern = r"^[a-z0-9-]+$",
+        min_length = 1,
+        max_length = 64
+    )]
     pub name: String,
     /// 1 to 128; default 20.
     #[schema(minimum = 1, maximum = 128)]
@@ -469,19 +477,21 @@ pub struct AccountInput {
 #[serde(rename_all = "camelCase")]
 pub struct RequestInput {
     /// 1 to 255 of `[A-Za-z0-9._:@-]`; no other open request for it in the instance (409).
-    #[schema(pattern = r"^[A-Za-z0-9._:@-]{1,255}$")]
+    #[schema(pattern = r"^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 255)]
     pub client_id: String,
     /// 3 to 256 of `[A-Za-z0-9_-]`; reusable only by the same account with the same password.
-    #[schema(pattern = r"^[A-Za-z0-9_-]{3,256}$")]
+    #[schema(pattern = r"^[A-Za-z0-9_-]+$", min_length = 3, max_length = 256)]
     pub provision_username: String,
-    /// At least 8 characters (at most 256 bytes); write-only.
-    #[schema(min_length = 8, max_length = 64, format = Password)]
+    /// At least 8 characters, at most 256 bytes (UTF-8); write-only.
+    #[schema(min_length = 8, max_length = 256, format = Password)]
     pub provision_password: String,
     /// Must equal `provisionPassword`; write-only.
-    #[schema(min_length = 8, max_length = 64, format = Password)]
+    #[schema(min_length = 8, max_length = 256, format = Password)]
     pub confirm_provision_password: String,
-    /// `mqtt|mqtts|tcp|ssl|ws|wss://host[:port]`.
-    #[schema(pattern = r"^(mqtt|mqtts|tcp|ssl|ws|wss)://[A-Za-z0-9._-]+(:[1-9][0-9]{0,3})?$")]
+    /// `mqtt|mqtts|tcp|ssl|ws|wss://host[:port][/path]`, port 1 to 65535 (default by scheme),
+    /// no user information. The pattern admits every URL the validator accepts (so that a
+    /// body outside it is always refused); the host and port rules are the validator's.
+    #[schema(pattern = r"^(mqtt|mqtts|tcp|ssl|ws|wss)://[^@/?#]+([/?#][\s\S]*)?$")]
     pub broker_url: String,
     /// Default now.
     pub activates_on: Option<DateTime<Utc>>,
@@ -499,6 +509,7 @@ pub struct RequestInput {
     #[schema(minimum = 20, maximum = 128)]
     pub password_length: Option<u16>,
     /// Kura configuration XML, at most 256 KiB.
+    #[schema(max_length = 262144)]
     pub additional_configuration: Option<String>,
 }
 

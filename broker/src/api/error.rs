@@ -93,14 +93,17 @@ fn summary(errors: &[FieldError]) -> String {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::NotFound(what) => ApiError::NotFound(what.to_string()),
             StoreError::Conflict(errors) => ApiError::Conflict(errors),
             StoreError::Invalid(errors) => ApiError::Invalid(errors),
             StoreError::Stale => {
                 ApiError::Unavailable("the data changed concurrently several times; retry".into())
             }
             StoreError::Closed => ApiError::Unavailable("the store is shutting down".into()),
-            e @ (StoreError::Db(_) | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
+            e @ (StoreError::Db(_)
+            | StoreError::Writer(_)
+            | StoreError::BatchAborted
+            | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -1,7 +1,10 @@
-//! Request-side plumbing: bearer-token authentication and the JSON body reader.
+//! Request-side plumbing: bearer-token authentication, the target-account extractor and the
+//! JSON body reader.
 //!
 //! The body reader never fails as an extractor: it records its error and lets the handler
-//! authenticate first, so a caller without a token always hears 401, whatever it sent.
+//! authenticate first, so a caller without a token always hears 401, whatever it sent. A handler
+//! that takes both lists [`JsonBody`] before [`Target`]: extractors run in order and stop at the
+//! first error, and the body must be read (or drained) before a 401 is answered.
 
 use std::sync::Arc;
 
@@ -9,7 +12,9 @@ use fleetgate_auth_hook::credentials::{constant_time_eq, fast_verify, parse_toke
 use fleetgate_storage::Account;
 use ntex::http::header;
 use ntex::util::{Bytes, BytesMut};
+use ntex::web::types::Path;
 use ntex::web::{DefaultError, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -73,6 +78,73 @@ pub fn target_account(app: &App, caller: &Caller, name: &str) -> Result<Account,
         .account(name)?
         .filter(|a| !a.provisioning)
         .ok_or_else(not_found)
+}
+
+/// The prologue of every handler under `/api/v1/accounts/{account}`: the caller is
+/// authenticated (401 otherwise) and the `{account}` segment names a target account the caller
+/// may see (404 otherwise). `P` holds the route's other path segments, by name (`()` for none).
+pub struct Target<P = ()> {
+    /// The target account.
+    pub account: Account,
+    /// The other path segments.
+    pub path: P,
+}
+
+/// `{id}`: a provision request or a token.
+#[derive(Debug, serde::Deserialize)]
+pub struct IdPath {
+    /// The id.
+    pub id: String,
+}
+
+/// `{id}/executions/{executionId}`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionPath {
+    /// The provision request's id.
+    pub id: String,
+    /// The execution's id.
+    pub execution_id: String,
+}
+
+/// `{clientId}`: a device.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DevicePath {
+    /// The device's client ID.
+    pub client_id: String,
+}
+
+/// The `{account}` segment: every route that takes a [`Target`] has one.
+#[derive(serde::Deserialize)]
+struct AccountPath {
+    account: String,
+}
+
+impl<P: DeserializeOwned + 'static> FromRequest<DefaultError> for Target<P> {
+    type Error = ApiError;
+
+    async fn from_request(
+        req: &HttpRequest,
+        payload: &mut ntex::http::Payload,
+    ) -> Result<Self, ApiError> {
+        let app = req
+            .app_state::<Arc<App>>()
+            .ok_or_else(|| ApiError::Internal("the admin API runs without its state".into()))?;
+        let caller = authenticate(req, app)?;
+        let malformed = |e: ntex::web::error::PathError| ApiError::Malformed(e.to_string());
+        let name = <Path<AccountPath> as FromRequest<DefaultError>>::from_request(req, payload)
+            .await
+            .map_err(malformed)?
+            .into_inner()
+            .account;
+        let account = target_account(app, &caller, &name)?;
+        let path = <Path<P> as FromRequest<DefaultError>>::from_request(req, payload)
+            .await
+            .map_err(malformed)?
+            .into_inner();
+        Ok(Target { account, path })
+    }
 }
 
 /// Whether a body with this `Content-Type` is read as JSON: `application/json`,

@@ -4,14 +4,16 @@
 //! Every route is declared once, in [`ROUTES`]'s table below: the same table registers the
 //! handlers ([`configure`]) and is checked against the generated OpenAPI document, so the
 //! description cannot drift from what is served. Errors are `application/problem+json`
-//! ([`error::ApiError`]); bodies are validated by `fleetgate_storage::validate` from raw JSON,
-//! so a wrong type is a 422 naming the field. The API never returns a provision password, a
-//! hash, a token other than at its creation, or an activation key after its creation.
+//! ([`error::ApiError`]); bodies are parsed from raw JSON by [`input`] (a wrong type is a 422
+//! naming the field) into storage's typed inputs, whose `validate()` applies the field rules.
+//! The API never returns a provision password, a hash, a token other than at its creation, or
+//! an activation key after its creation.
 
 pub mod accounts;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod input;
 pub mod openapi;
 pub mod records;
 pub mod requests;

@@ -90,6 +90,9 @@ pub fn described_routes() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{input, requests};
+    use fleetgate_storage::validate::MIN_PASSWORD_LENGTH;
+    use serde_json::{Value, json};
 
     #[test]
     fn every_route_is_described_and_nothing_else() {
@@ -117,5 +120,154 @@ mod tests {
         let schema = &doc["components"]["schemas"]["ProvisionRequest"]["properties"];
         assert!(schema["passwordLength"].is_object());
         assert!(schema.get("provisionPassword").is_none());
+    }
+
+    /// A valid request body with `value` for `field` (the password and its confirmation take
+    /// it together).
+    fn request_with(field: &str, value: Value) -> Value {
+        let mut body = json!({
+            "clientId": "dev-0001",
+            "provisionUsername": "fleet_1",
+            "provisionPassword": "s3cret-pass",
+            "confirmProvisionPassword": "s3cret-pass",
+            "brokerUrl": "mqtts://broker.acme.example:8883"
+        });
+        body[field] = value.clone();
+        match field {
+            "provisionPassword" => body["confirmProvisionPassword"] = value,
+            "confirmProvisionPassword" => body["provisionPassword"] = value,
+            _ => {}
+        }
+        body
+    }
+
+    /// A string of `len` characters that satisfies every other rule of `field`.
+    fn text(field: &str, len: usize) -> String {
+        if field == "additionalConfiguration" {
+            const OPEN: &str = "<configurations>";
+            const CLOSE: &str = "</configurations>";
+            let pad = len.saturating_sub(OPEN.len() + CLOSE.len());
+            return format!("{OPEN}{}{CLOSE}", " ".repeat(pad));
+        }
+        "a".repeat(len)
+    }
+
+    /// Whether the API refuses `body` naming `field`. The password and its confirmation are
+    /// one value (the test sets both), so an error on either names it.
+    fn refuses(schema: &str, body: &Value, field: &str) -> bool {
+        let twin = match field {
+            "provisionPassword" => "confirmProvisionPassword",
+            "confirmProvisionPassword" => "provisionPassword",
+            other => other,
+        };
+        refused(schema, body)
+            .iter()
+            .any(|f| f == field || f == twin)
+    }
+
+    /// The fields the API names in its errors for `body` (the schema picks the validator).
+    fn refused(schema: &str, body: &Value) -> Vec<String> {
+        let now = chrono::Utc::now();
+        let result = if schema == "AccountInput" {
+            input::account_spec(body).map(|_| ())
+        } else {
+            input::request_spec(body, MIN_PASSWORD_LENGTH, now).map(|_| ())
+        };
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    /// Every length and range limit of the input schemas, driven through the validator at the
+    /// limit (accepted) and one past it (refused, naming the field). utoipa only takes literals,
+    /// so this is what keeps the document and the validator's constants in step. (Lengths are
+    /// checked with ASCII: JSON Schema counts characters, the password rule counts bytes, so
+    /// `maxLength` is the byte limit, the most any ASCII password may have.)
+    #[test]
+    fn input_limits_agree_with_the_validator() {
+        let doc = json();
+        let mut checked = Vec::new();
+        for schema in ["ProvisionRequestInput", "AccountInput"] {
+            let properties = doc["components"]["schemas"][schema]["properties"]
+                .as_object()
+                .unwrap();
+            for (field, p) in properties {
+                for keyword in ["minLength", "maxLength", "minimum", "maximum"] {
+                    let Some(limit) = p.get(keyword).and_then(Value::as_u64) else {
+                        continue;
+                    };
+                    let past = if keyword.starts_with("min") {
+                        limit.checked_sub(1)
+                    } else {
+                        Some(limit + 1)
+                    };
+                    let at_and_past = [Some(limit), past].map(|n| {
+                        n.map(|n| {
+                            let n = usize::try_from(n).unwrap();
+                            let value = if keyword.ends_with("Length") {
+                                json!(text(field, n))
+                            } else {
+                                json!(n)
+                            };
+                            if schema == "AccountInput" {
+                                let mut body = json!({"name": "acme"});
+                                body[field.as_str()] = value;
+                                body
+                            } else {
+                                request_with(field, value)
+                            }
+                        })
+                    });
+                    let [Some(at), past] = at_and_past else {
+                        unreachable!()
+                    };
+                    assert!(
+                        !refuses(schema, &at, field),
+                        "{schema}.{field}: {keyword} {limit} is refused by the validator"
+                    );
+                    if let Some(past) = past {
+                        assert!(
+                            refuses(schema, &past, field),
+                            "{schema}.{field}: one past {keyword} {limit} is accepted"
+                        );
+                    }
+                    checked.push(format!("{field}.{keyword}"));
+                }
+            }
+        }
+        // The limits the validator enforces are all described (and so checked above).
+        for limit in [
+            "clientId.maxLength",
+            "provisionUsername.minLength",
+            "provisionUsername.maxLength",
+            "provisionPassword.minLength",
+            "provisionPassword.maxLength",
+            "confirmProvisionPassword.maxLength",
+            "passwordLength.minimum",
+            "passwordLength.maximum",
+            "additionalConfiguration.maxLength",
+            "name.maxLength",
+            "minPasswordLength.minimum",
+            "minPasswordLength.maximum",
+        ] {
+            assert!(
+                checked.iter().any(|c| c == limit),
+                "{limit} is not described"
+            );
+        }
+        let requests = &doc["components"]["schemas"]["BulkInput"]["properties"]["requests"];
+        assert_eq!(requests["maxItems"], json!(requests::MAX_BULK));
+        assert_eq!(requests["minItems"], json!(1));
+        let list = &doc["paths"]["/api/v1/accounts/{account}/provision-requests"]["get"];
+        let limit = list["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["maximum"], json!(requests::MAX_LIMIT));
     }
 }

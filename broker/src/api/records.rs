@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use ntex::web::types::{Path, State};
-use ntex::web::{HttpRequest, HttpResponse};
+use ntex::web::HttpResponse;
+use ntex::web::types::State;
 
 use super::dto::{DeviceDto, DeviceList, UserDto, UserList};
 use super::error::{ApiError, Problem};
-use super::extract::{authenticate, target_account};
+use super::extract::{DevicePath, Target};
 use crate::app::App;
 
 /// The device users of an account (never a hash).
@@ -22,12 +22,9 @@ use crate::app::App;
     security(("bearer" = []))
 )]
 pub async fn list_users(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<String>,
+    Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
     let items = app
         .store
         .read()?
@@ -50,12 +47,9 @@ pub async fn list_users(
     security(("bearer" = []))
 )]
 pub async fn list_devices(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<String>,
+    Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
     let read = app.store.read()?;
     let mut items = Vec::new();
     for d in read.devices(&account.name)? {
@@ -80,13 +74,12 @@ pub async fn list_devices(
     security(("bearer" = []))
 )]
 pub async fn get_device(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
+    Target {
+        account,
+        path: DevicePath { client_id },
+    }: Target<DevicePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, client_id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let read = app.store.read()?;
     let d = read
         .device(&account.name, &client_id)?

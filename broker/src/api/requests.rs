@@ -24,7 +24,8 @@ use serde_json::Value;
 
 use super::dto::{BulkCreated, ExecutionDto, ExecutionList, RequestDto, RequestPage};
 use super::error::{ApiError, Problem};
-use super::extract::{JsonBody, authenticate, target_account};
+use super::extract::{ExecutionPath, IdPath, JsonBody, Target, authenticate, target_account};
+use super::input;
 use crate::app::App;
 
 /// Most requests in one bulk call.
@@ -272,17 +273,14 @@ fn location(r: &ProvisionRequest) -> String {
     security(("bearer" = []))
 )]
 pub async fn create_request(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<String>,
     body: JsonBody<false>,
+    Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
     let body = body.into_value()?;
     let now = app.clock.now();
-    let spec = RequestSpec::from_json(&body, account.min_password_length, now)
-        .map_err(ApiError::Invalid)?;
+    let spec =
+        input::request_spec(&body, account.min_password_length, now).map_err(ApiError::Invalid)?;
     let (r, key) = create_rows(&app, &account, vec![spec], false, now)
         .await?
         .pop()
@@ -310,13 +308,10 @@ pub async fn create_request(
     security(("bearer" = []))
 )]
 pub async fn bulk_create(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<String>,
     body: JsonBody<true>,
+    Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
     let body = body.into_value()?;
     let rows = match &body {
         Value::Object(o) => match o.get("requests") {
@@ -344,7 +339,7 @@ pub async fn bulk_create(
     let mut specs = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        match RequestSpec::from_json(row, account.min_password_length, now) {
+        match input::request_spec(row, account.min_password_length, now) {
             Ok(s) => specs.push(s),
             Err(es) => errors.extend(es.into_iter().map(|e| e.at(i))),
         }
@@ -441,10 +436,8 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
 pub async fn list_requests(
     req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<String>,
+    Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let account = target_account(&app, &caller, &path)?;
     let q = list_query(query_pairs(&req)?)?;
     let now = app.clock.now();
     let page = app.store.read()?.list_requests(
@@ -487,13 +480,12 @@ fn request_in(app: &App, account: &str, id: &str) -> Result<ProvisionRequest, Ap
     security(("bearer" = []))
 )]
 pub async fn get_request(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
+    Target {
+        account,
+        path: IdPath { id },
+    }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let r = request_in(&app, &account.name, &id)?;
     Ok(HttpResponse::Ok().json(&RequestDto::new(&r, &account, app.clock.now())))
 }
@@ -558,19 +550,18 @@ fn not_created(r: &ProvisionRequest) -> ApiError {
     security(("bearer" = []))
 )]
 pub async fn update_request(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
     body: JsonBody<false>,
+    Target {
+        account,
+        path: IdPath { id },
+    }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let mut old = request_in(&app, &account.name, &id)?;
     let body = body.into_value()?;
     let now = app.clock.now();
-    let spec = RequestSpec::from_json(&body, account.min_password_length, now)
-        .map_err(ApiError::Invalid)?;
+    let spec =
+        input::request_spec(&body, account.min_password_length, now).map_err(ApiError::Invalid)?;
     if old.status != RequestStatus::Created {
         return Err(not_created(&old));
     }
@@ -625,11 +616,11 @@ pub async fn update_request(
 pub async fn delete_request(
     req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
+    Target {
+        account,
+        path: IdPath { id },
+    }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let mut force = false;
     for (k, v) in query_pairs(&req)? {
         if k == "force" {
@@ -695,13 +686,12 @@ pub async fn configuration_preview(
     security(("bearer" = []))
 )]
 pub async fn list_executions(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
+    Target {
+        account,
+        path: IdPath { id },
+    }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let read = app.store.read()?;
     let r = read
         .request_in(&account.name, &id)?
@@ -731,13 +721,15 @@ pub async fn list_executions(
     security(("bearer" = []))
 )]
 pub async fn get_execution(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String, String)>,
+    Target {
+        account,
+        path: ExecutionPath {
+            id,
+            execution_id: execution,
+        },
+    }: Target<ExecutionPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id, execution) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let read = app.store.read()?;
     let r = read
         .request_in(&account.name, &id)?
