@@ -230,6 +230,12 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
     /// Publishes a reply and waits for its fate, at most `reply_timeout`.
     async fn send(&self, topic: String, payload: Vec<u8>) -> ReplyFate {
         let mut delivery = pin!(self.sink.publish(topic, payload));
+        // The deadline starts only when the fate is not known at once: a QoS 0 reply (or a
+        // closed connection) then costs no timer.
+        let at_once = poll_fn(|cx| Poll::Ready(delivery.as_mut().poll(cx))).await;
+        if let Poll::Ready(fate) = at_once {
+            return fate;
+        }
         let mut deadline = pin!(self.timer.sleep(self.settings.reply_timeout));
         poll_fn(|cx| {
             if let Poll::Ready(fate) = delivery.as_mut().poll(cx) {

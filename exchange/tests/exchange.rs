@@ -325,6 +325,8 @@ fn a_qos0_reply_completes_once_written() {
     assert_eq!(w.last_line(&id), "reply written to a QoS 0 subscription");
     assert_eq!(d.outcomes(), [Counted::Completed]);
     assert_eq!(d.sink.closed.get(), 1);
+    // Nothing to wait for, so no reply timer was started: only the linger.
+    assert_eq!(*d.timer.slept.borrow(), [LINGER]);
 }
 
 /// Runs one exchange whose success reply meets `then`; returns the device, which must have
