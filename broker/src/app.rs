@@ -13,7 +13,7 @@ use fleetgate_auth_hook::limiter::LimitConfig;
 use fleetgate_auth_hook::pool::VerifyPool;
 use fleetgate_auth_hook::{Clock, OperationalAuth, ProvisioningAuth};
 use fleetgate_storage::ops;
-use fleetgate_storage::{CommitObserver, Outcome, Store, StoreOptions};
+use fleetgate_storage::{CommitObserver, Store, StoreOptions};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -117,11 +117,9 @@ fn recover_running(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
     let running = store.read()?.running_requests()?;
     for r in &running {
         if let Some(x) = &r.running {
-            store.write(ops::finish_exchange(
+            store.write(ops::fail_exchange_after_restart(
                 r.id.clone(),
                 x.execution_id.clone(),
-                Outcome::Failed,
-                "Fleetgate restarted while this exchange was running".into(),
                 clock.now(),
             ))?;
         }

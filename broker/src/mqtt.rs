@@ -72,15 +72,14 @@ pub enum Sink {
     V5(v5::MqttSink),
 }
 
-/// Why a QoS 1 delivery did not complete.
+/// Why a QoS 1 delivery did not complete. (Waiting too long is the caller's business: the
+/// provisioning exchange bounds it with `provisioning.reply_timeout`.)
 #[derive(Debug, PartialEq, Eq)]
 pub enum SendError {
     /// The connection closed first.
     Closed,
     /// The device answered with an error reason (v5).
     Refused(u8),
-    /// No acknowledgement in time.
-    Timeout,
 }
 
 impl Sink {

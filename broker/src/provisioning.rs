@@ -1,29 +1,31 @@
 //! The provisioning endpoint (PROTOCOL.md sections 2 to 5): the auth hook at CONNECT, the ACL
-//! hook on SUBSCRIBE/PUBLISH, and the PROV-V1 exchange.
+//! hook on SUBSCRIBE/PUBLISH, and the glue that runs a PROV-V1 exchange
+//! ([`fleetgate_exchange`]) over the connection's sink, ntex's timers and the metrics.
 //!
 //! An exchange runs as a task detached from the publish handler, so a device that disconnects
 //! mid-exchange cannot cancel it half-way: the task always ends the execution (COMPLETED on
 //! the reply's PUBACK, FAILED on disconnect, refusal or `reply_timeout`).
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use fleetgate_acl as acl;
-use fleetgate_auth_hook::credentials::{fast_hash, fast_verify, generate_password};
 use fleetgate_auth_hook::{ConnectFacts, Protocol, ProvisioningSession, Refusal};
-use fleetgate_devconfig::{Document, Identity, ReservedPolicy, generated};
-use fleetgate_kura::{Encoding, ProvReply, ProvRequest, ProvSuccess, topics};
-use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan};
-use fleetgate_storage::{Outcome, ProvisionRequest};
+use fleetgate_exchange::{
+    Counted, Exchange, Observer, ReplyFate, ReplySink, Session, Settings, Timer,
+};
+use fleetgate_storage::Timestamp;
 use ntex::time::Millis;
 use ntex::util::{ByteString, Bytes};
 use ntex_mqtt::QoS;
 use ntex_mqtt::v5::codec::DisconnectReasonCode;
 
 use crate::app::App;
-use crate::metrics::Slot;
+use crate::config::Config;
+use crate::metrics::{Metrics, Slot};
 use crate::mqtt::{Endpoint, SendError, Sink};
 
 /// The provisioning endpoint.
@@ -101,20 +103,47 @@ impl Endpoint for Provisioning {
         let conn = state.0.clone();
         let running = conn.app.tasks.track();
         drop(ntex::rt::spawn(async move {
-            exchange(conn, payload).await;
+            conn.exchange(&payload).await;
             drop(running);
         }));
         true
     }
 }
 
-fn millis(seconds: f64) -> Millis {
-    Millis(u32::try_from((seconds * 1000.0) as u64).unwrap_or(u32::MAX))
+fn millis(duration: Duration) -> Millis {
+    Millis(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))
+}
+
+/// A configured number of seconds as a duration (saturating: the config is validated, and an
+/// out-of-range value means "for ever" rather than a panic in an exchange).
+fn secs(seconds: f64) -> Duration {
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
 }
 
 impl Conn {
-    fn pa(&self) -> &str {
-        &self.app.config.provisioning.account
+    /// Runs the exchange of one request payload to its end.
+    async fn exchange(&self, payload: &[u8]) {
+        let config: &Config = &self.app.config;
+        Exchange {
+            store: &self.app.store,
+            settings: Settings {
+                account: &config.provisioning.account,
+                vpn_client_pid: &config.provisioning.vpn_client_pid,
+                reply_timeout: secs(config.provisioning.reply_timeout),
+                linger: secs(config.provisioning.linger),
+            },
+            session: Session {
+                request_id: &self.ident.request_id,
+                client_id: &self.ident.client_id,
+                protocol: self.protocol.as_str(),
+                peer: &self.peer,
+            },
+            sink: self,
+            timer: self,
+            observer: &Meter(&self.app.metrics),
+        }
+        .run(payload)
+        .await;
     }
 
     /// The QoS the device subscribed with for `topic` (QoS 1 when it has no matching
@@ -128,260 +157,52 @@ impl Conn {
             .max_by_key(|q| u8::from(*q))
             .unwrap_or(QoS::AtLeastOnce)
     }
+}
 
-    /// Sends a reply that nothing waits on (failures).
-    async fn send_reply(&self, level: &str, reply: &ProvReply, encoding: Encoding) {
-        let topic = topics::reply_topic(self.pa(), &self.ident.client_id, level);
-        let payload = Bytes::from(reply.encode(encoding));
-        let sent = if self.delivery_qos(&topic) == QoS::AtMostOnce {
-            self.sink.publish_qos0(ByteString::from(topic), payload)
+impl ReplySink for Conn {
+    async fn publish(&self, topic: String, payload: Vec<u8>) -> ReplyFate {
+        let qos0 = self.delivery_qos(&topic) == QoS::AtMostOnce;
+        let (topic, payload) = (ByteString::from(topic), Bytes::from(payload));
+        let sent = if qos0 {
+            self.sink.publish_qos0(topic, payload)
         } else {
-            let timeout = millis(self.app.config.provisioning.reply_timeout);
-            ntex::time::timeout(
-                timeout,
-                self.sink.publish_qos1(ByteString::from(topic), payload),
-            )
-            .await
-            .unwrap_or(Err(SendError::Timeout))
+            self.sink.publish_qos1(topic, payload).await
         };
-        if let Err(e) = sent {
-            tracing::debug!(client_id = %self.ident.client_id, ?e, "failure reply not delivered");
+        match sent {
+            Ok(()) if qos0 => ReplyFate::Written,
+            Ok(()) => ReplyFate::Acknowledged,
+            Err(SendError::Closed) => ReplyFate::Disconnected,
+            Err(SendError::Refused(code)) => ReplyFate::Refused(code),
         }
     }
 
-    fn attempt(&self) -> Attempt {
-        Attempt {
-            request_id: self.ident.request_id.clone(),
-            protocol: self.protocol.as_str().into(),
-            peer: self.peer.clone(),
-            now: self.app.clock.now(),
+    fn close(&self) {
+        if self.sink.is_open() {
+            self.sink.close(DisconnectReasonCode::NormalDisconnection);
         }
     }
 }
 
-/// What the snapshot says to do with a well-formed request.
-struct Plan {
-    action: ExchangeAction,
-    reply: Option<ProvSuccess>,
-}
-
-fn plan(conn: &Conn, req: &ProvRequest) -> Plan {
-    let fail = |code: u16, reason: &str| Plan {
-        action: ExchangeAction::Fail {
-            code,
-            reason: reason.to_string(),
-        },
-        reply: None,
-    };
-    let app = &conn.app;
-    let read = app.store.read().and_then(|r| {
-        let request = r.request(&conn.ident.request_id)?;
-        let account = match &request {
-            Some(q) => r.account(&q.account)?,
-            None => None,
-        };
-        Ok((request, account))
-    });
-    let (request, account) = match read {
-        Ok((Some(r), Some(a))) => (r, a),
-        Ok(_) => return fail(500, "the provision request or its account disappeared"),
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed during an exchange");
-            return fail(500, "could not read the provision request");
-        }
-    };
-    if let Some(hash) = &request.activation_key_hash {
-        match &req.activation_key {
-            None => return fail(403, "activation key missing"),
-            Some(k) if !fast_verify(k, hash) => return fail(403, "activation key wrong"),
-            Some(_) => {}
-        }
+impl Timer for Conn {
+    fn now(&self) -> Timestamp {
+        self.app.clock.now()
     }
-    let password = generate_password(usize::from(
-        request.effective_password_length(account.min_password_length),
-    ));
-    let identity = identity(&request, password);
-    let configuration =
-        match configuration(&app.config.provisioning.vpn_client_pid, &request, &identity) {
-            Ok(d) => d,
-            Err(reason) => return fail(500, &reason),
-        };
-    Plan {
-        action: ExchangeAction::Provision(IdentityPlan {
-            username: identity.username.clone(),
-            password_hash: fast_hash(&identity.password),
-            configurations: configuration.configurations.len(),
-        }),
-        reply: Some(ProvSuccess {
-            provision_status: fleetgate_kura::PROVISION_STATUS_COMPLETED.into(),
-            broker_url: identity.broker_url,
-            account_name: identity.account_name,
-            client_id: identity.client_id,
-            username: identity.username,
-            password: identity.password,
-            configuration: configuration.to_xml(),
-        }),
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> {
+        ntex::time::sleep(millis(duration))
     }
 }
 
-/// The device identity of PROTOCOL.md 4.4 for a request (username `CID@ACCOUNT`).
-pub fn identity(request: &ProvisionRequest, password: String) -> Identity {
-    Identity {
-        broker_url: request.broker_url.clone(),
-        account_name: request.account.clone(),
-        client_id: request.client_id.clone(),
-        username: format!("{}@{}", request.client_id, request.account),
-        password,
-    }
-}
+/// The exchange's observer over the broker's metrics (a local type, as both the trait and
+/// [`Metrics`] live in other crates).
+struct Meter<'a>(&'a Metrics);
 
-/// The configuration document of PROTOCOL.md 4.5: the generated configurations merged with the
-/// request's additional configuration. Also used by the admin API's preview.
-pub fn configuration(
-    vpn_pid: &str,
-    request: &ProvisionRequest,
-    identity: &Identity,
-) -> Result<Document, String> {
-    let vpn = request.vpn_access.then_some(vpn_pid);
-    let base = generated(identity, vpn);
-    match &request.additional_configuration {
-        None => Ok(base),
-        Some(xml) => {
-            let additional = Document::parse(xml)
-                .map_err(|e| format!("the stored additional configuration is invalid: {e}"))?;
-            Ok(Document::merge(base, &additional, &ReservedPolicy::for_generated(vpn)).document)
-        }
+impl Observer for Meter<'_> {
+    fn outcome(&self, outcome: Counted) {
+        self.0.outcome(outcome.label());
     }
-}
 
-async fn exchange(conn: Rc<Conn>, payload: Bytes) {
-    let app = conn.app.clone();
-    let started = Instant::now();
-    let (encoding, req) = match fleetgate_kura::decode_request(&payload) {
-        Ok(x) => x,
-        Err(e) => {
-            // 400: record it when the request can still be attributed (no change while
-            // another exchange runs), and answer on REPLY/{id} or REPLY/error.
-            let device_request_id = e.request_id().unwrap_or("-").to_string();
-            let action = ExchangeAction::Fail {
-                code: 400,
-                reason: e.to_string(),
-            };
-            let _ = app
-                .store
-                .write_async(ops::begin_exchange(
-                    conn.attempt(),
-                    device_request_id,
-                    action,
-                ))
-                .await;
-            app.metrics.outcome("reply_code_400");
-            conn.send_reply(e.reply_topic_level(), &e.to_reply(), e.encoding())
-                .await;
-            return;
-        }
-    };
-    let Plan { action, reply } = plan(&conn, &req);
-    let fail_code = match &action {
-        ExchangeAction::Fail { code, reason } => Some((*code, reason.clone())),
-        ExchangeAction::Provision(_) => None,
-    };
-    let start = app
-        .store
-        .write_async(ops::begin_exchange_tracked(
-            conn.attempt(),
-            req.request_id.clone(),
-            action,
-        ))
-        .await;
-    let (execution_id, running) = match start {
-        Ok((ExchangeStart::Started { execution_id, .. }, running)) => (execution_id, running),
-        Ok((ExchangeStart::Duplicate, _)) => return,
-        Ok((ExchangeStart::Busy, _)) => {
-            app.metrics.outcome("reply_code_409");
-            let r = ProvReply::failure(409, "another exchange for this request is running");
-            conn.send_reply(&req.request_id, &r, encoding).await;
-            return;
-        }
-        Ok((ExchangeStart::NotOpen, _)) => {
-            app.metrics.outcome("reply_code_409");
-            let r = ProvReply::failure(409, "the provision request is no longer open");
-            conn.send_reply(&req.request_id, &r, encoding).await;
-            return;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "could not store an exchange");
-            app.metrics.outcome("reply_code_500");
-            let r = ProvReply::failure(500, "could not store the provisioning result");
-            conn.send_reply(&req.request_id, &r, encoding).await;
-            return;
-        }
-    };
-    let (Some(success), None) = (reply, &fail_code) else {
-        let (code, reason) = fail_code.unwrap_or((500, "no reply".into()));
-        app.metrics.outcome(format!("reply_code_{code}"));
-        conn.send_reply(&req.request_id, &ProvReply::failure(code, reason), encoding)
-            .await;
-        return;
-    };
-    let topic = topics::reply_topic(conn.pa(), &conn.ident.client_id, &req.request_id);
-    let payload = Bytes::from(ProvReply::Success(success).encode(encoding));
-    let delivered = if conn.delivery_qos(&topic) == QoS::AtMostOnce {
-        conn.sink
-            .publish_qos0(ByteString::from(topic), payload)
-            .map(|()| "reply written to a QoS 0 subscription")
-    } else {
-        let timeout = millis(app.config.provisioning.reply_timeout);
-        match ntex::time::timeout(
-            timeout,
-            conn.sink.publish_qos1(ByteString::from(topic), payload),
-        )
-        .await
-        {
-            Ok(r) => r.map(|()| "PUBACK received"),
-            Err(()) => Err(SendError::Timeout),
-        }
-    };
-    let (outcome, message) = match delivered {
-        Ok(m) => (Outcome::Completed, m.to_string()),
-        Err(SendError::Closed) => (
-            Outcome::Failed,
-            "the device disconnected before acknowledging the reply".to_string(),
-        ),
-        Err(SendError::Timeout) => (
-            Outcome::Failed,
-            "no PUBACK within provisioning.reply_timeout".to_string(),
-        ),
-        Err(SendError::Refused(code)) => (
-            Outcome::Failed,
-            format!("the device refused the reply (reason code 0x{code:02x})"),
-        ),
-    };
-    let finish = match running {
-        Some(running) => {
-            ops::finish_exchange_tracked(running, execution_id, outcome, message, app.clock.now())
-        }
-        None => ops::finish_exchange(
-            conn.ident.request_id.clone(),
-            execution_id,
-            outcome,
-            message,
-            app.clock.now(),
-        ),
-    };
-    if let Err(e) = app.store.write_async(finish).await {
-        tracing::error!(error = %e, "could not end an exchange");
-    }
-    if outcome == Outcome::Completed {
-        app.metrics.outcome("completed");
-        app.metrics
-            .enrollment_duration
-            .observe(started.elapsed().as_secs_f64());
-        ntex::time::sleep(millis(app.config.provisioning.linger)).await;
-        if conn.sink.is_open() {
-            conn.sink.close(DisconnectReasonCode::NormalDisconnection);
-        }
-    } else {
-        app.metrics.outcome("failed");
+    fn enrolled(&self, took: Duration) {
+        self.0.enrollment_duration.observe(took.as_secs_f64());
     }
 }

@@ -8,8 +8,10 @@ use std::cell::RefCell;
 
 use chrono::{Duration, SecondsFormat};
 use common::TestServer;
-use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan};
-use fleetgate_storage::{ConnectionStatus, Outcome};
+use fleetgate_storage::ConnectionStatus;
+use fleetgate_storage::ops::{
+    self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, ReplyFate, RunningExchangeHandle,
+};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "fleet-password-1";
@@ -212,7 +214,7 @@ fn attempt(s: &TestServer, id: &str) -> Attempt {
 
 /// Starts an exchange through the store, as the provisioning endpoint would: the request
 /// becomes RUNNING and the device's user, connection and registry entry exist.
-fn start_exchange(s: &TestServer, id: &str, client_id: &str) -> String {
+fn start_exchange(s: &TestServer, id: &str, client_id: &str) -> Box<RunningExchangeHandle> {
     let start = s
         .app()
         .store
@@ -227,22 +229,19 @@ fn start_exchange(s: &TestServer, id: &str, client_id: &str) -> String {
         ))
         .unwrap();
     match start {
-        ExchangeStart::Started { execution_id, .. } => execution_id,
+        ExchangeStart::Started {
+            running: Some(running),
+            ..
+        } => running,
         other => panic!("exchange not started: {other:?}"),
     }
 }
 
-fn finish_exchange(s: &TestServer, id: &str, execution: &str, outcome: Outcome) {
+fn finish_exchange(s: &TestServer, running: Box<RunningExchangeHandle>, fate: ReplyFate) {
     assert!(
         s.app()
             .store
-            .write(ops::finish_exchange(
-                id.into(),
-                execution.into(),
-                outcome,
-                "PUBACK received".into(),
-                s.app().clock.now(),
-            ))
+            .write(ops::finish_exchange(running, fate, s.app().clock.now()))
             .unwrap()
     );
 }
@@ -978,7 +977,7 @@ fn uniqueness_conflicts_answer_409() {
         .unwrap()
         .to_string();
     let x = start_exchange(&s, &first, "dev-1");
-    finish_exchange(&s, &first, &x, Outcome::Completed);
+    finish_exchange(&s, x, ReplyFate::Acknowledged);
     let v = c.get(&format!("{REQS}/{first}")).json();
     assert_eq!(v["status"], "COMPLETED");
     assert_eq!(v["closed"], true);
@@ -1121,7 +1120,7 @@ fn update_rules() {
     let x = start_exchange(&s, &id, "dev-1b");
     let r = c.put(&path, &moved);
     assert_eq!(r.error_fields(409), ["status"]);
-    finish_exchange(&s, &id, &x, Outcome::Failed);
+    finish_exchange(&s, x, ReplyFate::Disconnected);
     assert_eq!(c.get(&path).json()["status"], "FAILED");
     c.put(&path, &moved).problem(409);
     assert_eq!(c.get(&path).json()["status"], "FAILED", "unchanged");
@@ -1349,7 +1348,7 @@ fn paging_returns_every_request_exactly_once() {
     let running = c.get(&format!("{REQS}?status=RUNNING")).json();
     assert_eq!(running["items"].as_array().unwrap().len(), 1);
     assert_eq!(running["items"][0]["id"], expected[5]);
-    finish_exchange(&s, &expected[5], &x, Outcome::Completed);
+    finish_exchange(&s, x, ReplyFate::Acknowledged);
     assert!(
         c.get(&format!("{REQS}?status=RUNNING")).json()["items"]
             .as_array()
@@ -1487,7 +1486,8 @@ fn executions_users_and_devices() {
     );
     c.get("/api/v1/accounts/acme/devices/dev-1").problem(404);
 
-    let x = start_exchange(&s, &id, "dev-1");
+    let running = start_exchange(&s, &id, "dev-1");
+    let x = running.execution_id().to_string();
     let list = c.get(&format!("{base}/executions")).json();
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
@@ -1497,7 +1497,7 @@ fn executions_users_and_devices() {
     assert_eq!(items[0]["peer"], "127.0.0.1:40000");
     assert_eq!(items[0]["endedOn"], Value::Null);
     assert!(items[0].get("log").is_none());
-    finish_exchange(&s, &id, &x, Outcome::Completed);
+    finish_exchange(&s, running, ReplyFate::Acknowledged);
     let one = c.get(&format!("{base}/executions/{x}"));
     assert_eq!(one.status, 200);
     let one = one.json();
@@ -1605,7 +1605,7 @@ fn last_rejection_and_closed_are_reported() {
     );
     assert!(v["lastRejection"]["at"].is_string());
     let x = start_exchange(&s, &id, "dev-1");
-    finish_exchange(&s, &id, &x, Outcome::Failed);
+    finish_exchange(&s, x, ReplyFate::Disconnected);
     assert_eq!(c.get(&format!("{REQS}/{id}")).json()["closed"], false);
     s.clock().advance(Duration::hours(2));
     let v = c.get(&format!("{REQS}/{id}")).json();
@@ -1635,7 +1635,7 @@ fn no_secret_ever_appears_in_a_response() {
         &json!({"requests": [body("dev-2"), with(body("dev-3"), "generateActivationKey", json!(false))]}),
     );
     assert_eq!(bulk.status, 201);
-    let x = start_exchange(&s, &id, "dev-1");
+    let x = start_exchange(&s, &id, "dev-1").execution_id().to_string();
     for client in [&c, &admin] {
         client.get("/api/v1/accounts");
         client.get("/api/v1/accounts/acme");

@@ -519,14 +519,16 @@ pub enum ExchangeAction {
 }
 
 /// Result of [`begin_exchange`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum ExchangeStart {
-    /// Execution started (`Provision`) or failed at once (`Fail`); reply now.
+    /// Execution started. For `Provision` it is running: send the reply, then end it with
+    /// [`finish_exchange`] and `running`. For `Fail` it already ended FAILED (`running` is
+    /// `None`): send the failure reply.
     Started {
         /// The execution id.
         execution_id: String,
-        /// The request as stored after the step.
-        request: Box<ProvisionRequest>,
+        /// The running exchange, when there is one to finish.
+        running: Option<Box<RunningExchangeHandle>>,
     },
     /// Same `request.id` already running: a redelivery, ignore it.
     Duplicate,
@@ -536,47 +538,49 @@ pub enum ExchangeStart {
     NotOpen,
 }
 
-/// Starts an exchange (PROTOCOL.md 4.3) and, for `Provision`, writes the device user, the
-/// device connection and the registry entry in the same commit, so the reply is sent only
-/// after all of it is durable.
-pub fn begin_exchange(
-    attempt: Attempt,
-    device_request_id: String,
-    action: ExchangeAction,
-) -> Op<ExchangeStart> {
-    Box::new(move |tx| {
-        start_exchange(tx, attempt, device_request_id, action, false).map(|(start, _)| start)
-    })
-}
-
-/// The request and the execution exactly as [`begin_exchange_tracked`] wrote them, with their
-/// encoded bytes. [`finish_exchange_tracked`] compares the stored bytes with these and decodes
-/// only what changed in between: ending an exchange then costs no JSON decoding in the writer
-/// thread, which every write of every enrollment goes through.
-pub struct RunningState {
+/// A running exchange, as [`begin_exchange`] wrote it; [`finish_exchange`] ends it.
+///
+/// It keeps the request and the execution with their encoded bytes: ending the exchange
+/// compares the stored bytes with these and decodes only what changed in between, so the second
+/// commit of an enrollment costs no JSON decoding in the writer thread, which every write of
+/// every enrollment goes through.
+pub struct RunningExchangeHandle {
     request: ProvisionRequest,
     request_bytes: Vec<u8>,
     execution: Execution,
     execution_bytes: Vec<u8>,
 }
 
-impl std::fmt::Debug for RunningState {
+impl RunningExchangeHandle {
+    /// The provision request's id.
+    pub fn request_id(&self) -> &str {
+        &self.request.id
+    }
+
+    /// The running execution's id.
+    pub fn execution_id(&self) -> &str {
+        &self.execution.id
+    }
+}
+
+impl std::fmt::Debug for RunningExchangeHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningState")
+        f.debug_struct("RunningExchangeHandle")
             .field("request", &self.request.id)
             .field("execution", &self.execution.id)
             .finish_non_exhaustive()
     }
 }
 
-/// [`begin_exchange`], also returning what it wrote when the exchange is now running (for
-/// [`finish_exchange_tracked`]).
-pub fn begin_exchange_tracked(
+/// Starts an exchange (PROTOCOL.md 4.3) and, for `Provision`, writes the device user, the
+/// device connection and the registry entry in the same commit, so the reply is sent only
+/// after all of it is durable. This is the first of the exchange's two commits.
+pub fn begin_exchange(
     attempt: Attempt,
     device_request_id: String,
     action: ExchangeAction,
-) -> Op<(ExchangeStart, Option<Box<RunningState>>)> {
-    Box::new(move |tx| start_exchange(tx, attempt, device_request_id, action, true))
+) -> Op<ExchangeStart> {
+    Box::new(move |tx| start_exchange(tx, attempt, device_request_id, action))
 }
 
 fn start_exchange(
@@ -584,23 +588,21 @@ fn start_exchange(
     attempt: Attempt,
     device_request_id: String,
     action: ExchangeAction,
-    track: bool,
-) -> Result<(ExchangeStart, Option<Box<RunningState>>), StoreError> {
+) -> Result<ExchangeStart, StoreError> {
     let now = attempt.now;
     let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
     else {
-        return Ok((ExchangeStart::NotOpen, None));
+        return Ok(ExchangeStart::NotOpen);
     };
     if r.is_closed(now) || !r.in_window(now) {
-        return Ok((ExchangeStart::NotOpen, None));
+        return Ok(ExchangeStart::NotOpen);
     }
     if let Some(running) = &r.running {
-        let start = if running.device_request_id == device_request_id {
+        return Ok(if running.device_request_id == device_request_id {
             ExchangeStart::Duplicate
         } else {
             ExchangeStart::Busy
-        };
-        return Ok((start, None));
+        });
     }
     let previous = r.clone();
     let mut log = vec![line(
@@ -638,21 +640,21 @@ fn start_exchange(
     r.modified_on = now;
     let execution_bytes = put_execution(tx, &execution);
     let request_bytes = put_request(tx, &r, Some(&previous), now);
-    let running = (track && outcome == Outcome::Running).then(|| {
-        Box::new(RunningState {
-            request: r.clone(),
-            request_bytes,
-            execution: execution.clone(),
-            execution_bytes,
-        })
-    });
-    Ok((
-        ExchangeStart::Started {
+    if outcome != Outcome::Running {
+        return Ok(ExchangeStart::Started {
             execution_id: execution.id,
-            request: Box::new(r),
-        },
-        running,
-    ))
+            running: None,
+        });
+    }
+    Ok(ExchangeStart::Started {
+        execution_id: execution.id.clone(),
+        running: Some(Box::new(RunningExchangeHandle {
+            request: r,
+            request_bytes,
+            execution,
+            execution_bytes,
+        })),
+    })
 }
 
 fn write_identity(
@@ -767,83 +769,162 @@ fn write_identity(
             plan.configurations
         ),
     ));
-    log.push(line(
-        now,
-        LogLevel::Info,
-        "reply published; waiting for the device's PUBACK",
-    ));
+    // Nothing about the reply here: this commit precedes it, and its fate is logged by
+    // `finish_exchange` once known.
     Ok(())
 }
 
-/// Ends the running exchange `execution_id` of a request: `Completed` on PUBACK, `Failed` on
-/// disconnect, timeout or restart. Does nothing when that exchange is no longer the running one.
-/// Returns whether it changed anything.
-pub fn finish_exchange(
-    request_id: String,
-    execution_id: String,
-    outcome: Outcome,
-    message: String,
-    now: Timestamp,
-) -> Op<bool> {
-    Box::new(move |tx| end_exchange(tx, request_id, execution_id, outcome, message, now, None))
+/// What became of an exchange's success reply. It decides how [`finish_exchange`] ends the
+/// execution, and the words of the execution's last log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyFate {
+    /// The device acknowledged the QoS 1 reply: COMPLETED.
+    Acknowledged,
+    /// The reply was written to a QoS 0 subscription, which has nothing to wait for: COMPLETED.
+    Written,
+    /// The connection closed before the reply was acknowledged: FAILED.
+    Disconnected,
+    /// No acknowledgement within `provisioning.reply_timeout`: FAILED.
+    TimedOut,
+    /// The device answered the reply with this MQTT 5.0 error reason code: FAILED.
+    Refused(u8),
 }
 
-/// [`finish_exchange`] of an exchange started by [`begin_exchange_tracked`]: the same step,
-/// decoding the request and the execution only if they changed since `running` wrote them.
-pub fn finish_exchange_tracked(
-    running: Box<RunningState>,
-    execution_id: String,
-    outcome: Outcome,
-    message: String,
+impl ReplyFate {
+    /// The execution outcome this fate leads to.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            ReplyFate::Acknowledged | ReplyFate::Written => Outcome::Completed,
+            ReplyFate::Disconnected | ReplyFate::TimedOut | ReplyFate::Refused(_) => {
+                Outcome::Failed
+            }
+        }
+    }
+
+    fn log_message(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            ReplyFate::Acknowledged => "PUBACK received".into(),
+            ReplyFate::Written => "reply written to a QoS 0 subscription".into(),
+            ReplyFate::Disconnected => {
+                "the device disconnected before acknowledging the reply".into()
+            }
+            ReplyFate::TimedOut => "no PUBACK within provisioning.reply_timeout".into(),
+            ReplyFate::Refused(code) => {
+                format!("the device refused the reply (reason code 0x{code:02x})").into()
+            }
+        }
+    }
+}
+
+/// Ends a running exchange once its reply's fate is known: the exchange's second commit.
+/// Does nothing when that exchange is no longer the running one (a restart or an operator
+/// ended it first). Returns whether it changed anything.
+pub fn finish_exchange(
+    running: Box<RunningExchangeHandle>,
+    fate: ReplyFate,
     now: Timestamp,
 ) -> Op<bool> {
     Box::new(move |tx| {
-        let request_id = running.request.id.clone();
         end_exchange(
             tx,
-            request_id,
-            execution_id,
-            outcome,
-            message,
+            Ending::Tracked(running),
+            fate.outcome(),
+            fate.log_message(),
             now,
-            Some(running),
         )
     })
 }
 
-fn end_exchange(
-    tx: &mut Tx<'_, '_>,
+/// PROTOCOL.md 5: fails the exchange `execution_id` that a previous process left running on
+/// request `request_id`. Does nothing when it is no longer the running one; returns whether it
+/// changed anything.
+pub fn fail_exchange_after_restart(
     request_id: String,
     execution_id: String,
-    outcome: Outcome,
-    message: String,
     now: Timestamp,
-    known: Option<Box<RunningState>>,
-) -> Result<bool, StoreError> {
-    let Some(raw) = tx.get_raw(Table::Requests, request_id.as_bytes())? else {
-        return Ok(false);
-    };
-    let (mut r, known_execution) = match known {
-        Some(k) if k.request_bytes == raw => (k.request, Some((k.execution, k.execution_bytes))),
-        Some(k) => (
-            decode::<ProvisionRequest>(&raw)?,
-            Some((k.execution, k.execution_bytes)),
-        ),
-        None => (decode::<ProvisionRequest>(&raw)?, None),
-    };
-    if r.running
+) -> Op<bool> {
+    Box::new(move |tx| {
+        end_exchange(
+            tx,
+            Ending::ByIds {
+                request_id,
+                execution_id,
+            },
+            Outcome::Failed,
+            "Fleetgate restarted while this exchange was running".into(),
+            now,
+        )
+    })
+}
+
+/// Which running exchange [`end_exchange`] ends.
+enum Ending {
+    /// One this process started: the kept copies save decoding when unchanged.
+    Tracked(Box<RunningExchangeHandle>),
+    /// One known only by its ids (restart recovery).
+    ByIds {
+        request_id: String,
+        execution_id: String,
+    },
+}
+
+fn is_running(r: &ProvisionRequest, execution_id: &str) -> bool {
+    r.running
         .as_ref()
-        .is_none_or(|x| x.execution_id != execution_id)
-    {
-        return Ok(false);
-    }
-    let previous = r.clone();
-    let ek = key(&[&request_id, &execution_id]);
-    let execution = match (tx.get_raw(Table::Executions, &ek)?, known_execution) {
-        (None, _) => None,
-        (Some(raw), Some((e, bytes))) if raw == bytes => Some(e),
-        (Some(raw), _) => Some(decode::<Execution>(&raw)?),
+        .is_some_and(|x| x.execution_id == execution_id)
+}
+
+fn end_exchange(
+    tx: &mut Tx<'_, '_>,
+    ending: Ending,
+    outcome: Outcome,
+    message: std::borrow::Cow<'static, str>,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let (mut r, ek, execution) = match ending {
+        Ending::Tracked(handle) => {
+            let RunningExchangeHandle {
+                request,
+                request_bytes,
+                execution,
+                execution_bytes,
+            } = *handle;
+            let Some(raw) = tx.get_raw(Table::Requests, request.id.as_bytes())? else {
+                return Ok(false);
+            };
+            let r = if raw == request_bytes {
+                request
+            } else {
+                decode::<ProvisionRequest>(&raw)?
+            };
+            if !is_running(&r, &execution.id) {
+                return Ok(false);
+            }
+            let ek = key(&[&r.id, &execution.id]);
+            let execution = match tx.get_raw(Table::Executions, &ek)? {
+                None => None,
+                Some(raw) if raw == execution_bytes => Some(execution),
+                Some(raw) => Some(decode::<Execution>(&raw)?),
+            };
+            (r, ek, execution)
+        }
+        Ending::ByIds {
+            request_id,
+            execution_id,
+        } => {
+            let Some(r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())?
+            else {
+                return Ok(false);
+            };
+            if !is_running(&r, &execution_id) {
+                return Ok(false);
+            }
+            let ek = key(&[&request_id, &execution_id]);
+            let execution = tx.get::<Execution>(Table::Executions, &ek)?;
+            (r, ek, execution)
+        }
     };
+    let previous = r.clone();
     if let Some(mut e) = execution {
         let level = if outcome == Outcome::Completed {
             LogLevel::Info

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fleetgate_storage::ops::{
-    self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, UserPlan,
+    self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, ReplyFate, UserPlan,
 };
 use fleetgate_storage::*;
 
@@ -98,20 +98,31 @@ fn lifecycle_created_running_completed_is_closed() {
     assert_eq!(r.status, RequestStatus::Created);
     let ExchangeStart::Started {
         execution_id,
-        request,
+        running: Some(running),
     } = provision(&store, &r, "q1")
     else {
         panic!("not started")
     };
-    assert_eq!(request.status, RequestStatus::Running);
-    assert_eq!(provision(&store, &r, "q1"), ExchangeStart::Duplicate);
-    assert_eq!(provision(&store, &r, "q2"), ExchangeStart::Busy);
+    assert_eq!(running.execution_id(), execution_id);
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .request(&r.id)
+            .unwrap()
+            .unwrap()
+            .status,
+        RequestStatus::Running
+    );
+    assert!(matches!(
+        provision(&store, &r, "q1"),
+        ExchangeStart::Duplicate
+    ));
+    assert!(matches!(provision(&store, &r, "q2"), ExchangeStart::Busy));
     let done = store
         .write(ops::finish_exchange(
-            r.id.clone(),
-            execution_id.clone(),
-            Outcome::Completed,
-            "PUBACK received".into(),
+            running,
+            ReplyFate::Acknowledged,
             Utc::now(),
         ))
         .unwrap();
@@ -128,7 +139,10 @@ fn lifecycle_created_running_completed_is_closed() {
     let c = read.device_connection("acme", "dev-1").unwrap().unwrap();
     assert_eq!(c.reserved_user.as_deref(), Some("dev-1@acme"));
     // Closed: never matched again, and a new request for the client ID is allowed.
-    assert_eq!(provision(&store, &r2, "q3"), ExchangeStart::NotOpen);
+    assert!(matches!(
+        provision(&store, &r2, "q3"),
+        ExchangeStart::NotOpen
+    ));
     let candidate = read.connect_candidate("dev-1").unwrap().unwrap();
     assert_eq!(candidate.id, r.id);
     assert!(create(&store, "dev-1").is_ok());
@@ -138,7 +152,11 @@ fn lifecycle_created_running_completed_is_closed() {
 fn failed_request_can_retry_and_only_created_can_be_modified() {
     let (_d, store) = setup();
     let r = create(&store, "dev-2").unwrap();
-    let ExchangeStart::Started { execution_id, .. } = provision(&store, &r, "q1") else {
+    let ExchangeStart::Started {
+        running: Some(running),
+        ..
+    } = provision(&store, &r, "q1")
+    else {
         panic!()
     };
     let put = ops::update_request(
@@ -150,10 +168,8 @@ fn failed_request_can_retry_and_only_created_can_be_modified() {
     assert!(matches!(store.write(put), Err(StoreError::Conflict(_))));
     store
         .write(ops::finish_exchange(
-            r.id.clone(),
-            execution_id,
-            Outcome::Failed,
-            "device disconnected".into(),
+            running,
+            ReplyFate::Disconnected,
             Utc::now(),
         ))
         .unwrap();

@@ -1,10 +1,12 @@
-//! `begin_exchange_tracked` / `finish_exchange_tracked`: ending an exchange from what its start
-//! wrote gives the same records as `finish_exchange`, and a change made in between (which makes
-//! the kept copy stale) is not lost.
+//! `begin_exchange` / `finish_exchange`: ending an exchange from the handle its start returned
+//! gives the same records whether the kept copy is still current or stale (a change made in
+//! between is then not lost), the reply's fate is worded by storage and logged only once known,
+//! and restart recovery fails a running exchange by its ids.
 
 use chrono::Utc;
 use fleetgate_storage::ops::{
-    self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, RunningState, UserPlan,
+    self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan, NewRequest, ReplyFate,
+    RunningExchangeHandle, UserPlan,
 };
 use fleetgate_storage::*;
 
@@ -63,9 +65,9 @@ fn create(store: &Store, client_id: &str) -> ProvisionRequest {
         .unwrap()
 }
 
-fn begin(store: &Store, r: &ProvisionRequest) -> (String, Box<RunningState>) {
-    let (start, running) = store
-        .write(ops::begin_exchange_tracked(
+fn begin(store: &Store, r: &ProvisionRequest) -> Box<RunningExchangeHandle> {
+    let start = store
+        .write(ops::begin_exchange(
             Attempt {
                 request_id: r.id.clone(),
                 protocol: "5.0".into(),
@@ -80,44 +82,46 @@ fn begin(store: &Store, r: &ProvisionRequest) -> (String, Box<RunningState>) {
             }),
         ))
         .unwrap();
-    let ExchangeStart::Started { execution_id, .. } = start else {
+    let ExchangeStart::Started {
+        execution_id,
+        running,
+    } = start
+    else {
         panic!("not started: {start:?}")
     };
-    (
-        execution_id,
-        running.expect("a running exchange is tracked"),
-    )
+    let running = running.expect("a running exchange has a handle");
+    assert_eq!(running.execution_id(), execution_id);
+    assert_eq!(running.request_id(), r.id);
+    running
+}
+
+fn reject(store: &Store, r: &ProvisionRequest) {
+    store
+        .write(ops::record_rejection(
+            r.id.clone(),
+            "bad user name or password: wrong password".into(),
+            Utc::now(),
+        ))
+        .unwrap();
 }
 
 #[test]
-fn tracked_finish_completes_like_finish_exchange() {
+fn finishing_from_a_current_or_a_stale_copy_gives_the_same_records() {
     let (_d, store) = setup();
     let (a, b) = (create(&store, "dev-a"), create(&store, "dev-b"));
-    let (xa, running) = begin(&store, &a);
-    let (xb, _) = begin(&store, &b);
+    let ra = begin(&store, &a);
+    let rb = begin(&store, &b);
+    let (xa, xb) = (ra.execution_id().to_string(), rb.execution_id().to_string());
+    // b's kept request copy goes stale, so its finish decodes what is stored.
+    reject(&store, &b);
     let now = Utc::now();
-    assert!(
-        store
-            .write(ops::finish_exchange_tracked(
-                running,
-                xa.clone(),
-                Outcome::Completed,
-                "PUBACK received".into(),
-                now,
-            ))
-            .unwrap()
-    );
-    assert!(
-        store
-            .write(ops::finish_exchange(
-                b.id.clone(),
-                xb.clone(),
-                Outcome::Completed,
-                "PUBACK received".into(),
-                now,
-            ))
-            .unwrap()
-    );
+    for running in [ra, rb] {
+        assert!(
+            store
+                .write(ops::finish_exchange(running, ReplyFate::Acknowledged, now))
+                .unwrap()
+        );
+    }
     let read = store.read().unwrap();
     let (ra, rb) = (
         read.request(&a.id).unwrap().unwrap(),
@@ -134,6 +138,7 @@ fn tracked_finish_completes_like_finish_exchange() {
     assert_eq!(ea.ended_on, Some(now));
     assert_eq!(ea.log.len(), eb.log.len());
     assert_eq!(ea.log.last().unwrap().message, "PUBACK received");
+    assert_eq!(eb.log.last().unwrap().message, "PUBACK received");
     // The status index moved with the request (not left at RUNNING).
     let completed = read
         .list_requests("acme", Some(RequestStatus::Completed), None, 10, None)
@@ -149,22 +154,14 @@ fn tracked_finish_completes_like_finish_exchange() {
 fn a_change_in_between_is_kept() {
     let (_d, store) = setup();
     let r = create(&store, "dev-1");
-    let (x, running) = begin(&store, &r);
+    let running = begin(&store, &r);
     // Another write changes the request after the exchange started.
-    store
-        .write(ops::record_rejection(
-            r.id.clone(),
-            "bad user name or password: wrong password".into(),
-            Utc::now(),
-        ))
-        .unwrap();
+    reject(&store, &r);
     assert!(
         store
-            .write(ops::finish_exchange_tracked(
+            .write(ops::finish_exchange(
                 running,
-                x,
-                Outcome::Completed,
-                "PUBACK received".into(),
+                ReplyFate::Acknowledged,
                 Utc::now(),
             ))
             .unwrap()
@@ -178,25 +175,32 @@ fn a_change_in_between_is_kept() {
 fn an_exchange_no_longer_running_is_left_alone() {
     let (_d, store) = setup();
     let r = create(&store, "dev-1");
-    let (x, running) = begin(&store, &r);
+    let running = begin(&store, &r);
+    let x = running.execution_id().to_string();
     assert!(
         store
-            .write(ops::finish_exchange(
+            .write(ops::fail_exchange_after_restart(
                 r.id.clone(),
                 x.clone(),
-                Outcome::Failed,
-                "the device disconnected".into(),
+                Utc::now(),
+            ))
+            .unwrap()
+    );
+    // Once more: no longer running, nothing to do.
+    assert!(
+        !store
+            .write(ops::fail_exchange_after_restart(
+                r.id.clone(),
+                x.clone(),
                 Utc::now(),
             ))
             .unwrap()
     );
     assert!(
         !store
-            .write(ops::finish_exchange_tracked(
+            .write(ops::finish_exchange(
                 running,
-                x.clone(),
-                Outcome::Completed,
-                "PUBACK received".into(),
+                ReplyFate::Acknowledged,
                 Utc::now(),
             ))
             .unwrap()
@@ -206,8 +210,74 @@ fn an_exchange_no_longer_running_is_left_alone() {
         read.request(&r.id).unwrap().unwrap().status,
         RequestStatus::Failed
     );
+    let e = read.execution(&r.id, &x).unwrap().unwrap();
+    assert_eq!(e.outcome, Outcome::Failed);
     assert_eq!(
-        read.execution(&r.id, &x).unwrap().unwrap().outcome,
-        Outcome::Failed
+        e.log.last().unwrap().message,
+        "Fleetgate restarted while this exchange was running"
     );
+}
+
+#[test]
+fn the_reply_is_logged_only_once_its_fate_is_known() {
+    let cases = [
+        (
+            ReplyFate::Acknowledged,
+            Outcome::Completed,
+            "PUBACK received",
+        ),
+        (
+            ReplyFate::Written,
+            Outcome::Completed,
+            "reply written to a QoS 0 subscription",
+        ),
+        (
+            ReplyFate::Disconnected,
+            Outcome::Failed,
+            "the device disconnected before acknowledging the reply",
+        ),
+        (
+            ReplyFate::TimedOut,
+            Outcome::Failed,
+            "no PUBACK within provisioning.reply_timeout",
+        ),
+        (
+            ReplyFate::Refused(0x80),
+            Outcome::Failed,
+            "the device refused the reply (reason code 0x80)",
+        ),
+    ];
+    let (_d, store) = setup();
+    for (i, (fate, outcome, message)) in cases.into_iter().enumerate() {
+        let r = create(&store, &format!("dev-{i}"));
+        let running = begin(&store, &r);
+        let x = running.execution_id().to_string();
+        let started = store.read().unwrap().execution(&r.id, &x).unwrap().unwrap();
+        assert!(
+            started
+                .log
+                .iter()
+                .all(|l| !l.message.contains("reply") && !l.message.contains("PUBACK")),
+            "the first commit speaks of a reply: {:?}",
+            started.log
+        );
+        assert_eq!(fate.outcome(), outcome);
+        assert!(
+            store
+                .write(ops::finish_exchange(running, fate, Utc::now()))
+                .unwrap()
+        );
+        let read = store.read().unwrap();
+        let e = read.execution(&r.id, &x).unwrap().unwrap();
+        assert_eq!(e.outcome, outcome);
+        assert_eq!(e.log.len(), started.log.len() + 1);
+        assert_eq!(e.log.last().unwrap().message, message);
+        let status = read.request(&r.id).unwrap().unwrap().status;
+        let expected = if outcome == Outcome::Completed {
+            RequestStatus::Completed
+        } else {
+            RequestStatus::Failed
+        };
+        assert_eq!(status, expected);
+    }
 }

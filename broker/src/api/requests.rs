@@ -11,20 +11,20 @@ use std::sync::{Arc, Mutex};
 
 use fleetgate_auth_hook::credentials::{fast_hash, random_alphanumeric};
 use fleetgate_auth_hook::pool::PoolError;
-use fleetgate_devconfig::MASK;
+
 use fleetgate_storage::ops::{self, NewRequest, UserPlan};
 use fleetgate_storage::{
     Account, FieldError, ProvisionRequest, RequestSpec, RequestStatus, StoreError, Timestamp, ids,
 };
 use futures::StreamExt as _;
 use ntex::http::header;
-use ntex::web::types::{Path, Query, State};
+use ntex::web::types::{Query, State};
 use ntex::web::{HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::dto::{BulkCreated, ExecutionDto, ExecutionList, RequestDto, RequestPage};
 use super::error::{ApiError, Problem};
-use super::extract::{ExecutionPath, IdPath, JsonBody, Target, authenticate, target_account};
+use super::extract::{ExecutionPath, IdPath, JsonBody, Target};
 use super::input;
 use crate::app::App;
 
@@ -653,21 +653,16 @@ pub async fn delete_request(
     security(("bearer" = []))
 )]
 pub async fn configuration_preview(
-    req: HttpRequest,
     app: State<Arc<App>>,
-    path: Path<(String, String)>,
+    Target {
+        account,
+        path: IdPath { id },
+    }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = authenticate(&req, &app)?;
-    let (account, id) = path.into_inner();
-    let account = target_account(&app, &caller, &account)?;
     let r = request_in(&app, &account.name, &id)?;
-    let identity = crate::provisioning::identity(&r, MASK.to_string());
-    let document =
-        crate::provisioning::configuration(&app.config.provisioning.vpn_client_pid, &r, &identity)
-            .map_err(ApiError::Internal)?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/xml")
-        .body(document.to_xml_masked()))
+    let xml = fleetgate_exchange::preview(&app.config.provisioning.vpn_client_pid, &r)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok().content_type("application/xml").body(xml))
 }
 
 /// The executions of a request, oldest first, without logs.
