@@ -12,8 +12,10 @@ use std::time::Instant;
 
 use fleetgate_acl as acl;
 use fleetgate_auth_hook::credentials::{fast_hash, fast_verify, generate_password};
-use fleetgate_auth_hook::{ConnectFacts, Protocol, ProvisioningSession, Refusal};
 use fleetgate_devconfig::{Document, Identity, ReservedPolicy, generated};
+use fleetgate_hooks::{
+    Action, ConnectFacts, EndpointKind, Protocol, ProvisioningSession, Refusal, Session,
+};
 use fleetgate_kura::{Encoding, ProvReply, ProvRequest, ProvSuccess, topics};
 use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, IdentityPlan};
 use fleetgate_storage::{Outcome, ProvisionRequest};
@@ -33,11 +35,10 @@ pub struct Provisioning;
 pub struct Conn {
     _slot: Slot,
     app: Arc<App>,
-    ident: ProvisioningSession,
+    session: Session,
     protocol: Protocol,
     peer: String,
     sink: Sink,
-    acl: acl::Session,
     subscriptions: RefCell<Vec<(String, QoS)>>,
 }
 
@@ -53,21 +54,21 @@ impl Endpoint for Provisioning {
     }
 
     async fn connect(
+        _endpoint: &Arc<Self>,
         app: &Arc<App>,
         facts: ConnectFacts,
         sink: Sink,
         slot: Slot,
     ) -> Result<State, Refusal> {
-        let ident = app.provisioning_auth.decide(&facts).await?;
-        tracing::debug!(client_id = %ident.client_id, peer = %facts.peer, "provisioning session accepted");
+        let session = app
+            .hooks
+            .authenticate(EndpointKind::Provisioning, &facts)
+            .await?;
+        tracing::debug!(client_id = %session.client_id(), peer = %facts.peer, "provisioning session accepted");
         Ok(State(Rc::new(Conn {
             _slot: slot,
             app: app.clone(),
-            acl: acl::Session::Provisioning {
-                account: app.config.provisioning.account.clone(),
-                client_id: ident.client_id.clone(),
-            },
-            ident,
+            session,
             protocol: facts.protocol,
             peer: facts.peer.to_string(),
             sink,
@@ -76,7 +77,7 @@ impl Endpoint for Provisioning {
     }
 
     fn subscribe(state: &State, filter: &str, qos: QoS) -> Option<QoS> {
-        if !acl::may_subscribe(&state.0.acl, filter).is_allowed() {
+        if !state.0.may(Action::Subscribe(filter)) {
             return None;
         }
         let mut subs = state.0.subscriptions.borrow_mut();
@@ -94,7 +95,7 @@ impl Endpoint for Provisioning {
     }
 
     fn publish(state: &State, topic: &str, _qos: QoS, payload: Bytes) -> bool {
-        if !acl::may_publish(&state.0.acl, topic).is_allowed() {
+        if !state.0.may(Action::Publish(topic)) {
             return false;
         }
         // Retained flags are accepted and discarded: nothing of a provisioning session is kept.
@@ -111,6 +112,18 @@ fn millis(seconds: f64) -> Millis {
 }
 
 impl Conn {
+    /// The ACL hook's answer for this session.
+    fn may(&self, action: Action<'_>) -> bool {
+        self.app.hooks.authorize(&self.session, action).is_allowed()
+    }
+
+    /// Who the device is. A provisioning endpoint only ever holds provisioning sessions.
+    fn ident(&self) -> &ProvisioningSession {
+        self.session
+            .as_provisioning()
+            .expect("the provisioning endpoint accepts provisioning sessions only")
+    }
+
     fn pa(&self) -> &str {
         &self.app.config.provisioning.account
     }
@@ -129,7 +142,7 @@ impl Conn {
 
     /// Sends a reply that nothing waits on (failures).
     async fn send_reply(&self, level: &str, reply: &ProvReply, encoding: Encoding) {
-        let topic = topics::reply_topic(self.pa(), &self.ident.client_id, level);
+        let topic = topics::reply_topic(self.pa(), &self.ident().client_id, level);
         let payload = Bytes::from(reply.encode(encoding));
         let sent = if self.delivery_qos(&topic) == QoS::AtMostOnce {
             self.sink.publish_qos0(ByteString::from(topic), payload)
@@ -143,13 +156,13 @@ impl Conn {
             .unwrap_or(Err(SendError::Timeout))
         };
         if let Err(e) = sent {
-            tracing::debug!(client_id = %self.ident.client_id, ?e, "failure reply not delivered");
+            tracing::debug!(client_id = %self.ident().client_id, ?e, "failure reply not delivered");
         }
     }
 
     fn attempt(&self) -> Attempt {
         Attempt {
-            request_id: self.ident.request_id.clone(),
+            request_id: self.ident().request_id.clone(),
             protocol: self.protocol.as_str().into(),
             peer: self.peer.clone(),
             now: self.app.clock.now(),
@@ -173,7 +186,7 @@ fn plan(conn: &Conn, req: &ProvRequest) -> Plan {
     };
     let app = &conn.app;
     let read = app.store.read().and_then(|r| {
-        let request = r.request(&conn.ident.request_id)?;
+        let request = r.request(&conn.ident().request_id)?;
         let account = match &request {
             Some(q) => r.account(&q.account)?,
             None => None,
@@ -322,7 +335,7 @@ async fn exchange(conn: Rc<Conn>, payload: Bytes) {
             .await;
         return;
     };
-    let topic = topics::reply_topic(conn.pa(), &conn.ident.client_id, &req.request_id);
+    let topic = topics::reply_topic(conn.pa(), &conn.ident().client_id, &req.request_id);
     let payload = Bytes::from(ProvReply::Success(success).encode(encoding));
     let delivered = if conn.delivery_qos(&topic) == QoS::AtMostOnce {
         conn.sink
@@ -360,7 +373,7 @@ async fn exchange(conn: Rc<Conn>, payload: Bytes) {
             ops::finish_exchange_tracked(running, execution_id, outcome, message, app.clock.now())
         }
         None => ops::finish_exchange(
-            conn.ident.request_id.clone(),
+            conn.ident().request_id.clone(),
             execution_id,
             outcome,
             message,
