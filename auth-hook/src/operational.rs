@@ -67,15 +67,42 @@ pub fn authenticate_device<D: DeviceDirectory>(
 ) -> Result<DeviceSession, Refusal> {
     check_client_id(&facts.client_id)?;
     let username = facts.username.as_deref().ok_or(Refusal::BadCredentials)?;
-    let user = directory
-        .device_user(username)
-        .map_err(|_| Refusal::ServerBusy)?
-        .ok_or(Refusal::BadCredentials)?;
+    let user = lookup(directory, username)?;
     let password = std::str::from_utf8(facts.password.as_deref().unwrap_or_default())
         .map_err(|_| Refusal::BadCredentials)?;
     if !fast_verify(password, &user.password_hash) {
         return Err(Refusal::BadCredentials);
     }
+    admit(directory, user, &facts.client_id, username)
+}
+
+/// The rules of [`authenticate_device`] without the password: for doors that ask about a
+/// client authenticated earlier with no connection of their own (an HTTP topic check, a
+/// connect/disconnect event), so that a user disabled or re-coupled since is refused there too.
+pub fn identify_device<D: DeviceDirectory>(
+    directory: &D,
+    client_id: &str,
+    username: &str,
+) -> Result<DeviceSession, Refusal> {
+    check_client_id(client_id)?;
+    let user = lookup(directory, username)?;
+    admit(directory, user, client_id, username)
+}
+
+fn lookup<D: DeviceDirectory>(directory: &D, username: &str) -> Result<DeviceUser, Refusal> {
+    directory
+        .device_user(username)
+        .map_err(|_| Refusal::ServerBusy)?
+        .ok_or(Refusal::BadCredentials)
+}
+
+/// `broker:connect`, the user's reservation and the client ID's coupling, in that order.
+fn admit<D: DeviceDirectory>(
+    directory: &D,
+    user: DeviceUser,
+    client_id: &str,
+    username: &str,
+) -> Result<DeviceSession, Refusal> {
     if !user
         .permissions
         .iter()
@@ -83,15 +110,11 @@ pub fn authenticate_device<D: DeviceDirectory>(
     {
         return Err(Refusal::NotAuthorized);
     }
-    if user
-        .reserved_for
-        .as_deref()
-        .is_some_and(|c| c != facts.client_id)
-    {
+    if user.reserved_for.as_deref().is_some_and(|c| c != client_id) {
         return Err(Refusal::NotAuthorized);
     }
     let rule = directory
-        .coupling(&user.account, &facts.client_id)
+        .coupling(&user.account, client_id)
         .map_err(|_| Refusal::ServerBusy)?
         .ok_or(Refusal::NotAuthorized)?;
     if let CouplingRule::Strict { reserved_user } = rule
@@ -101,7 +124,7 @@ pub fn authenticate_device<D: DeviceDirectory>(
     }
     Ok(DeviceSession {
         account: user.account,
-        client_id: facts.client_id.clone(),
+        client_id: client_id.to_string(),
         username: username.to_string(),
     })
 }
@@ -259,6 +282,26 @@ mod tests {
             });
             assert_eq!(got, want, "{client_id} {username:?}");
         }
+    }
+
+    #[test]
+    fn identify_applies_every_rule_but_the_password() {
+        let t = table();
+        for (client_id, username) in [
+            ("dev-1", "dev-1@acme"),
+            ("dev-2", "reserved@acme"),
+            ("strict-none", "dev-1@acme"),
+            ("dev-1", "vpn-only@acme"),
+            ("dev-1", "nobody@acme"),
+            ("a/b", "dev-1@acme"),
+        ] {
+            assert_eq!(
+                identify_device(&t, client_id, username),
+                authenticate_device(&t, &facts(client_id, Some(username), Some(PW.as_bytes()))),
+                "{client_id} {username}"
+            );
+        }
+        assert!(identify_device(&t, "dev-1", "dev-1@acme").is_ok());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`Hooks`] answers four questions:
 //! - [`Hooks::authenticate`]: may this CONNECT open a session, on this kind of endpoint? The
 //!   typed [`Session`] or a [`Refusal`];
-//! - [`Hooks::authorize`]: may this session subscribe to a filter or publish to a topic?
+//! - [`Hooks::authorize`]: may this session subscribe to a filter or publish to a topic? Doors
+//!   without a connection of their own get the session with [`Hooks::identify`];
 //! - [`Hooks::connected`] / [`Hooks::disconnected`]: a session began or ended (the device
 //!   registry's connection status; nothing for provisioning sessions).
 //!
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use fleetgate_acl as acl;
 use fleetgate_auth_hook::limiter::FailureLimiter;
-use fleetgate_auth_hook::operational::authenticate_device;
+use fleetgate_auth_hook::operational::{authenticate_device, identify_device};
 use fleetgate_auth_hook::pool::{PoolError, VerifyPool};
 use fleetgate_auth_hook::provisioning::{self, CredentialFailure, ProvisionCandidate};
 use fleetgate_auth_hook::verifier::Verifier;
@@ -190,6 +191,16 @@ impl Hooks {
     pub fn authenticate_operational(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
         let directory = store::Directory::new(&self.store);
         authenticate_device(&directory, facts).map(Session::device)
+    }
+
+    /// The operational session of a client authenticated earlier, without its password, for
+    /// doors that ask per topic or per event with no connection of their own (HOOKS.md: EMQX
+    /// authz and events, VerneMQ `auth_on_publish`, mosquitto-go-auth `/acl`). Every rule of
+    /// [`Hooks::authenticate`] but the password applies to the current records, so a user
+    /// removed or re-coupled since is refused at once.
+    pub fn identify(&self, client_id: &str, username: &str) -> Result<Session, Refusal> {
+        let directory = store::Directory::new(&self.store);
+        identify_device(&directory, client_id, username).map(Session::device)
     }
 
     async fn authenticate_provisioning(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {

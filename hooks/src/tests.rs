@@ -539,3 +539,37 @@ fn device_sessions_are_confined_to_their_own_topics() {
         );
     }
 }
+
+#[test]
+fn identify_gives_the_session_of_a_door_without_connections() {
+    let f = fixture(LimitConfig::default());
+    f.provisioned("dev-1", Coupling::Strict, true);
+    f.provisioned("dev-2", Coupling::Loose, false);
+    let s = f.hooks.identify("dev-1", "dev-1@acme").unwrap();
+    assert_eq!(
+        Some(s.clone()),
+        f.connect(
+            EndpointKind::Operational,
+            "dev-1",
+            "dev-1@acme",
+            DEVICE_PASSWORD
+        )
+        .ok()
+    );
+    assert!(
+        f.hooks
+            .authorize(&s, Action::Publish("acme/dev-1/data"))
+            .is_allowed()
+    );
+    assert_eq!(
+        f.hooks.identify("dev-1", "dev-2@acme"),
+        Err(Refusal::NotAuthorized)
+    );
+    assert_eq!(
+        f.hooks.identify("dev-1", "nobody@acme"),
+        Err(Refusal::BadCredentials)
+    );
+    // An event door records the status with the same calls.
+    block_on(f.hooks.connected(&s));
+    assert_eq!(f.status("dev-1"), Some(ConnectionStatus::Connected));
+}
