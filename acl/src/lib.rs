@@ -3,6 +3,7 @@
 //!
 //! This crate owns:
 //! - MQTT topic names and filters: validation ([`valid_topic_name`], [`valid_topic_filter`]),
+//!   and the client IDs that may become a topic level ([`valid_client_id`]),
 //!   matching ([`filter_matches`]) and containment ([`filter_is_within`]);
 //! - the ACL of PROTOCOL.md sections 3 and 6 ([`may_subscribe`], [`may_publish`]) for a typed
 //!   [`Session`] identity, **deny by default**: anything not explicitly allowed is
@@ -20,9 +21,13 @@ mod tree;
 
 pub use session::{Decision, Session, may_publish, may_subscribe};
 pub use topic::{
-    MAX_TOPIC_LEN, filter_is_within, filter_matches, valid_topic_filter, valid_topic_name,
+    MAX_CLIENT_ID, MAX_TOPIC_LEN, filter_is_within, filter_matches, valid_client_id,
+    valid_topic_filter, valid_topic_name,
 };
 pub use tree::{MAX_TREE_LEVELS, SubscriptionTree, TreeError};
+
+/// The permission every operational user needs to connect (PROTOCOL.md 6.1).
+pub const PERMISSION_BROKER_CONNECT: &str = "broker:connect";
 
 #[cfg(test)]
 mod tests;

@@ -759,3 +759,22 @@ fn tree_agrees_with_filter_matches() {
     assert!(tree.is_empty());
     assert_eq!(tree.node_count(), 1);
 }
+
+#[test]
+fn client_ids_that_may_become_a_topic_level() {
+    for (id, valid) in [
+        ("dev-1", true),
+        ("a.b_c:d@e-f", true),
+        (&"x".repeat(MAX_CLIENT_ID) as &str, true),
+        ("", false),
+        (&"x".repeat(MAX_CLIENT_ID + 1), false),
+        ("a/b", false),
+        ("a+", false),
+        ("#", false),
+        ("$EDC", false),
+        ("a b", false),
+        ("é", false),
+    ] {
+        assert_eq!(valid_client_id(id), valid, "{id:?}");
+    }
+}

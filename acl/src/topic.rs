@@ -7,6 +7,19 @@
 /// Longest topic name or filter, in bytes (an MQTT UTF-8 string carries a 16-bit length).
 pub const MAX_TOPIC_LEN: usize = 65_535;
 
+/// Longest client ID, in bytes.
+pub const MAX_CLIENT_ID: usize = 255;
+
+/// `true` for a valid client ID: 1 to [`MAX_CLIENT_ID`] of `[A-Za-z0-9._:@-]`. Such an ID is
+/// one topic level that no wildcard, separator or `$` prefix can widen, so the ACL may splice
+/// it into topics; CONNECT refuses any other ID before looking at credentials.
+pub fn valid_client_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_CLIENT_ID
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
+}
+
 /// `true` for a valid PUBLISH topic name: non-empty, at most [`MAX_TOPIC_LEN`] bytes, without
 /// wildcards (`+`, `#`) or NUL.
 pub fn valid_topic_name(topic: &str) -> bool {

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
+use fleetgate_auth_hook::Clock;
 use fleetgate_auth_hook::credentials::{Argon2Params, random_alphanumeric};
-use fleetgate_auth_hook::limiter::LimitConfig;
 use fleetgate_auth_hook::pool::VerifyPool;
-use fleetgate_auth_hook::{Clock, OperationalAuth, ProvisioningAuth};
+use fleetgate_hooks::{Hooks, LimitConfig};
 use fleetgate_storage::ops;
 use fleetgate_storage::{CommitObserver, Store, StoreOptions};
 
@@ -31,18 +31,15 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    /// Provisioning endpoint's auth hook (also verifies provision passwords for the API).
-    pub provisioning_auth: ProvisioningAuth,
-    /// Operational endpoint's auth hook.
-    pub operational_auth: OperationalAuth,
+    /// The hooks of every door: CONNECT and topic decisions, registry status; also verifies
+    /// and hashes provision passwords for the admin API.
+    pub hooks: Arc<Hooks>,
     /// argon2 parameters for new provision passwords.
     pub argon2: Argon2Params,
     /// Instance admin token.
     pub admin_token: String,
     /// Set once every listener accepts connections (`/healthz`).
     pub ready: AtomicBool,
-    /// Routes messages among operational sessions.
-    pub router: crate::operational::Router,
     /// Detached exchange tasks, drained at shutdown.
     pub tasks: crate::tasks::Tasks,
 }
@@ -86,26 +83,28 @@ impl App {
             window: Config::secs(config.auth.failure_window),
             ban: Config::secs(config.auth.ban),
         };
-        let provisioning_auth =
-            ProvisioningAuth::new(store.clone(), pool, limits, clock.clone(), metrics.clone());
-        let operational_auth = OperationalAuth::new(store.clone(), clock.clone());
+        let hooks = Arc::new(Hooks::new(
+            store.clone(),
+            pool,
+            limits,
+            config.provisioning.account.clone(),
+            clock.clone(),
+            metrics.clone(),
+        ));
         let argon2 = Argon2Params {
             m_cost: config.auth.argon2_m_cost,
             t_cost: config.auth.argon2_t_cost,
             p_cost: config.auth.argon2_p_cost,
         };
-        let router = crate::operational::Router::new(config.operational.max_queue, metrics.clone());
         Ok(Arc::new(App {
             config,
             store,
             metrics,
             clock,
-            provisioning_auth,
-            operational_auth,
+            hooks,
             argon2,
             admin_token,
             ready: AtomicBool::new(false),
-            router,
             tasks: crate::tasks::Tasks::default(),
         }))
     }

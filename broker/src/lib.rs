@@ -1,8 +1,9 @@
 //! Fleetgate's broker: the `fleetgate` binary's library. It owns the MQTT listeners
 //! (provisioning and operational, on ntex-mqtt), the PROV-V1 exchange, the admin REST API,
 //! metrics, configuration loading and the CLI. Decisions about credentials and topics are
-//! delegated to the `fleetgate-auth-hook` and `fleetgate-acl` crates, persistence to
-//! `fleetgate-storage`; all ntex-mqtt code stays in this crate.
+//! asked of the `fleetgate-hooks` facade (over the pure `fleetgate-auth-hook` and
+//! `fleetgate-acl`), persistence is `fleetgate-storage`'s; all ntex-mqtt code stays in this
+//! crate.
 
 pub mod api;
 pub mod app;

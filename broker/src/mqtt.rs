@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fleetgate_auth_hook::{ConnectFacts, Protocol, Refusal};
+use fleetgate_hooks::{ConnectFacts, Protocol, Refusal};
 use ntex::io::types::PeerAddr;
 use ntex::service::cfg::SharedCfg;
 use ntex::service::{ServiceFactory, fn_factory_with_config, fn_service};
@@ -133,8 +133,10 @@ impl Sink {
     }
 }
 
-/// What an endpoint decides; the version-specific plumbing lives in [`factory`] only.
-pub trait Endpoint: 'static {
+/// What an endpoint decides; the version-specific plumbing lives in [`factory`] only. A value
+/// of the endpoint is its context, shared by every listener of that endpoint (e.g. the
+/// operational router).
+pub trait Endpoint: Send + Sync + 'static {
     /// Per-connection state, created on an accepted CONNECT; dropped when the connection ends.
     type State: 'static;
     /// Label for metrics and logs.
@@ -145,6 +147,7 @@ pub trait Endpoint: 'static {
 
     /// Decides a CONNECT; an accepted session keeps `slot` for as long as it lives.
     fn connect(
+        endpoint: &Arc<Self>,
         app: &Arc<App>,
         facts: ConnectFacts,
         sink: Sink,
@@ -183,12 +186,13 @@ fn facts(
 /// Takes a connection slot (so that concurrent CONNECTs cannot overshoot the limit), lets the
 /// endpoint decide, and counts the result.
 async fn admit<E: Endpoint>(
+    endpoint: &Arc<E>,
     app: &Arc<App>,
     facts: ConnectFacts,
     sink: Sink,
 ) -> Result<E::State, Refusal> {
     let decided = match Slot::acquire(&app.metrics, E::NAME, E::max_connections(&app.config)) {
-        Some(slot) => E::connect(app, facts, sink, slot).await,
+        Some(slot) => E::connect(endpoint, app, facts, sink, slot).await,
         None => Err(Refusal::ServerBusy),
     };
     app.metrics.connect(
@@ -200,6 +204,7 @@ async fn admit<E: Endpoint>(
 
 async fn handshake_v3<E: Endpoint>(
     h: v3::Handshake,
+    endpoint: Arc<E>,
     app: Arc<App>,
 ) -> Result<v3::HandshakeAck<E::State>, BrokerError> {
     let pkt = h.packet();
@@ -210,7 +215,7 @@ async fn handshake_v3<E: Endpoint>(
         h.io(),
         Protocol::V311,
     );
-    match admit::<E>(&app, f, Sink::V3(h.sink())).await {
+    match admit(&endpoint, &app, f, Sink::V3(h.sink())).await {
         Ok(state) => Ok(h.ack(state, false)),
         Err(r) => Ok(refuse_v3(h, r)),
     }
@@ -218,6 +223,7 @@ async fn handshake_v3<E: Endpoint>(
 
 async fn handshake_v5<E: Endpoint>(
     h: v5::Handshake,
+    endpoint: Arc<E>,
     app: Arc<App>,
 ) -> Result<v5::HandshakeAck<E::State>, BrokerError> {
     let pkt = h.packet();
@@ -228,7 +234,7 @@ async fn handshake_v5<E: Endpoint>(
         h.io(),
         Protocol::V5,
     );
-    match admit::<E>(&app, f, Sink::V5(h.sink())).await {
+    match admit(&endpoint, &app, f, Sink::V5(h.sink())).await {
         Ok(state) => Ok(h.ack(state)),
         Err(r) => Ok(h.failed(refusal_v5(r))),
     }
@@ -344,11 +350,13 @@ async fn publish_v5<E: Endpoint>(
     }
 }
 
-/// One MQTT listener speaking 3.1.1 and 5.0 for endpoint `E`.
+/// One MQTT listener speaking 3.1.1 and 5.0 for `endpoint` (several listeners of one endpoint,
+/// TCP and TLS, share its value).
 // The return type spells out ntex-mqtt's builder; `impl Trait` cannot go in a type alias.
 #[allow(clippy::type_complexity)]
 pub fn factory<E: Endpoint>(
     app: Arc<App>,
+    endpoint: Arc<E>,
 ) -> MqttServer<
     impl ServiceFactory<
         ntex::io::IoBoxed,
@@ -375,10 +383,11 @@ pub fn factory<E: Endpoint>(
         app.clone(),
         app,
     );
+    let (e3, e5) = (endpoint.clone(), endpoint);
     MqttServer::new()
         .v3(
             v3::MqttServer::new(fn_service(async move |h: v3::Handshake| {
-                handshake_v3::<E>(h, h3.clone()).await
+                handshake_v3(h, e3.clone(), h3.clone()).await
             }))
             .protocol(fn_factory_with_config(move |s: v3::Session<E::State>| {
                 let app = p3.clone();
@@ -400,7 +409,7 @@ pub fn factory<E: Endpoint>(
         )
         .v5(
             v5::MqttServer::new(fn_service(async move |h: v5::Handshake| {
-                handshake_v5::<E>(h, h5.clone()).await
+                handshake_v5(h, e5.clone(), h5.clone()).await
             }))
             .protocol(fn_factory_with_config(move |s: v5::Session<E::State>| {
                 let app = p5.clone();

@@ -2,16 +2,17 @@
 //! generated identity, are confined to `$EDC/ACCOUNT/CID/#` and `ACCOUNT/CID/#`, and exchange
 //! messages through a shared subscription tree.
 //!
-//! Sessions live on different worker threads and their sinks are not `Send`: the [`Router`]
-//! holds, per session, a bounded channel drained by a task on the session's own worker.
+//! Sessions live on different worker threads and their sinks are not `Send`: the endpoint's
+//! router holds, per session, a bounded channel drained by a task on the session's own worker.
+//! The router belongs to the endpoint value ([`Operational`]), which the endpoint's listeners
+//! share; the process-wide [`App`] knows nothing of it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fleetgate_acl as acl;
-use fleetgate_auth_hook::{ConnectFacts, DeviceSession, Refusal};
-use fleetgate_storage::ConnectionStatus;
+use fleetgate_hooks::{Action, ConnectFacts, EndpointKind, Refusal, Session};
 use ntex::util::{ByteString, Bytes};
 use ntex_mqtt::QoS;
 use ntex_mqtt::v5::codec::DisconnectReasonCode;
@@ -38,7 +39,7 @@ struct Inner {
 }
 
 /// Routes messages among operational sessions; shared by every worker.
-pub struct Router {
+struct Router {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     max_queue: usize,
@@ -47,7 +48,7 @@ pub struct Router {
 
 impl Router {
     /// A router whose per-session queues hold `max_queue` messages.
-    pub fn new(max_queue: usize, metrics: Arc<Metrics>) -> Router {
+    fn new(max_queue: usize, metrics: Arc<Metrics>) -> Router {
         Router {
             inner: Mutex::new(Inner {
                 tree: acl::SubscriptionTree::new(),
@@ -134,28 +135,45 @@ impl Router {
     }
 }
 
-/// The operational endpoint.
-pub struct Operational;
+/// The operational endpoint: its router, shared by its TCP and TLS listeners.
+pub struct Operational {
+    router: Router,
+}
+
+impl Operational {
+    /// An endpoint whose per-session queues hold `max_queue` messages.
+    pub fn new(max_queue: usize, metrics: Arc<Metrics>) -> Operational {
+        Operational {
+            router: Router::new(max_queue, metrics),
+        }
+    }
+}
 
 /// One operational connection.
 pub struct State {
     _slot: Slot,
     app: Arc<App>,
-    device: DeviceSession,
-    acl: acl::Session,
+    endpoint: Arc<Operational>,
+    session: Session,
     id: u64,
+}
+
+impl State {
+    /// The ACL hook's answer for this session.
+    fn may(&self, action: Action<'_>) -> bool {
+        self.app.hooks.authorize(&self.session, action).is_allowed()
+    }
 }
 
 impl Drop for State {
     fn drop(&mut self) {
-        let (app, device) = (&self.app, &self.device);
-        app.router.unregister(self.id, &device.client_id, || {
-            // Submitted now, committed with the next group commit.
-            let done = app
-                .operational_auth
-                .set_status(device, ConnectionStatus::Disconnected);
-            drop(ntex::rt::spawn(done));
-        });
+        let (hooks, session) = (&self.app.hooks, &self.session);
+        self.endpoint
+            .router
+            .unregister(self.id, session.client_id(), || {
+                // Submitted now, committed with the next group commit.
+                drop(ntex::rt::spawn(hooks.disconnected(session)));
+            });
     }
 }
 
@@ -194,30 +212,31 @@ impl Endpoint for Operational {
     }
 
     async fn connect(
+        endpoint: &Arc<Self>,
         app: &Arc<App>,
         facts: ConnectFacts,
         sink: Sink,
         slot: Slot,
     ) -> Result<State, Refusal> {
-        let device = app.operational_auth.decide(&facts)?;
+        // Inline: the keyed fast hash needs no pool, so this never waits.
+        let session = app
+            .hooks
+            .authenticate(EndpointKind::Operational, &facts)
+            .await?;
         // Take ownership of the client ID before recording CONNECTED (the write is submitted
         // under the router lock, so status writes reach the writer in the order ownership
         // changes): a taken over session ending meanwhile cannot overwrite CONNECTED. The
         // CONNACK does not wait for the commit: the registry status is bookkeeping, not a
         // security decision, and it stays durable through the next group commit. Waiting put
         // a durable commit (fsync) on every reconnect's critical path.
-        let (id, rx, connected) = app.router.register(&device.client_id, || {
-            app.operational_auth
-                .set_status(&device, ConnectionStatus::Connected)
-        });
+        let (id, rx, connected) = endpoint
+            .router
+            .register(session.client_id(), || app.hooks.connected(&session));
         let state = State {
             _slot: slot,
             app: app.clone(),
-            acl: acl::Session::Device {
-                account: device.account.clone(),
-                client_id: device.client_id.clone(),
-            },
-            device,
+            endpoint: endpoint.clone(),
+            session,
             id,
         };
         drain(sink, rx);
@@ -226,20 +245,20 @@ impl Endpoint for Operational {
     }
 
     fn subscribe(state: &State, filter: &str, qos: QoS) -> Option<QoS> {
-        (acl::may_subscribe(&state.acl, filter).is_allowed()
-            && state.app.router.subscribe(state.id, filter, qos))
+        (state.may(Action::Subscribe(filter))
+            && state.endpoint.router.subscribe(state.id, filter, qos))
         .then_some(qos)
     }
 
     fn unsubscribe(state: &State, filter: &str) {
-        state.app.router.unsubscribe(state.id, filter);
+        state.endpoint.router.unsubscribe(state.id, filter);
     }
 
     fn publish(state: &State, topic: &str, qos: QoS, payload: Bytes) -> bool {
-        if !acl::may_publish(&state.acl, topic).is_allowed() {
+        if !state.may(Action::Publish(topic)) {
             return false;
         }
-        state.app.router.route(topic, &payload, qos);
+        state.endpoint.router.route(topic, &payload, qos);
         true
     }
 }

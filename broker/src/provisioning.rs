@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleetgate_acl as acl;
-use fleetgate_auth_hook::{ConnectFacts, Protocol, ProvisioningSession, Refusal};
-use fleetgate_exchange::{
-    Counted, Exchange, Observer, ReplyFate, ReplySink, Session, Settings, Timer,
+use fleetgate_exchange::{Counted, Exchange, Observer, ReplyFate, ReplySink, Settings, Timer};
+use fleetgate_hooks::{
+    Action, ConnectFacts, EndpointKind, Protocol, ProvisioningSession, Refusal, Session,
 };
 use fleetgate_storage::Timestamp;
 use ntex::time::Millis;
@@ -35,11 +35,10 @@ pub struct Provisioning;
 pub struct Conn {
     _slot: Slot,
     app: Arc<App>,
-    ident: ProvisioningSession,
+    session: Session,
     protocol: Protocol,
     peer: String,
     sink: Sink,
-    acl: acl::Session,
     subscriptions: RefCell<Vec<(String, QoS)>>,
 }
 
@@ -55,21 +54,21 @@ impl Endpoint for Provisioning {
     }
 
     async fn connect(
+        _endpoint: &Arc<Self>,
         app: &Arc<App>,
         facts: ConnectFacts,
         sink: Sink,
         slot: Slot,
     ) -> Result<State, Refusal> {
-        let ident = app.provisioning_auth.decide(&facts).await?;
-        tracing::debug!(client_id = %ident.client_id, peer = %facts.peer, "provisioning session accepted");
+        let session = app
+            .hooks
+            .authenticate(EndpointKind::Provisioning, &facts)
+            .await?;
+        tracing::debug!(client_id = %session.client_id(), peer = %facts.peer, "provisioning session accepted");
         Ok(State(Rc::new(Conn {
             _slot: slot,
             app: app.clone(),
-            acl: acl::Session::Provisioning {
-                account: app.config.provisioning.account.clone(),
-                client_id: ident.client_id.clone(),
-            },
-            ident,
+            session,
             protocol: facts.protocol,
             peer: facts.peer.to_string(),
             sink,
@@ -78,7 +77,7 @@ impl Endpoint for Provisioning {
     }
 
     fn subscribe(state: &State, filter: &str, qos: QoS) -> Option<QoS> {
-        if !acl::may_subscribe(&state.0.acl, filter).is_allowed() {
+        if !state.0.may(Action::Subscribe(filter)) {
             return None;
         }
         let mut subs = state.0.subscriptions.borrow_mut();
@@ -96,7 +95,7 @@ impl Endpoint for Provisioning {
     }
 
     fn publish(state: &State, topic: &str, _qos: QoS, payload: Bytes) -> bool {
-        if !acl::may_publish(&state.0.acl, topic).is_allowed() {
+        if !state.0.may(Action::Publish(topic)) {
             return false;
         }
         // Retained flags are accepted and discarded: nothing of a provisioning session is kept.
@@ -121,6 +120,18 @@ fn secs(seconds: f64) -> Duration {
 }
 
 impl Conn {
+    /// The ACL hook's answer for this session.
+    fn may(&self, action: Action<'_>) -> bool {
+        self.app.hooks.authorize(&self.session, action).is_allowed()
+    }
+
+    /// Who the device is. A provisioning endpoint only ever holds provisioning sessions.
+    fn ident(&self) -> &ProvisioningSession {
+        self.session
+            .as_provisioning()
+            .expect("the provisioning endpoint accepts provisioning sessions only")
+    }
+
     /// Runs the exchange of one request payload to its end.
     async fn exchange(&self, payload: &[u8]) {
         let config: &Config = &self.app.config;
@@ -132,9 +143,9 @@ impl Conn {
                 reply_timeout: secs(config.provisioning.reply_timeout),
                 linger: secs(config.provisioning.linger),
             },
-            session: Session {
-                request_id: &self.ident.request_id,
-                client_id: &self.ident.client_id,
+            session: fleetgate_exchange::Session {
+                request_id: &self.ident().request_id,
+                client_id: &self.ident().client_id,
                 protocol: self.protocol.as_str(),
                 peer: &self.peer,
             },

@@ -162,6 +162,13 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
     let workers = fleetgate_config::threads_or_cores(c.server.workers);
     let maxconn = c.provisioning.max_connections + c.operational.max_connections + 1024;
     let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
+    // One value per endpoint, shared by its TCP and TLS listeners (one operational router).
+    let provisioning = Arc::new(Provisioning);
+    let operational = Arc::new(Operational::new(
+        c.operational.max_queue,
+        app.metrics.clone(),
+    ));
+    let (p1, o1) = (provisioning.clone(), operational.clone());
     let mut b = ntex::server::build()
         .name("fleetgate")
         .workers(workers)
@@ -169,11 +176,11 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
         .backlog(BACKLOG)
         .shutdown_timeout(Seconds(5))
         .listen("provisioning", l.provisioning, async move |_| {
-            crate::mqtt::factory::<Provisioning>(a1.clone())
+            crate::mqtt::factory(a1.clone(), p1.clone())
         })?
         .config("provisioning", prov_cfg())
         .listen("operational", l.operational, async move |_| {
-            crate::mqtt::factory::<Operational>(a2.clone())
+            crate::mqtt::factory(a2.clone(), o1.clone())
         })?
         .config("operational", oper_cfg())
         .listen("admin", l.admin, async move |_| {
@@ -185,22 +192,22 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
             )
         })?;
     if let Some((listener, tls)) = l.provisioning_tls {
-        let a = app.clone();
+        let (a, p) = (app.clone(), provisioning.clone());
         b = b
             .listen("provisioning-tls", listener, async move |_| {
                 chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
                     .map_err(MqttError::<BrokerError>::from)
-                    .and_then(crate::mqtt::factory::<Provisioning>(a.clone()))
+                    .and_then(crate::mqtt::factory(a.clone(), p.clone()))
             })?
             .config("provisioning-tls", prov_cfg());
     }
     if let Some((listener, tls)) = l.operational_tls {
-        let a = app.clone();
+        let (a, o) = (app.clone(), operational.clone());
         b = b
             .listen("operational-tls", listener, async move |_| {
                 chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
                     .map_err(MqttError::<BrokerError>::from)
-                    .and_then(crate::mqtt::factory::<Operational>(a.clone()))
+                    .and_then(crate::mqtt::factory(a.clone(), o.clone()))
             })?
             .config("operational-tls", oper_cfg());
     }

@@ -250,7 +250,7 @@ fn metric(s: &TestServer, sample: &str) -> f64 {
 
 fn verified(s: &TestServer) -> u64 {
     s.app()
-        .provisioning_auth
+        .hooks
         .pool()
         .stats()
         .verified

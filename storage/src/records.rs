@@ -344,8 +344,9 @@ pub struct DeviceUser {
     pub modified_on: Timestamp,
 }
 
-/// Permission to connect to the operational endpoint.
-pub const PERMISSION_BROKER_CONNECT: &str = "broker:connect";
+// The connect decision reads this permission; its name belongs to the ACL crate, which the
+// decision code links without the store.
+pub use fleetgate_acl::PERMISSION_BROKER_CONNECT;
 /// Permission to use the VPN.
 pub const PERMISSION_VPN_CONNECT: &str = "vpn:connect";
 

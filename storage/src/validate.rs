@@ -52,8 +52,6 @@ pub const MAX_PASSWORD_LENGTH: u16 = 128;
 pub const MIN_PASSWORD_LENGTH: u16 = 20;
 /// Largest `additionalConfiguration`, in bytes.
 pub const MAX_ADDITIONAL_CONFIGURATION: usize = 256 * 1024;
-/// Longest client ID.
-pub const MAX_CLIENT_ID: usize = 255;
 /// Shortest provision username.
 pub const MIN_PROVISION_USERNAME: usize = 3;
 /// Longest provision username or password we accept (bounds hashing work).
@@ -63,13 +61,9 @@ pub const MIN_PROVISION_PASSWORD: usize = 8;
 /// Longest account name.
 pub const MAX_ACCOUNT_NAME: usize = 64;
 
-/// Whether `s` is a valid client ID: 1 to 255 of `[A-Za-z0-9._:@-]`.
-pub fn valid_client_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_CLIENT_ID
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
-}
+// The client-ID rule is the ACL's (a client ID becomes a topic level); the API validates
+// with the same function the CONNECT hooks use.
+pub use fleetgate_acl::{MAX_CLIENT_ID, valid_client_id};
 
 /// Whether `s` is a valid account name: 1 to 64 of `[a-z0-9-]`.
 pub fn valid_account_name(s: &str) -> bool {

@@ -53,7 +53,7 @@ async fn hash_password(app: &App, password: &str) -> Result<String, ApiError> {
     let slot = Arc::new(Mutex::new(None));
     let (out, params, password) = (slot.clone(), app.argon2, password.to_string());
     let ran = app
-        .provisioning_auth
+        .hooks
         .pool()
         .run(move || {
             let hashed = params.hash(&password);
@@ -84,7 +84,7 @@ async fn verify_password(
     password: &str,
     hash: &str,
 ) -> Result<bool, ApiError> {
-    app.provisioning_auth
+    app.hooks
         .verify_provision_password(username, password.as_bytes(), hash)
         .await
         .map_err(|PoolError::Busy| busy())

@@ -1,0 +1,342 @@
+//! The hook facade: one service that decides for every door of Fleetgate - its provisioning
+//! and operational MQTT endpoints today, the HTTP hook listener and the Mosquitto plugin's
+//! replica (HOOKS.md) later - so that a decision never depends on which door asked.
+//!
+//! [`Hooks`] answers four questions:
+//! - [`Hooks::authenticate`]: may this CONNECT open a session, on this kind of endpoint? The
+//!   typed [`Session`] or a [`Refusal`];
+//! - [`Hooks::authorize`]: may this session subscribe to a filter or publish to a topic? Doors
+//!   without a connection of their own get the session with [`Hooks::identify`];
+//! - [`Hooks::connected`] / [`Hooks::disconnected`]: a session began or ended (the device
+//!   registry's connection status; nothing for provisioning sessions).
+//!
+//! It owns the I/O around the pure decisions: reading the records from the store, recording
+//! rejections as PROTOCOL.md section 2 says, the status writes, and the logs. The decisions
+//! themselves stay in `fleetgate-auth-hook` and `fleetgate-acl`, which do no I/O. It must not
+//! know sockets, MQTT packets or reason codes: each door maps a [`Refusal`] and a [`Decision`]
+//! to its own protocol.
+
+mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use fleetgate_acl as acl;
+use fleetgate_auth_hook::limiter::FailureLimiter;
+use fleetgate_auth_hook::operational::{authenticate_device, identify_device};
+use fleetgate_auth_hook::pool::{PoolError, VerifyPool};
+use fleetgate_auth_hook::provisioning::{self, CredentialFailure, ProvisionCandidate};
+use fleetgate_auth_hook::verifier::Verifier;
+use fleetgate_auth_hook::{AuthMetrics, Clock, check_client_id};
+use fleetgate_storage::ops::{self, Attempt};
+use fleetgate_storage::{ConnectionStatus, Store};
+
+pub use fleetgate_acl::Decision;
+pub use fleetgate_auth_hook::limiter::LimitConfig;
+pub use fleetgate_auth_hook::{
+    ConnectFacts, DeviceSession, Protocol, ProvisioningSession, Refusal,
+};
+
+/// Which kind of endpoint a CONNECT arrived at: the decision rules differ, not the door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointKind {
+    /// The provisioning endpoint (PROTOCOL.md sections 2 and 3).
+    Provisioning,
+    /// The operational endpoint (PROTOCOL.md section 6).
+    Operational,
+}
+
+/// Who an accepted connection is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// A device enrolling on the provisioning endpoint.
+    Provisioning(ProvisioningSession),
+    /// A provisioned device on the operational endpoint.
+    Device(DeviceSession),
+}
+
+/// An accepted session: its identity, and the ACL identity derived from it once at CONNECT
+/// (so that [`Hooks::authorize`] allocates nothing per packet).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Session {
+    identity: Identity,
+    acl: acl::Session,
+}
+
+impl Session {
+    fn provisioning(session: ProvisioningSession, provisioning_account: &str) -> Session {
+        Session {
+            acl: acl::Session::Provisioning {
+                account: provisioning_account.to_string(),
+                client_id: session.client_id.clone(),
+            },
+            identity: Identity::Provisioning(session),
+        }
+    }
+
+    fn device(session: DeviceSession) -> Session {
+        Session {
+            acl: acl::Session::Device {
+                account: session.account.clone(),
+                client_id: session.client_id.clone(),
+            },
+            identity: Identity::Device(session),
+        }
+    }
+
+    /// Who the session is.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The MQTT client identifier.
+    pub fn client_id(&self) -> &str {
+        self.acl.client_id()
+    }
+
+    /// The provisioning identity, for a provisioning session.
+    pub fn as_provisioning(&self) -> Option<&ProvisioningSession> {
+        match &self.identity {
+            Identity::Provisioning(p) => Some(p),
+            Identity::Device(_) => None,
+        }
+    }
+
+    /// The device identity, for an operational session.
+    pub fn as_device(&self) -> Option<&DeviceSession> {
+        match &self.identity {
+            Identity::Device(d) => Some(d),
+            Identity::Provisioning(_) => None,
+        }
+    }
+}
+
+/// What a session asks to do with a topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// SUBSCRIBE to a topic filter.
+    Subscribe(&'a str),
+    /// PUBLISH to a topic name.
+    Publish(&'a str),
+}
+
+/// The hook facade; shared by every listener (`Send + Sync`).
+pub struct Hooks {
+    store: Store,
+    verifier: Verifier,
+    limiter: FailureLimiter,
+    provisioning_account: String,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<dyn AuthMetrics>,
+}
+
+impl Hooks {
+    /// Hooks over `store`: provision passwords are verified on `pool`, credential failures
+    /// limited by `limits`, and provisioning sessions confined to `provisioning_account`.
+    pub fn new(
+        store: Store,
+        pool: VerifyPool,
+        limits: LimitConfig,
+        provisioning_account: String,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<dyn AuthMetrics>,
+    ) -> Hooks {
+        Hooks {
+            store,
+            verifier: Verifier::new(pool, metrics.clone()),
+            limiter: FailureLimiter::new(limits),
+            provisioning_account,
+            clock,
+            metrics,
+        }
+    }
+
+    /// The verification pool (the admin API hashes new provision passwords on it).
+    pub fn pool(&self) -> &VerifyPool {
+        self.verifier.pool()
+    }
+
+    /// Verifies a provision password against its stored hash, as CONNECT does (cache, else one
+    /// shared argon2 run on the pool); the admin API checks a reused provision username with
+    /// it. `Err(Busy)` when the pool could not take it in time.
+    pub async fn verify_provision_password(
+        &self,
+        username: &str,
+        password: &[u8],
+        stored_hash: &str,
+    ) -> Result<bool, PoolError> {
+        self.verifier
+            .verify_provision_password(username, password, stored_hash)
+            .await
+    }
+
+    /// Decides a CONNECT on an endpoint of kind `endpoint`. Provisioning (PROTOCOL.md 2):
+    /// bans, the candidate request, the password on the pool, the window; it records a
+    /// `REJECTED` execution or the request's `lastRejection` as the protocol says. Operational
+    /// (PROTOCOL.md 6.1): device users inline (keyed fast hash, no pool), `broker:connect`,
+    /// reservation and coupling; it writes nothing (see [`Hooks::connected`]).
+    pub async fn authenticate(
+        &self,
+        endpoint: EndpointKind,
+        facts: &ConnectFacts,
+    ) -> Result<Session, Refusal> {
+        match endpoint {
+            EndpointKind::Provisioning => self.authenticate_provisioning(facts).await,
+            EndpointKind::Operational => self.authenticate_operational(facts),
+        }
+    }
+
+    /// The operational decision, synchronous: it never waits (no pool, one store snapshot).
+    /// [`Hooks::authenticate`] with [`EndpointKind::Operational`] is this.
+    pub fn authenticate_operational(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
+        let directory = store::Directory::new(&self.store);
+        authenticate_device(&directory, facts).map(Session::device)
+    }
+
+    /// The operational session of a client authenticated earlier, without its password, for
+    /// doors that ask per topic or per event with no connection of their own (HOOKS.md: EMQX
+    /// authz and events, VerneMQ `auth_on_publish`, mosquitto-go-auth `/acl`). Every rule of
+    /// [`Hooks::authenticate`] but the password applies to the current records, so a user
+    /// removed or re-coupled since is refused at once.
+    pub fn identify(&self, client_id: &str, username: &str) -> Result<Session, Refusal> {
+        let directory = store::Directory::new(&self.store);
+        identify_device(&directory, client_id, username).map(Session::device)
+    }
+
+    async fn authenticate_provisioning(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
+        check_client_id(&facts.client_id)?;
+        let (banned, ended) =
+            self.limiter
+                .check(&facts.client_id, facts.peer.ip(), self.clock.now());
+        for key in ended {
+            tracing::info!(%key, "ban ended");
+        }
+        if banned.is_some() {
+            return Err(Refusal::Banned);
+        }
+        let (Some(request), Some(user)) = store::provisioning_candidate(&self.store, facts)? else {
+            return Err(self
+                .credential_failure(facts, None, CredentialFailure::NoRequest)
+                .await);
+        };
+        if let Err(f) =
+            provisioning::match_username(facts.username.as_deref(), &request.provision_username)
+        {
+            return Err(self.credential_failure(facts, Some(&request.id), f).await);
+        }
+        let password = facts.password.as_deref().unwrap_or_default();
+        match self
+            .verifier
+            .verify_provision_password(&user.username, password, &user.password_hash)
+            .await
+        {
+            Err(PoolError::Busy) => return Err(Refusal::ServerBusy),
+            Ok(false) => {
+                return Err(self
+                    .credential_failure(facts, Some(&request.id), CredentialFailure::WrongPassword)
+                    .await);
+            }
+            Ok(true) => {}
+        }
+        let now = self.clock.now();
+        let candidate = ProvisionCandidate {
+            closed: request.is_closed(now).then(|| request.status.as_str()),
+            request_id: request.id,
+            target_account: request.account,
+            activates_on: request.activates_on,
+            expires_on: request.expires_on,
+        };
+        match provisioning::accept(&facts.client_id, candidate, now) {
+            Ok(session) => Ok(Session::provisioning(session, &self.provisioning_account)),
+            Err(rejected) => {
+                let attempt = Attempt {
+                    request_id: rejected.request_id,
+                    protocol: facts.protocol.as_str().into(),
+                    peer: facts.peer.to_string(),
+                    now,
+                };
+                let write = ops::record_rejected_connect(attempt, rejected.why.to_string());
+                if let Err(e) = self.store.write_async(write).await {
+                    tracing::error!(error = %e, "could not record a rejected CONNECT");
+                }
+                Err(rejected.why.into())
+            }
+        }
+    }
+
+    /// A credential failure: counts toward bans, and updates the request's `lastRejection`
+    /// when there is a request (never an execution: a stranger cannot flood execution logs).
+    async fn credential_failure(
+        &self,
+        facts: &ConnectFacts,
+        request_id: Option<&str>,
+        failure: CredentialFailure,
+    ) -> Refusal {
+        let now = self.clock.now();
+        for key in self
+            .limiter
+            .record_failure(&facts.client_id, facts.peer.ip(), now)
+        {
+            self.metrics.banned(key.kind());
+            tracing::warn!(%key, "banned after repeated credential failures");
+        }
+        if let Some(id) = request_id {
+            let write = ops::record_rejection(
+                id.to_string(),
+                format!("bad user name or password: {}", failure.reason()),
+                now,
+            );
+            if let Err(e) = self.store.write_async(write).await {
+                tracing::error!(error = %e, "could not record a rejection");
+            }
+        }
+        failure.into()
+    }
+
+    /// May `session` do `action`? Deny by default (PROTOCOL.md sections 3 and 6).
+    pub fn authorize(&self, session: &Session, action: Action<'_>) -> Decision {
+        match action {
+            Action::Subscribe(filter) => acl::may_subscribe(&session.acl, filter),
+            Action::Publish(topic) => acl::may_publish(&session.acl, topic),
+        }
+    }
+
+    /// The session began: a device's registry status becomes CONNECTED. The write is
+    /// submitted before this returns (so a caller holding a lock submits status writes in the
+    /// order it changes ownership); the future resolves when it is committed. Nothing for a
+    /// provisioning session.
+    pub fn connected(&self, session: &Session) -> impl Future<Output = ()> + 'static {
+        self.set_status(session, ConnectionStatus::Connected)
+    }
+
+    /// The session ended: a device's registry status becomes DISCONNECTED; submitted and
+    /// resolved as [`Hooks::connected`]. Nothing for a provisioning session.
+    pub fn disconnected(&self, session: &Session) -> impl Future<Output = ()> + 'static {
+        self.set_status(session, ConnectionStatus::Disconnected)
+    }
+
+    fn set_status(
+        &self,
+        session: &Session,
+        status: ConnectionStatus,
+    ) -> impl Future<Output = ()> + 'static {
+        let write = session.as_device().map(|device| {
+            self.store.write_async(ops::set_connection_status(
+                device.account.clone(),
+                device.client_id.clone(),
+                status,
+                self.clock.now(),
+            ))
+        });
+        async move {
+            if let Some(write) = write
+                && let Err(e) = write.await
+            {
+                tracing::error!(error = %e, "could not record the connection status");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
