@@ -1,17 +1,9 @@
-//! Fleetgate's broker: the `fleetgate` binary's library. It owns the MQTT listeners
-//! (provisioning and operational, on ntex-mqtt), the PROV-V1 exchange, the admin REST API,
-//! metrics, configuration loading and the CLI. Decisions about credentials and topics are
-//! asked of the `fleetgate-hooks` facade (over the pure `fleetgate-auth-hook` and
-//! `fleetgate-acl`), persistence is `fleetgate-storage`'s; all ntex-mqtt code stays in this
-//! crate.
+//! The `fleetgate` binary's library: it wires the crates together and owns nothing else. It
+//! binds the listeners and runs them in one ntex server ([`server`]): the MQTT endpoints of
+//! `fleetgate-mqtt`, the admin API of `fleetgate-api`, over the shared state of `fleetgate-app`;
+//! it handles the signals and the shutdown order. Tests and benches start the same server
+//! in-process with [`server::Running`].
+//!
+//! It must not decide anything nor speak a protocol itself: every rule lives in a crate below.
 
-pub mod api;
-pub mod app;
-pub mod mqtt;
-pub mod operational;
-pub mod provisioning;
 pub mod server;
-pub mod tasks;
-
-pub use fleetgate_config as config;
-pub use fleetgate_metrics as metrics;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use fleetgate::config::{Config, Overrides};
+use fleetgate_config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(name = "fleetgate", version, about = "Device-provisioning MQTT broker")]

@@ -10,16 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
-use ntex::service::cfg::SharedCfg;
 use ntex::service::chain_factory;
 use ntex::time::Seconds;
-use ntex_mqtt::{MqttError, MqttServiceConfig, QoS};
 
-use crate::app::App;
-use crate::config::Config;
-use crate::mqtt::BrokerError;
-use crate::operational::Operational;
-use crate::provisioning::Provisioning;
+use fleetgate_app::App;
+use fleetgate_config::Config;
+use fleetgate_mqtt::ServiceError;
+use fleetgate_mqtt::operational::Operational;
+use fleetgate_mqtt::provisioning::Provisioning;
 
 /// The bound sockets, before the server takes them.
 pub struct Listeners {
@@ -46,7 +44,7 @@ pub struct Addrs {
 }
 
 fn bind_tls(
-    tls: &crate::config::Tls,
+    tls: &fleetgate_config::Tls,
 ) -> anyhow::Result<Option<(TcpListener, Arc<rustls::ServerConfig>)>> {
     if !tls.enabled() {
         return Ok(None);
@@ -116,35 +114,11 @@ pub fn load_tls(cert: &str, key: &str) -> io::Result<Arc<rustls::ServerConfig>> 
     Ok(Arc::new(config))
 }
 
-fn mqtt_limits(
-    name: &'static str,
-    max_size: u32,
-    connect_timeout: f64,
-    max_inflight: u16,
-) -> SharedCfg {
-    let timeout = Seconds(
-        u16::try_from(connect_timeout.ceil() as u64)
-            .unwrap_or(u16::MAX)
-            .max(1),
-    );
-    SharedCfg::new(name)
-        .add(
-            MqttServiceConfig::new()
-                .set_max_size(max_size)
-                .protocol_version_timeout(timeout)
-                .set_connect_timeout(timeout)
-                .set_max_receive(max_inflight)
-                .set_max_send(max_inflight)
-                .set_max_qos(QoS::AtLeastOnce),
-        )
-        .into()
-}
-
 /// Builds and starts the server; must run inside an ntex `System`.
 pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
     let c = &app.config;
     let prov_cfg = || {
-        mqtt_limits(
+        fleetgate_mqtt::listener_config(
             "provisioning",
             c.provisioning.max_packet_size,
             c.provisioning.connect_timeout,
@@ -152,7 +126,7 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
         )
     };
     let oper_cfg = || {
-        mqtt_limits(
+        fleetgate_mqtt::listener_config(
             "operational",
             c.operational.max_packet_size,
             c.operational.connect_timeout,
@@ -176,11 +150,11 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
         .backlog(BACKLOG)
         .shutdown_timeout(Seconds(5))
         .listen("provisioning", l.provisioning, async move |_| {
-            crate::mqtt::factory(a1.clone(), p1.clone())
+            fleetgate_mqtt::factory(a1.clone(), p1.clone())
         })?
         .config("provisioning", prov_cfg())
         .listen("operational", l.operational, async move |_| {
-            crate::mqtt::factory(a2.clone(), o1.clone())
+            fleetgate_mqtt::factory(a2.clone(), o1.clone())
         })?
         .config("operational", oper_cfg())
         .listen("admin", l.admin, async move |_| {
@@ -188,7 +162,7 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
             ntex::http::HttpService::new(
                 ntex::web::App::new()
                     .state(app)
-                    .configure(crate::api::configure),
+                    .configure(fleetgate_api::configure),
             )
         })?;
     if let Some((listener, tls)) = l.provisioning_tls {
@@ -196,8 +170,8 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
         b = b
             .listen("provisioning-tls", listener, async move |_| {
                 chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
-                    .map_err(MqttError::<BrokerError>::from)
-                    .and_then(crate::mqtt::factory(a.clone(), p.clone()))
+                    .map_err(ServiceError::from)
+                    .and_then(fleetgate_mqtt::factory(a.clone(), p.clone()))
             })?
             .config("provisioning-tls", prov_cfg());
     }
@@ -206,8 +180,8 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
         b = b
             .listen("operational-tls", listener, async move |_| {
                 chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
-                    .map_err(MqttError::<BrokerError>::from)
-                    .and_then(crate::mqtt::factory(a.clone(), o.clone()))
+                    .map_err(ServiceError::from)
+                    .and_then(fleetgate_mqtt::factory(a.clone(), o.clone()))
             })?
             .config("operational-tls", oper_cfg());
     }

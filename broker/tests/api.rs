@@ -1839,7 +1839,7 @@ fn openapi_document_is_served() {
     assert!(r.content_type.starts_with("application/json"));
     let doc = r.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for (method, path) in fleetgate::api::ROUTES {
+    for (method, path) in fleetgate_api::ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
 }

@@ -8,7 +8,7 @@ use common::TestServer;
 use serde_json::Value;
 
 fn served() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = fleetgate::api::ROUTES
+    let mut v: Vec<(String, String)> = fleetgate_api::ROUTES
         .iter()
         .map(|(m, p)| ((*m).to_string(), (*p).to_string()))
         .collect();
@@ -18,14 +18,14 @@ fn served() -> Vec<(String, String)> {
 
 #[test]
 fn the_document_describes_exactly_the_route_table() {
-    let mut described = fleetgate::api::openapi::described_routes();
+    let mut described = fleetgate_api::openapi::described_routes();
     described.sort();
     assert_eq!(served(), described);
 }
 
 #[test]
 fn every_operation_documents_auth_and_problems() {
-    let doc = fleetgate::api::openapi::json();
+    let doc = fleetgate_api::openapi::json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["type"],
@@ -131,5 +131,5 @@ fn every_described_route_is_served() {
         .call()
         .unwrap();
     let served: Value = serde_json::from_str(&res.body_mut().read_to_string().unwrap()).unwrap();
-    assert_eq!(&served, fleetgate::api::openapi::json());
+    assert_eq!(&served, fleetgate_api::openapi::json());
 }

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use fleetgate::app::App;
-use fleetgate::config::{Config, Overrides};
 use fleetgate::server::Running;
+use fleetgate_app::App;
 use fleetgate_auth_hook::{Clock, Timestamp};
+use fleetgate_config::{Config, Overrides};
 use tokio::sync::mpsc;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";

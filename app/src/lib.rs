@@ -1,25 +1,59 @@
-//! The process-wide state shared by every listener: config, store, hooks, metrics, clock and
-//! the admin token. Built once by [`App::open`], which also performs the start-up duties that
-//! must happen before any listener opens (provisioning account, restart recovery, admin token).
+//! The process-wide state shared by every door (the MQTT endpoints, the admin API): config,
+//! store, hooks, metrics, clock, the admin token and the detached tasks shutdown waits for.
+//! Built once by [`App::open`], which also performs the start-up duties that must happen before
+//! any listener opens (private data dir, provisioning account, restart recovery, admin token).
+//!
+//! This crate owns no socket and no protocol: the doors depend on it, never the other way
+//! round. It decides nothing itself; decisions are the hooks' and the exchange's.
+
+pub mod tasks;
 
 use std::io::Write as _;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context as _;
 use fleetgate_auth_hook::Clock;
 use fleetgate_auth_hook::credentials::{Argon2Params, random_alphanumeric};
 use fleetgate_auth_hook::pool::VerifyPool;
+use fleetgate_config::Config;
 use fleetgate_hooks::{Hooks, LimitConfig};
+use fleetgate_metrics::Metrics;
 use fleetgate_storage::ops;
-use fleetgate_storage::{CommitObserver, Store, StoreOptions};
+use fleetgate_storage::{CommitObserver, Store, StoreError, StoreOptions};
 
-use crate::config::Config;
-use crate::metrics::Metrics;
+use tasks::Tasks;
 
 /// File holding the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Why [`App::open`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory could not be created or made private.
+    #[error("cannot prepare the data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database could not be opened (locked by another process, corrupt, unreadable).
+    #[error("cannot open the database: {0}")]
+    Open(#[source] StoreError),
+    /// A start-up write or read failed.
+    #[error("start-up duty failed: {0}")]
+    Store(#[from] StoreError),
+    /// The generated admin token could not be written.
+    #[error("cannot write {path}: {source}")]
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
 
 /// Shared state; `Send + Sync`, held in an `Arc`.
 pub struct App {
@@ -41,28 +75,37 @@ pub struct App {
     /// Set once every listener accepts connections (`/healthz`).
     pub ready: AtomicBool,
     /// Detached exchange tasks, drained at shutdown.
-    pub tasks: crate::tasks::Tasks,
+    pub tasks: Tasks,
 }
 
 impl App {
     /// Opens the store and performs the start-up duties: creates the provisioning account on
     /// first start, fails requests left `RUNNING` by a previous process, and settles the admin
     /// token. Nothing listens yet.
-    pub fn open(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<App>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<App>, AppError> {
+        private_dir(&config.data_dir).map_err(|source| AppError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db_file = config.data_dir.join(fleetgate_storage::DB_FILE);
         let metrics = Metrics::new();
         let observer_metrics = metrics.clone();
         let observer: CommitObserver = Arc::new(move |n, d| observer_metrics.commit(n, d));
         let store = Store::open(
-            &config.data_dir.join(fleetgate_storage::DB_FILE),
+            &db_file,
             &StoreOptions {
                 cache_size: config.storage.cache_size,
                 durable: config.storage.durable,
             },
             Some(observer),
         )
-        .context("cannot open the database")?;
+        .map_err(AppError::Open)?;
+        std::fs::set_permissions(&db_file, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| AppError::DataDir {
+                path: db_file.clone(),
+                source,
+            },
+        )?;
         if store.write(ops::ensure_provisioning_account(
             config.provisioning.account.clone(),
             clock.now(),
@@ -105,14 +148,14 @@ impl App {
             argon2,
             admin_token,
             ready: AtomicBool::new(false),
-            tasks: crate::tasks::Tasks::default(),
+            tasks: Tasks::default(),
         }))
     }
 }
 
 /// PROTOCOL.md 5: requests left `RUNNING` become `FAILED` with a log line, before the listeners
 /// open.
-fn recover_running(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
+fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
     let running = store.read()?.running_requests()?;
     for r in &running {
         if let Some(x) = &r.running {
@@ -134,7 +177,7 @@ fn recover_running(store: &Store, clock: &dyn Clock) -> anyhow::Result<()> {
 
 /// The configured admin token, else the one in `DATA_DIR/admin.token`, else a new one written
 /// there with mode 0600.
-fn settle_admin_token(config: &Config) -> anyhow::Result<String> {
+fn settle_admin_token(config: &Config) -> Result<String, AppError> {
     if !config.admin.token.is_empty() {
         return Ok(config.admin.token.clone());
     }
@@ -146,21 +189,48 @@ fn settle_admin_token(config: &Config) -> anyhow::Result<String> {
         }
     }
     let token = random_alphanumeric(48);
-    write_secret_file(&path, &token)?;
+    write_secret_file(&path, &token).map_err(|source| AppError::SecretFile {
+        path: path.clone(),
+        source,
+    })?;
     tracing::info!(path = %path.display(), "admin token generated");
     Ok(token)
 }
 
-fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
+fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .open(path)?;
     f.write_all(content.as_bytes())?;
-    f.write_all(b"\n")?;
-    Ok(())
+    f.write_all(b"\n")
+}
+
+/// Creates the data directory if needed and makes it private to the service's user (0700): it
+/// holds the database and possibly the admin token.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_dir_and_its_files_are_private() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        let mut config = Config::load(&fleetgate_config::Overrides::default(), Vec::new()).unwrap();
+        config.data_dir = dir.clone();
+        let app = App::open(config, Arc::new(fleetgate_auth_hook::SystemClock)).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(fleetgate_storage::DB_FILE)), 0o600);
+        assert_eq!(mode(&dir.join(ADMIN_TOKEN_FILE)), 0o600);
+        app.store.close();
+    }
 }

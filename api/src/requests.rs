@@ -26,7 +26,7 @@ use super::dto::{BulkCreated, ExecutionDto, ExecutionList, RequestDto, RequestPa
 use super::error::{ApiError, Problem};
 use super::extract::{ExecutionPath, IdPath, JsonBody, Target};
 use super::input;
-use crate::app::App;
+use fleetgate_app::App;
 
 /// Most requests in one bulk call.
 pub const MAX_BULK: usize = 10_000;

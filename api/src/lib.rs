@@ -25,8 +25,8 @@ use ntex::http::header;
 use ntex::web::types::State;
 use ntex::web::{self, DefaultError, HttpRequest, HttpResponse};
 
-use crate::app::App;
 use error::ApiError;
+use fleetgate_app::App;
 
 /// Declares the route table once: `ROUTES` (method, path) for checks and documentation, and
 /// the registration used by [`configure`].

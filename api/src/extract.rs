@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
-use crate::app::App;
+use fleetgate_app::App;
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use ntex_mqtt::v5::codec::DisconnectReasonCode;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::app::App;
-use crate::metrics::{Metrics, Slot};
-use crate::mqtt::{Endpoint, Sink};
+use crate::{Endpoint, Sink};
+use fleetgate_app::App;
+use fleetgate_metrics::{Metrics, Slot};
 
 enum Cmd {
     Deliver {
@@ -207,7 +207,7 @@ impl Endpoint for Operational {
     type State = State;
     const NAME: &'static str = "operational";
 
-    fn max_connections(config: &crate::config::Config) -> usize {
+    fn max_connections(config: &fleetgate_config::Config) -> usize {
         config.operational.max_connections
     }
 

@@ -1,7 +1,17 @@
-//! What both MQTT endpoints share: the error type of the ntex-mqtt services, the one mapping
-//! of hook refusals to CONNACK codes, and a sink that hides the protocol version.
+//! Fleetgate's MQTT endpoints on ntex-mqtt 8.2 (3.1.1 and 5.0 on one listener): the
+//! provisioning endpoint ([`provisioning`]: the hooks at CONNECT, SUBSCRIBE and PUBLISH, and the
+//! glue that runs a [`fleetgate_exchange`] over the connection) and the operational endpoint
+//! ([`operational`]: device sessions and the router among them). This module holds what both
+//! share: the error type of the ntex-mqtt services, the one mapping of hook refusals to CONNACK
+//! codes, a sink that hides the protocol version, the listener settings and the service factory.
+//!
+//! All ntex-mqtt code of the workspace is here, so an upgrade touches one crate. This crate
+//! must not decide: credentials and topics are the hooks' ([`fleetgate_hooks`]), the exchange
+//! is [`fleetgate_exchange`]'s, persistence is the store's.
 
-use std::fmt;
+pub mod operational;
+pub mod provisioning;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,25 +23,36 @@ use ntex::service::{ServiceFactory, fn_factory_with_config, fn_service};
 use ntex::util::{ByteString, Bytes, Ready};
 use ntex_mqtt::{Control, MqttError, MqttServer, QoS, v3, v5};
 
-use crate::app::App;
-use crate::metrics::Slot;
+use fleetgate_app::App;
+use fleetgate_metrics::Slot;
 
 /// The error of every MQTT service. Returning it from a publish handler closes the connection
 /// (the MQTT 3.1.1 reaction to a forbidden publish).
-#[derive(Debug)]
-pub struct BrokerError(pub String);
-
-impl fmt::Display for BrokerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// ntex-mqtt could not build a per-connection service.
+    #[error("service initialisation failed")]
+    Init,
+    /// A PUBLISH payload could not be read to its end.
+    #[error("payload: {0}")]
+    Payload(#[from] ntex_mqtt::error::PayloadError),
+    /// An MQTT 3.1.1 PUBLISH the ACL refused: 3.1.1 has no negative acknowledgement.
+    #[error("publish to {topic} not authorized")]
+    PublishDenied {
+        /// The topic.
+        topic: String,
+    },
 }
 
 impl From<()> for BrokerError {
     fn from((): ()) -> Self {
-        BrokerError("service initialisation failed".into())
+        BrokerError::Init
     }
 }
+
+/// The error type of the listeners' service factories (what a TLS acceptor's error is mapped
+/// into when chained in front of [`factory`]).
+pub type ServiceError = MqttError<BrokerError>;
 
 impl TryFrom<BrokerError> for v5::PublishAck {
     type Error = BrokerError;
@@ -143,7 +164,7 @@ pub trait Endpoint: Send + Sync + 'static {
     const NAME: &'static str;
 
     /// The endpoint's connection limit.
-    fn max_connections(config: &crate::config::Config) -> usize;
+    fn max_connections(config: &fleetgate_config::Config) -> usize;
 
     /// Decides a CONNECT; an accepted session keeps `slot` for as long as it lives.
     fn connect(
@@ -316,16 +337,13 @@ async fn publish_v3<E: Endpoint>(
 ) -> Result<(), BrokerError> {
     let topic = p.publish_topic().to_string();
     let qos = p.qos();
-    let payload = p
-        .read_all()
-        .await
-        .map_err(|e| BrokerError(format!("payload: {e}")))?;
+    let payload = p.read_all().await?;
     if E::publish(&s, &topic, qos, payload) {
         Ok(())
     } else {
         // MQTT 3.1.1 has no negative acknowledgement: close the connection.
         app.metrics.acl_denied(E::NAME, "publish");
-        Err(BrokerError(format!("publish to {topic} not authorized")))
+        Err(BrokerError::PublishDenied { topic })
     }
 }
 
@@ -336,10 +354,7 @@ async fn publish_v5<E: Endpoint>(
 ) -> Result<v5::PublishAck, BrokerError> {
     let topic = p.publish_topic().to_string();
     let qos = p.qos();
-    let payload = p
-        .read_all()
-        .await
-        .map_err(|e| BrokerError(format!("payload: {e}")))?;
+    let payload = p.read_all().await?;
     if E::publish(&s, &topic, qos, payload) {
         Ok(p.ack())
     } else {
@@ -429,4 +444,30 @@ pub fn factory<E: Endpoint>(
                 }))
             })),
         )
+}
+
+/// The ntex-mqtt settings of one listener: largest packet, CONNECT timeout (also for the
+/// protocol version), in-flight window both ways, QoS capped at 1.
+pub fn listener_config(
+    name: &'static str,
+    max_packet_size: u32,
+    connect_timeout: f64,
+    max_inflight: u16,
+) -> SharedCfg {
+    let timeout = ntex::time::Seconds(
+        u16::try_from(connect_timeout.ceil() as u64)
+            .unwrap_or(u16::MAX)
+            .max(1),
+    );
+    SharedCfg::new(name)
+        .add(
+            ntex_mqtt::MqttServiceConfig::new()
+                .set_max_size(max_packet_size)
+                .protocol_version_timeout(timeout)
+                .set_connect_timeout(timeout)
+                .set_max_receive(max_inflight)
+                .set_max_send(max_inflight)
+                .set_max_qos(QoS::AtLeastOnce),
+        )
+        .into()
 }

@@ -23,10 +23,10 @@ use ntex::util::{ByteString, Bytes};
 use ntex_mqtt::QoS;
 use ntex_mqtt::v5::codec::DisconnectReasonCode;
 
-use crate::app::App;
-use crate::config::Config;
-use crate::metrics::{Metrics, Slot};
-use crate::mqtt::{Endpoint, SendError, Sink};
+use crate::{Endpoint, SendError, Sink};
+use fleetgate_app::App;
+use fleetgate_config::Config;
+use fleetgate_metrics::{Metrics, Slot};
 
 /// The provisioning endpoint.
 pub struct Provisioning;
@@ -49,7 +49,7 @@ impl Endpoint for Provisioning {
     type State = State;
     const NAME: &'static str = "provisioning";
 
-    fn max_connections(config: &crate::config::Config) -> usize {
+    fn max_connections(config: &fleetgate_config::Config) -> usize {
         config.provisioning.max_connections
     }
 

@@ -12,7 +12,7 @@ use super::dto::{AccountDto, AccountList, TokenCreated};
 use super::error::{ApiError, Problem};
 use super::extract::{Caller, IdPath, JsonBody, Target, authenticate};
 use super::input;
-use crate::app::App;
+use fleetgate_app::App;
 
 /// Creates a target account (admin token only).
 #[utoipa::path(

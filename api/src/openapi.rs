@@ -90,7 +90,7 @@ pub fn described_routes() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{input, requests};
+    use crate::{input, requests};
     use fleetgate_storage::validate::MIN_PASSWORD_LENGTH;
     use serde_json::{Value, json};
 

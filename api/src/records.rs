@@ -8,7 +8,7 @@ use ntex::web::types::State;
 use super::dto::{DeviceDto, DeviceList, UserDto, UserList};
 use super::error::{ApiError, Problem};
 use super::extract::{DevicePath, Target};
-use crate::app::App;
+use fleetgate_app::App;
 
 /// The device users of an account (never a hash).
 #[utoipa::path(
