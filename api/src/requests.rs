@@ -72,7 +72,7 @@ async fn hash_password(app: &App, password: &str) -> Result<String, ApiError> {
         .take();
     match hashed {
         Some(Ok(h)) => Ok(h),
-        Some(Err(e)) => Err(ApiError::Internal(e)),
+        Some(Err(e)) => Err(ApiError::Internal(e.to_string())),
         None => Err(ApiError::Internal("password hashing did not run".into())),
     }
 }

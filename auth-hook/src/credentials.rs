@@ -41,21 +41,32 @@ impl Argon2Params {
         }
     }
 
-    fn hasher(self) -> Result<Argon2<'static>, String> {
+    fn hasher(self) -> Result<Argon2<'static>, HashError> {
         let params = Params::new(self.m_cost, self.t_cost, self.p_cost, None)
-            .map_err(|e| format!("invalid argon2 parameters: {e}"))?;
+            .map_err(HashError::Parameters)?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 
     /// Hashes a password into a PHC string.
-    pub fn hash(self, password: &str) -> Result<String, String> {
+    pub fn hash(self, password: &str) -> Result<String, HashError> {
         let mut salt = [0u8; 16];
         rand::rng().fill_bytes(&mut salt);
         self.hasher()?
             .hash_password_with_salt(password.as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| format!("argon2 hashing failed: {e}"))
+            .map_err(HashError::Hashing)
     }
+}
+
+/// Why a password could not be hashed (never carries the password).
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// The configured argon2 parameters are out of range.
+    #[error("invalid argon2 parameters: {0}")]
+    Parameters(argon2::Error),
+    /// argon2 refused the input.
+    #[error("argon2 hashing failed: {0}")]
+    Hashing(argon2::password_hash::Error),
 }
 
 /// Verifies a password against a PHC string (the parameters come from the string).
