@@ -66,13 +66,13 @@ measure() {
     api_post /api/v1/accounts '{"name":"bench"}' "$WORK/account-bench.json"
     "$LOADTEST" enroll --api "$API" --token "$TOKEN" --account bench \
         --provisioning "mqtt://127.0.0.1:$PROV_PORT" --devices "$DEVICES" --concurrency 200 \
-        --shared-credentials --run-id "e$label$r" --json "$WORK/enroll-$label-$r.json" \
+        --shared-credentials --run-id "e${label,,}$r" --json "$WORK/enroll-$label-$r.json" \
         >"$WORK/enroll-$label-$r.out" 2>&1 ||
         { cat "$WORK/enroll-$label-$r.out" >&2; die "enroll against $label failed (round $r)"; }
     provision_loose_device cmp
     "$LOADTEST" cycle --clients "$CLIENTS" --concurrency 100 --protocol 5 \
         --broker "mqtt://127.0.0.1:$OPER_PORT" --username "$DEV_USER" --password "$DEV_PASS" \
-        --topic "cmp/{client_id}/cycle" --run-id "c$label$r" --json "$WORK/cycle-$label-$r.json" \
+        --topic "cmp/{client_id}/cycle" --run-id "c${label,,}$r" --json "$WORK/cycle-$label-$r.json" \
         >"$WORK/cycle-$label-$r.out" 2>&1 ||
         { cat "$WORK/cycle-$label-$r.out" >&2; die "cycle against $label failed (round $r)"; }
     stop fleetgate "$FG_PID"

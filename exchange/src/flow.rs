@@ -25,6 +25,11 @@ pub trait ReplySink {
 
     /// Closes the connection, if it is still open, as a normal end (MQTT 5.0: DISCONNECT 0x00).
     fn close(&self);
+
+    /// The execution has ended durably (its second commit is done, or it never started).
+    /// What may follow (the linger before [`ReplySink::close`]) is a courtesy to the device
+    /// that a shutdown need not wait for.
+    fn settled(&self);
 }
 
 /// Time, as the exchange sees it; a fake one makes timeouts and linger testable.
@@ -184,6 +189,7 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
         if let Err(e) = self.store.write_async(finish).await {
             tracing::error!(error = %e, "could not end an exchange");
         }
+        self.sink.settled();
         if fate.outcome() != Outcome::Completed {
             self.observer.outcome(Counted::Failed);
             return;

@@ -40,6 +40,7 @@ struct FakeSink {
     script: RefCell<VecDeque<Then>>,
     published: RefCell<Vec<(String, Vec<u8>)>>,
     closed: Cell<usize>,
+    settled: Cell<usize>,
 }
 
 impl FakeSink {
@@ -74,6 +75,12 @@ impl ReplySink for FakeSink {
 
     fn close(&self) {
         self.closed.set(self.closed.get() + 1);
+    }
+
+    fn settled(&self) {
+        // Settled before the linger and the close, never after.
+        assert_eq!(self.closed.get(), 0);
+        self.settled.set(self.settled.get() + 1);
     }
 }
 
@@ -279,6 +286,11 @@ fn success_completes_only_on_the_ack_then_lingers_and_closes() {
     let user = w.store.read().unwrap().device_user("dev-1@acme").unwrap();
     let user = user.expect("device user written before the reply");
     assert_eq!(d.sink.closed.get(), 0);
+    assert_eq!(
+        d.sink.settled.get(),
+        0,
+        "not settled while the reply's fate is open"
+    );
     ack.send(ReplyFate::Acknowledged).unwrap();
     futures::executor::block_on(run);
 
@@ -309,6 +321,7 @@ fn success_completes_only_on_the_ack_then_lingers_and_closes() {
     assert_eq!(d.counter.enrolled.get(), 1);
     assert_eq!(*d.timer.slept.borrow(), [REPLY_TIMEOUT, LINGER]);
     assert_eq!(d.sink.closed.get(), 1);
+    assert_eq!(d.sink.settled.get(), 1);
 }
 
 #[test]
@@ -341,6 +354,7 @@ fn undelivered<'a>(w: &'a World, then: Then, timeouts_expire: bool) -> (String, 
     assert_eq!(d.outcomes(), [Counted::Failed]);
     assert_eq!(d.counter.enrolled.get(), 0);
     assert_eq!(d.sink.closed.get(), 0);
+    assert_eq!(d.sink.settled.get(), 1);
     assert!(!d.timer.slept.borrow().contains(&LINGER));
     (id, d)
 }

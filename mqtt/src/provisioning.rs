@@ -6,7 +6,7 @@
 //! mid-exchange cannot cancel it half-way: the task always ends the execution (COMPLETED on
 //! the reply's PUBACK, FAILED on disconnect, refusal or `reply_timeout`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use ntex_mqtt::v5::codec::DisconnectReasonCode;
 
 use crate::{Endpoint, SendError, Sink};
 use fleetgate_app::App;
+use fleetgate_app::tasks::TaskGuard;
 use fleetgate_config::Config;
 use fleetgate_metrics::{Metrics, Slot};
 
@@ -102,8 +103,7 @@ impl Endpoint for Provisioning {
         let conn = state.0.clone();
         let running = conn.app.tasks.track();
         drop(ntex::rt::spawn(async move {
-            conn.exchange(&payload).await;
-            drop(running);
+            conn.exchange(&payload, running).await;
         }));
         true
     }
@@ -133,7 +133,8 @@ impl Conn {
     }
 
     /// Runs the exchange of one request payload to its end.
-    async fn exchange(&self, payload: &[u8]) {
+    /// `running` keeps shutdown waiting until the execution has ended durably.
+    async fn exchange(&self, payload: &[u8], running: TaskGuard) {
         let config: &Config = &self.app.config;
         Exchange {
             store: &self.app.store,
@@ -149,7 +150,10 @@ impl Conn {
                 protocol: self.protocol.as_str(),
                 peer: &self.peer,
             },
-            sink: self,
+            sink: &Tracked {
+                conn: self,
+                running: Cell::new(Some(running)),
+            },
             timer: self,
             observer: &Meter(&self.app.metrics),
         }
@@ -170,14 +174,22 @@ impl Conn {
     }
 }
 
-impl ReplySink for Conn {
+/// One exchange's view of its connection: the connection's sink, and the mark that keeps a
+/// shutdown waiting until the exchange has settled.
+struct Tracked<'a> {
+    conn: &'a Conn,
+    running: Cell<Option<TaskGuard>>,
+}
+
+impl ReplySink for Tracked<'_> {
     async fn publish(&self, topic: String, payload: Vec<u8>) -> ReplyFate {
-        let qos0 = self.delivery_qos(&topic) == QoS::AtMostOnce;
+        let conn = self.conn;
+        let qos0 = conn.delivery_qos(&topic) == QoS::AtMostOnce;
         let (topic, payload) = (ByteString::from(topic), Bytes::from(payload));
         let sent = if qos0 {
-            self.sink.publish_qos0(topic, payload)
+            conn.sink.publish_qos0(topic, payload)
         } else {
-            self.sink.publish_qos1(topic, payload).await
+            conn.sink.publish_qos1(topic, payload).await
         };
         match sent {
             Ok(()) if qos0 => ReplyFate::Written,
@@ -188,9 +200,15 @@ impl ReplySink for Conn {
     }
 
     fn close(&self) {
-        if self.sink.is_open() {
-            self.sink.close(DisconnectReasonCode::NormalDisconnection);
+        if self.conn.sink.is_open() {
+            self.conn
+                .sink
+                .close(DisconnectReasonCode::NormalDisconnection);
         }
+    }
+
+    fn settled(&self) {
+        drop(self.running.take());
     }
 }
 
