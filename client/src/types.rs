@@ -1,7 +1,7 @@
 //! The wire shapes of the admin API (API.md) as the client uses them: the JSON shapes shared
 //! with the server ([`fleetgate_wire`], re-exported here), plus what only a client needs: the
-//! query string of the request listing, a generic list for callers that print lists, a
-//! lenient problem document, and percent-encoding.
+//! query string of the request listing, a generic list for callers that print lists, and
+//! percent-encoding.
 
 use std::fmt::Write as _;
 
@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 
 pub use fleetgate_wire::{
     Account, AccountList, BulkCreated, ConnectionStatus, Coupling, Device, DeviceList, Execution,
-    ExecutionList, Health, LogLevel, LogLine, NewAccount, Outcome, ProvisionRequest,
-    ProvisionRequestInput, Rejection, RequestPage, RequestStatus, Secret, TokenCreated, User,
-    UserList,
+    ExecutionList, FieldError, Health, LogLevel, LogLine, NewAccount, Outcome, Problem,
+    ProvisionRequest, ProvisionRequestInput, Rejection, RequestPage, RequestStatus, Secret,
+    TokenCreated, User, UserList,
 };
 
 /// A list in the API's `{"items": [...]}` form, of any record: for callers that print lists
@@ -57,56 +57,6 @@ impl RequestQuery {
             add("after", a);
         }
         q
-    }
-}
-
-/// An `application/problem+json` error answer (RFC 9457). Every member is optional on the
-/// wire, so any JSON object error body decodes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Problem {
-    /// Problem type URI (`about:blank`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary (the HTTP status text).
-    pub title: String,
-    /// HTTP status code, as the body states it.
-    pub status: Option<u16>,
-    /// What went wrong, for humans (never a secret).
-    pub detail: String,
-    /// Field-level errors (validation and conflicts).
-    pub errors: Vec<FieldError>,
-}
-
-/// One field error of a [`Problem`].
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FieldError {
-    /// Index of the item in a bulk body.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    /// camelCase field name (empty for the whole body).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl Problem {
-    /// The problem as text: `HTTP {status} {title}: {detail}`, then one indented line per field
-    /// error, `[LABEL] field: message`, where `item` names a bulk item from its index.
-    pub fn describe(&self, status: u16, item: &dyn Fn(usize) -> String) -> String {
-        let mut msg = format!("HTTP {status} {}: {}", self.title, self.detail);
-        for e in &self.errors {
-            msg.push_str("\n  ");
-            if let Some(i) = e.index {
-                let _ = write!(msg, "[{}] ", item(i));
-            }
-            if !e.field.is_empty() {
-                let _ = write!(msg, "{}: ", e.field);
-            }
-            msg.push_str(&e.message);
-        }
-        msg
     }
 }
 

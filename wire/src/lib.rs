@@ -6,12 +6,14 @@
 //! a response decoded here and encoded again is the JSON the server sent (the same `null`s, the
 //! same omitted optional fields): the CLI's `--json` output relies on that.
 //!
-//! It owns shapes only: no storage, no HTTP, no validation (the server validates bodies from raw
-//! JSON so that its 422 names each wrong field; the request bodies here are what a client
+//! The problem document of error answers ([`Problem`]) is here for the same reason.
+//!
+//! It owns shapes only: no storage, no HTTP, no validation (the server validates bodies from
+//! raw JSON so that its 422 names each wrong field; the request bodies here are what a client
 //! sends). Secrets (provision passwords, tokens, activation keys) are [`Secret`]s: they reach
 //! the wire but never a `Debug` output.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -339,6 +341,70 @@ pub struct Health {
     pub status: String,
 }
 
+/// The problem document (also described in the OpenAPI document).
+// RFC 9457 `application/problem+json`. The server always sends every member (the schema says
+// so); decoding is lenient (`default`) so that any JSON object error body, e.g. from a proxy,
+// still decodes on the client: hence `status` is an `Option` here though the schema requires it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Problem type URI (`about:blank`: the title is the HTTP status text).
+    #[serde(rename = "type", default)]
+    #[schema(required = true)]
+    pub kind: String,
+    /// Short summary (the HTTP status text).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub title: String,
+    /// HTTP status code.
+    #[serde(default)]
+    #[schema(required = true, value_type = u16)]
+    pub status: Option<u16>,
+    /// What went wrong, for humans.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub detail: String,
+    /// Field-level errors (validation and conflicts); empty otherwise.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub errors: Vec<FieldError>,
+}
+
+/// One field error of a [`Problem`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ProblemField)]
+pub struct FieldError {
+    /// Row of a bulk request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// camelCase field name (empty for the whole body).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub field: String,
+    /// What is wrong.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub message: String,
+}
+
+impl Problem {
+    /// The problem as text: `HTTP {status} {title}: {detail}`, then one indented line per field
+    /// error, `[LABEL] field: message`, where `item` names a bulk item from its index.
+    pub fn describe(&self, status: u16, item: &dyn Fn(usize) -> String) -> String {
+        let mut msg = format!("HTTP {status} {}: {}", self.title, self.detail);
+        for e in &self.errors {
+            msg.push_str("\n  ");
+            if let Some(i) = e.index {
+                let _ = write!(msg, "[{}] ", item(i));
+            }
+            if !e.field.is_empty() {
+                let _ = write!(msg, "{}: ", e.field);
+            }
+            msg.push_str(&e.message);
+        }
+        msg
+    }
+}
+
 // ---- Request bodies as a client sends them. The server documents its bodies with their
 // limits in its own input shapes and parses them from raw JSON (so that a wrong type is a 422
 // naming the field): these are deliberately looser, sending exactly what the caller set.
@@ -509,5 +575,31 @@ mod tests {
         assert!(v.get("expiresOn").is_none());
         assert!(v.get("additionalConfiguration").is_none());
         assert!(v.get("provisionPassword").is_none());
+    }
+
+    #[test]
+    // The server's problem (every member, `index` only on bulk rows) and any other JSON
+    // object error body both decode.
+    fn problems_serialize_in_full_and_decode_leniently() {
+        let p = Problem {
+            kind: "about:blank".into(),
+            title: "Unprocessable Entity".into(),
+            status: Some(422),
+            detail: "1 invalid field".into(),
+            errors: vec![FieldError {
+                index: None,
+                field: "clientId".into(),
+                message: "required".into(),
+            }],
+        };
+        let v = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+            "detail": "1 invalid field",
+            "errors": [{"field": "clientId", "message": "required"}]});
+        assert_eq!(serde_json::to_value(&p).unwrap(), v);
+        assert_eq!(serde_json::from_value::<Problem>(v).unwrap(), p);
+        let other: Problem = serde_json::from_value(json!({"detail": "bad gateway"})).unwrap();
+        assert_eq!(other.status, None);
+        assert_eq!(other.detail, "bad gateway");
+        assert!(other.errors.is_empty());
     }
 }
