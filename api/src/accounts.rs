@@ -4,11 +4,12 @@ use std::sync::Arc;
 
 use fleetgate_auth_hook::credentials::generate_token;
 use fleetgate_storage::{ApiToken, ids, ops};
+use fleetgate_wire::{Account, AccountList, TokenCreated};
 use ntex::http::header;
 use ntex::web::types::State;
 use ntex::web::{HttpRequest, HttpResponse};
 
-use super::dto::{AccountDto, AccountList, TokenCreated};
+use super::dto;
 use super::error::{ApiError, Problem};
 use super::extract::{Caller, IdPath, JsonBody, Target, authenticate};
 use super::input;
@@ -19,7 +20,7 @@ use fleetgate_app::App;
     post, path = "/api/v1/accounts", tag = "accounts",
     request_body = super::dto::AccountInput,
     responses(
-        (status = 201, description = "Created", body = AccountDto),
+        (status = 201, description = "Created", body = Account),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Account tokens cannot create accounts", body = Problem, content_type = "application/problem+json"),
@@ -51,7 +52,7 @@ pub async fn create_account(
             header::LOCATION,
             format!("/api/v1/accounts/{}", account.name),
         )
-        .json(&AccountDto::from(&account)))
+        .json(&dto::account(&account)))
 }
 
 /// Lists the target accounts the caller may see (an account token sees its own).
@@ -74,7 +75,7 @@ pub async fn list_accounts(
         .accounts()?
         .iter()
         .filter(|a| !a.provisioning && caller.sees(&a.name))
-        .map(AccountDto::from)
+        .map(dto::account)
         .collect();
     Ok(HttpResponse::Ok().json(&AccountList { items }))
 }
@@ -84,14 +85,14 @@ pub async fn list_accounts(
     get, path = "/api/v1/accounts/{account}", tag = "accounts",
     params(("account" = String, Path, description = "Account name")),
     responses(
-        (status = 200, description = "The account", body = AccountDto),
+        (status = 200, description = "The account", body = Account),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown, or not the token's account", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn get_account(Target { account, .. }: Target) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(&AccountDto::from(&account)))
+    Ok(HttpResponse::Ok().json(&dto::account(&account)))
 }
 
 /// Creates an account token; the token is shown once and stored only as a hash.
@@ -123,7 +124,10 @@ pub async fn create_token(
             header::LOCATION,
             format!("/api/v1/accounts/{}/tokens/{id}", account.name),
         )
-        .json(&TokenCreated { id, token }))
+        .json(&TokenCreated {
+            id,
+            token: token.into(),
+        }))
 }
 
 /// Revokes an account token.

@@ -1,447 +1,151 @@
-//! The JSON shapes of the API (camelCase, RFC 3339 UTC timestamps), built from the storage
-//! records. Nothing here can carry a hash or a provision password: the records' secret fields
-//! are simply not copied, and the one-time activation key is set only by the create/update
-//! handlers.
+//! The API's JSON shapes: the responses are `fleetgate-wire`'s (shared with the client, so
+//! what is served, documented and decoded is one definition), built here from the storage
+//! records; the request bodies are documented here. Nothing built here can carry a hash or a
+//! provision password: the records' secret fields are simply not copied, and the one-time
+//! activation key is passed only by the create/update handlers. These are functions rather
+//! than `From` impls because neither the records nor the shapes are this crate's.
 
 use chrono::{DateTime, Utc};
 use fleetgate_storage::{
     Account, ConnectionStatus, Coupling, Device, DeviceConnection, DeviceUser, Execution, LogLevel,
     Outcome, ProvisionRequest, RequestStatus,
 };
-use serde::Serialize;
+use fleetgate_wire as wire;
 use utoipa::ToSchema;
 
-/// Coupling of a device connection (`INHERITED` = the account default).
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[schema(as = Coupling)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum CouplingDto {
-    /// The account's default.
-    Inherited,
-    /// Any user of the account not reserved to another device.
-    Loose,
-    /// Only the reserved user.
-    Strict,
-}
-
-impl From<Coupling> for CouplingDto {
-    fn from(c: Coupling) -> Self {
-        match c {
-            Coupling::Inherited => CouplingDto::Inherited,
-            Coupling::Loose => CouplingDto::Loose,
-            Coupling::Strict => CouplingDto::Strict,
-        }
+fn coupling(c: Coupling) -> wire::Coupling {
+    match c {
+        Coupling::Inherited => wire::Coupling::Inherited,
+        Coupling::Loose => wire::Coupling::Loose,
+        Coupling::Strict => wire::Coupling::Strict,
     }
 }
 
-/// Lifecycle status of a provision request.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[schema(as = RequestStatus)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StatusDto {
-    /// Never attempted.
-    Created,
-    /// An exchange is in progress.
-    Running,
-    /// The device acknowledged its reply.
-    Completed,
-    /// The last exchange failed.
-    Failed,
-}
-
-impl From<RequestStatus> for StatusDto {
-    fn from(s: RequestStatus) -> Self {
-        match s {
-            RequestStatus::Created => StatusDto::Created,
-            RequestStatus::Running => StatusDto::Running,
-            RequestStatus::Completed => StatusDto::Completed,
-            RequestStatus::Failed => StatusDto::Failed,
-        }
+fn status(s: RequestStatus) -> wire::RequestStatus {
+    match s {
+        RequestStatus::Created => wire::RequestStatus::Created,
+        RequestStatus::Running => wire::RequestStatus::Running,
+        RequestStatus::Completed => wire::RequestStatus::Completed,
+        RequestStatus::Failed => wire::RequestStatus::Failed,
     }
 }
 
-/// An account.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Account)]
-#[serde(rename_all = "camelCase")]
-pub struct AccountDto {
-    /// 1 to 64 of `[a-z0-9-]`.
-    pub name: String,
-    /// Minimum length of generated device passwords.
-    pub min_password_length: u16,
-    /// Coupling of device connections whose coupling is `INHERITED`.
-    pub default_coupling: CouplingDto,
-    /// Creation time.
-    pub created_on: DateTime<Utc>,
-}
-
-impl From<&Account> for AccountDto {
-    fn from(a: &Account) -> Self {
-        AccountDto {
-            name: a.name.clone(),
-            min_password_length: a.min_password_length,
-            default_coupling: a.default_coupling.into(),
-            created_on: a.created_on,
-        }
+fn outcome(o: Outcome) -> wire::Outcome {
+    match o {
+        Outcome::Running => wire::Outcome::Running,
+        Outcome::Completed => wire::Outcome::Completed,
+        Outcome::Failed => wire::Outcome::Failed,
+        Outcome::Rejected => wire::Outcome::Rejected,
     }
 }
 
-/// `GET /accounts`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccountList {
-    /// The accounts the caller may see, by name.
-    pub items: Vec<AccountDto>,
-}
-
-/// A new account token, shown once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenCreated {
-    /// Token id (for revocation).
-    pub id: String,
-    /// The bearer token `fgt_ID_SECRET`; stored only as a hash.
-    pub token: String,
-}
-
-/// The last refused CONNECT with wrong credentials.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Rejection)]
-pub struct RejectionDto {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Why (never a secret).
-    pub reason: String,
-}
-
-/// A provision request as the API shows it. Write-only fields (`provisionPassword`,
-/// `confirmProvisionPassword`) are never returned.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = ProvisionRequest)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestDto {
-    /// Opaque id.
-    pub id: String,
-    /// Target account.
-    pub account: String,
-    /// The device's MQTT client ID.
-    pub client_id: String,
-    /// Provision username the device presents.
-    pub provision_username: String,
-    /// Operational broker URL handed to the device.
-    pub broker_url: String,
-    /// Start of the activation window.
-    pub activates_on: DateTime<Utc>,
-    /// End of the activation window (exclusive); null = never expires.
-    pub expires_on: Option<DateTime<Utc>>,
-    /// Whether the device must present an activation key.
-    pub generate_activation_key: bool,
-    /// Reserve the generated user for this client ID.
-    pub reserve_user: bool,
-    /// Coupling of the device connection.
-    pub connection_coupling: CouplingDto,
-    /// Grant `vpn:connect` and generate the VPN configuration.
-    pub vpn_access: bool,
-    /// Effective generated password length: max(20, requested, account minimum).
-    pub password_length: u16,
-    /// Additional device configuration (XML), as given.
-    pub additional_configuration: Option<String>,
-    /// Lifecycle status.
-    pub status: StatusDto,
-    /// `COMPLETED`, or `FAILED` with `expiresOn` passed.
-    pub closed: bool,
-    /// Creation time.
-    pub created_on: DateTime<Utc>,
-    /// Last modification (any field or status).
-    pub modified_on: DateTime<Utc>,
-    /// Last refusal with wrong credentials, or null.
-    pub last_rejection: Option<RejectionDto>,
-    /// Warnings about the input (reserved properties that will be replaced).
-    pub warnings: Vec<String>,
-    /// The activation key: only in the response that generated it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub activation_key: Option<String>,
-}
-
-impl RequestDto {
-    /// The view of `r` at `now` in `account`, without activation key.
-    pub fn new(r: &ProvisionRequest, account: &Account, now: DateTime<Utc>) -> Self {
-        RequestDto {
-            id: r.id.clone(),
-            account: r.account.clone(),
-            client_id: r.client_id.clone(),
-            provision_username: r.provision_username.clone(),
-            broker_url: r.broker_url.clone(),
-            activates_on: r.activates_on,
-            expires_on: r.expires_on,
-            generate_activation_key: r.activation_key_hash.is_some(),
-            reserve_user: r.reserve_user,
-            connection_coupling: r.connection_coupling.into(),
-            vpn_access: r.vpn_access,
-            password_length: r.effective_password_length(account.min_password_length),
-            additional_configuration: r.additional_configuration.clone(),
-            status: r.status.into(),
-            closed: r.is_closed(now),
-            created_on: r.created_on,
-            modified_on: r.modified_on,
-            last_rejection: r.last_rejection.as_ref().map(|x| RejectionDto {
-                at: x.at,
-                reason: x.reason.clone(),
-            }),
-            warnings: r.warnings.clone(),
-            activation_key: None,
-        }
-    }
-
-    /// The same view carrying the one-time activation key.
-    pub fn with_key(mut self, key: Option<String>) -> Self {
-        self.activation_key = key;
-        self
+fn level(l: LogLevel) -> wire::LogLevel {
+    match l {
+        LogLevel::Info => wire::LogLevel::Info,
+        LogLevel::Warn => wire::LogLevel::Warn,
+        LogLevel::Error => wire::LogLevel::Error,
     }
 }
 
-/// One page of provision requests.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RequestPage {
-    /// The requests, in creation order.
-    pub items: Vec<RequestDto>,
-    /// Cursor for `after=` to get the next page; null on the last page.
-    pub next: Option<String>,
-}
-
-/// `POST .../provision-requests/bulk` -> 201.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BulkCreated {
-    /// The created requests, in input order (each with its `activationKey` if generated).
-    pub created: Vec<RequestDto>,
-}
-
-/// Outcome of an execution.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[schema(as = Outcome)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum OutcomeDto {
-    /// In progress.
-    Running,
-    /// The device acknowledged its reply.
-    Completed,
-    /// The exchange failed.
-    Failed,
-    /// The CONNECT was refused although the credentials matched.
-    Rejected,
-}
-
-impl From<Outcome> for OutcomeDto {
-    fn from(o: Outcome) -> Self {
-        match o {
-            Outcome::Running => OutcomeDto::Running,
-            Outcome::Completed => OutcomeDto::Completed,
-            Outcome::Failed => OutcomeDto::Failed,
-            Outcome::Rejected => OutcomeDto::Rejected,
-        }
+fn connection(s: ConnectionStatus) -> wire::ConnectionStatus {
+    match s {
+        ConnectionStatus::NeverConnected => wire::ConnectionStatus::NeverConnected,
+        ConnectionStatus::Connected => wire::ConnectionStatus::Connected,
+        ConnectionStatus::Disconnected => wire::ConnectionStatus::Disconnected,
     }
 }
 
-/// Severity of a log line.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[schema(as = LogLevel)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LevelDto {
-    /// A step.
-    Info,
-    /// Unusual, did not fail the exchange.
-    Warn,
-    /// The reason of a failure.
-    Error,
-}
-
-impl From<LogLevel> for LevelDto {
-    fn from(l: LogLevel) -> Self {
-        match l {
-            LogLevel::Info => LevelDto::Info,
-            LogLevel::Warn => LevelDto::Warn,
-            LogLevel::Error => LevelDto::Error,
-        }
+/// The view of an account.
+pub fn account(a: &Account) -> wire::Account {
+    wire::Account {
+        name: a.name.clone(),
+        min_password_length: a.min_password_length,
+        default_coupling: coupling(a.default_coupling),
+        created_on: a.created_on,
     }
 }
 
-/// One log line of an execution; never a secret.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = LogLine)]
-pub struct LogLineDto {
-    /// When.
-    pub at: DateTime<Utc>,
-    /// Severity.
-    pub level: LevelDto,
-    /// What happened.
-    pub message: String,
-}
-
-/// One attempt of a device against a request. `log` is present on the single-execution
-/// endpoint only.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Execution)]
-#[serde(rename_all = "camelCase")]
-pub struct ExecutionDto {
-    /// Opaque id.
-    pub id: String,
-    /// Start time.
-    pub started_on: DateTime<Utc>,
-    /// End time, null while running.
-    pub ended_on: Option<DateTime<Utc>>,
-    /// Outcome.
-    pub outcome: OutcomeDto,
-    /// `3.1.1` or `5.0`.
-    pub protocol: String,
-    /// Peer address `ip:port`.
-    pub peer: String,
-    /// Every step, in order (single-execution endpoint only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log: Option<Vec<LogLineDto>>,
-}
-
-impl ExecutionDto {
-    /// The view of `e`, with or without its log.
-    pub fn new(e: &Execution, with_log: bool) -> Self {
-        ExecutionDto {
-            id: e.id.clone(),
-            started_on: e.started_on,
-            ended_on: e.ended_on,
-            outcome: e.outcome.into(),
-            protocol: e.protocol.clone(),
-            peer: e.peer.clone(),
-            log: with_log.then(|| {
-                e.log
-                    .iter()
-                    .map(|l| LogLineDto {
-                        at: l.at,
-                        level: l.level.into(),
-                        message: l.message.clone(),
-                    })
-                    .collect()
-            }),
-        }
+/// The view of `r` at `now` in `account`, carrying `key`: the one-time activation key, only
+/// in the answer of the create or update that generated it.
+pub fn request(
+    r: &ProvisionRequest,
+    account: &Account,
+    now: DateTime<Utc>,
+    key: Option<String>,
+) -> wire::ProvisionRequest {
+    wire::ProvisionRequest {
+        id: r.id.clone(),
+        account: r.account.clone(),
+        client_id: r.client_id.clone(),
+        provision_username: r.provision_username.clone(),
+        broker_url: r.broker_url.clone(),
+        activates_on: r.activates_on,
+        expires_on: r.expires_on,
+        generate_activation_key: r.activation_key_hash.is_some(),
+        reserve_user: r.reserve_user,
+        connection_coupling: coupling(r.connection_coupling),
+        vpn_access: r.vpn_access,
+        password_length: r.effective_password_length(account.min_password_length),
+        additional_configuration: r.additional_configuration.clone(),
+        status: status(r.status),
+        closed: r.is_closed(now),
+        created_on: r.created_on,
+        modified_on: r.modified_on,
+        last_rejection: r.last_rejection.as_ref().map(|x| wire::Rejection {
+            at: x.at,
+            reason: x.reason.clone(),
+        }),
+        warnings: r.warnings.clone(),
+        activation_key: key.map(wire::Secret::from),
     }
 }
 
-/// The executions of a request, oldest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ExecutionList {
-    /// Executions without their logs.
-    pub items: Vec<ExecutionDto>,
-}
-
-/// A device user of a target account (never its hash).
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = User)]
-#[serde(rename_all = "camelCase")]
-pub struct UserDto {
-    /// `CID@ACCOUNT`.
-    pub username: String,
-    /// e.g. `broker:connect`, `vpn:connect`.
-    pub permissions: Vec<String>,
-    /// The client ID the user is reserved for, or null.
-    pub reserved_for: Option<String>,
-    /// Creation time.
-    pub created_on: DateTime<Utc>,
-}
-
-impl From<&DeviceUser> for UserDto {
-    fn from(u: &DeviceUser) -> Self {
-        UserDto {
-            username: u.username.clone(),
-            permissions: u.permissions.clone(),
-            reserved_for: u.reserved_for.clone(),
-            created_on: u.created_on,
-        }
+/// The view of `e`, with or without its log.
+pub fn execution(e: &Execution, with_log: bool) -> wire::Execution {
+    wire::Execution {
+        id: e.id.clone(),
+        started_on: e.started_on,
+        ended_on: e.ended_on,
+        outcome: outcome(e.outcome),
+        protocol: e.protocol.clone(),
+        peer: e.peer.clone(),
+        log: with_log.then(|| {
+            e.log
+                .iter()
+                .map(|l| wire::LogLine {
+                    at: l.at,
+                    level: level(l.level),
+                    message: l.message.clone(),
+                })
+                .collect()
+        }),
     }
 }
 
-/// `GET .../users`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UserList {
-    /// Users by username.
-    pub items: Vec<UserDto>,
-}
-
-/// Connection state on the operational endpoint.
-#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
-#[schema(as = ConnectionStatus)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ConnectionDto {
-    /// Never seen on the operational endpoint.
-    NeverConnected,
-    /// A session is open.
-    Connected,
-    /// The last session ended.
-    Disconnected,
-}
-
-impl From<ConnectionStatus> for ConnectionDto {
-    fn from(s: ConnectionStatus) -> Self {
-        match s {
-            ConnectionStatus::NeverConnected => ConnectionDto::NeverConnected,
-            ConnectionStatus::Connected => ConnectionDto::Connected,
-            ConnectionStatus::Disconnected => ConnectionDto::Disconnected,
-        }
+/// The view of a device user (never its hash).
+pub fn user(u: &DeviceUser) -> wire::User {
+    wire::User {
+        username: u.username.clone(),
+        permissions: u.permissions.clone(),
+        reserved_for: u.reserved_for.clone(),
+        created_on: u.created_on,
     }
 }
 
-/// A device: its registry entry merged with its device-connection entry.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = Device)]
-#[serde(rename_all = "camelCase")]
-pub struct DeviceDto {
-    /// Client ID.
-    pub client_id: String,
-    /// Always `ENABLED` today.
-    pub status: String,
-    /// Connection state.
-    pub connection: ConnectionDto,
-    /// Coupling as requested (`INHERITED` = the account default).
-    pub coupling: CouplingDto,
-    /// The coupling in force (`INHERITED` resolved against the account default).
-    pub effective_coupling: CouplingDto,
-    /// The user reserved for this client ID, or null.
-    pub reserved_user: Option<String>,
-    /// When it was last provisioned.
-    pub provisioned_on: DateTime<Utc>,
-    /// The request that provisioned it.
-    pub provision_request_id: String,
-    /// Last successful operational CONNECT, or null.
-    pub last_connected_on: Option<DateTime<Utc>>,
-}
-
-impl DeviceDto {
-    /// Merges a registry entry with its connection entry.
-    pub fn new(d: &Device, c: Option<&DeviceConnection>, account: &Account) -> Self {
-        let coupling = c.map_or(Coupling::Inherited, |c| c.coupling);
-        DeviceDto {
-            client_id: d.client_id.clone(),
-            status: d.status.clone(),
-            connection: c
-                .map_or(ConnectionStatus::NeverConnected, |c| c.status)
-                .into(),
-            coupling: coupling.into(),
-            effective_coupling: coupling.resolve(account.default_coupling).into(),
-            reserved_user: c.and_then(|c| c.reserved_user.clone()),
-            provisioned_on: d.provisioned_on,
-            provision_request_id: d.provision_request_id.clone(),
-            last_connected_on: c.and_then(|c| c.last_connected_on),
-        }
+/// A registry entry merged with its connection entry (none: never connected, `INHERITED`).
+pub fn device(d: &Device, c: Option<&DeviceConnection>, account: &Account) -> wire::Device {
+    let requested = c.map_or(Coupling::Inherited, |c| c.coupling);
+    wire::Device {
+        client_id: d.client_id.clone(),
+        status: d.status.clone(),
+        connection: connection(c.map_or(ConnectionStatus::NeverConnected, |c| c.status)),
+        coupling: coupling(requested),
+        effective_coupling: coupling(requested.resolve(account.default_coupling)),
+        reserved_user: c.and_then(|c| c.reserved_user.clone()),
+        provisioned_on: d.provisioned_on,
+        provision_request_id: d.provision_request_id.clone(),
+        last_connected_on: c.and_then(|c| c.last_connected_on),
     }
-}
-
-/// `GET .../devices`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceList {
-    /// Devices by client ID.
-    pub items: Vec<DeviceDto>,
-}
-
-/// `GET /healthz`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok`.
-    pub status: String,
 }
 
 // ---- Input shapes, for the OpenAPI document only: bodies are parsed from raw JSON by
@@ -467,7 +171,7 @@ pub struct AccountInput {
     #[schema(minimum = 1, maximum = 128)]
     pub min_password_length: Option<u16>,
     /// `LOOSE` (default) or `STRICT`.
-    pub default_coupling: Option<CouplingDto>,
+    pub default_coupling: Option<wire::Coupling>,
 }
 
 /// Create/update body of a provision request.
@@ -502,7 +206,7 @@ pub struct RequestInput {
     /// Default true.
     pub reserve_user: Option<bool>,
     /// Default `INHERITED`.
-    pub connection_coupling: Option<CouplingDto>,
+    pub connection_coupling: Option<wire::Coupling>,
     /// Default false.
     pub vpn_access: Option<bool>,
     /// max(20, account minimum) to 128.

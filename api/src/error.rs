@@ -5,7 +5,9 @@ use std::fmt;
 use fleetgate_storage::{FieldError, StoreError};
 use ntex::http::{StatusCode, header};
 use ntex::web::{HttpRequest, HttpResponse, WebResponseError};
-use serde::Serialize;
+
+/// The problem document is `fleetgate-wire`'s: the client decodes the very shape served here.
+pub use fleetgate_wire::Problem;
 
 /// Content type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -108,34 +110,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// The problem document (also described in the OpenAPI document).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// Problem type URI (`about:blank`: the title is the HTTP status text).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary (the HTTP status text).
-    pub title: String,
-    /// HTTP status code.
-    pub status: u16,
-    /// What went wrong, for humans.
-    pub detail: String,
-    /// Field-level errors (validation and conflicts); empty otherwise.
-    pub errors: Vec<ProblemField>,
-}
-
-/// One field error of a [`Problem`].
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ProblemField {
-    /// Row of a bulk request.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    /// camelCase field name (empty for the whole body).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
 impl ApiError {
     /// The problem document of this error.
     pub fn problem(&self) -> Problem {
@@ -143,12 +117,12 @@ impl ApiError {
         Problem {
             kind: "about:blank".into(),
             title: status.canonical_reason().unwrap_or("Error").into(),
-            status: status.as_u16(),
+            status: Some(status.as_u16()),
             detail: self.to_string(),
             errors: self
                 .field_errors()
                 .iter()
-                .map(|e| ProblemField {
+                .map(|e| fleetgate_wire::FieldError {
                     index: e.index,
                     field: e.field.clone(),
                     message: e.message.clone(),

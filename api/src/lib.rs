@@ -114,7 +114,7 @@ pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(
     get, path = "/healthz", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = dto::Health),
+        (status = 200, description = "Ready", body = fleetgate_wire::Health),
         (status = 503, description = "Starting, stopping, or the store cannot be read", body = error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -127,7 +127,7 @@ pub async fn healthz(app: State<Arc<App>>) -> Result<HttpResponse, ApiError> {
             "the store cannot be read: {e}"
         )));
     }
-    Ok(HttpResponse::Ok().json(&dto::Health {
+    Ok(HttpResponse::Ok().json(&fleetgate_wire::Health {
         status: "ok".into(),
     }))
 }

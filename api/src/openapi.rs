@@ -52,7 +52,7 @@ impl Modify for BearerAuth {
         records::list_devices,
         records::get_device,
     ),
-    components(schemas(error::Problem, error::ProblemField, dto::AccountInput, dto::RequestInput, dto::BulkInput)),
+    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput)),
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Target accounts and their API tokens (admin token)"),

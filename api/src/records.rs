@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
+use fleetgate_wire::{Device, DeviceList, UserList};
 use ntex::web::HttpResponse;
 use ntex::web::types::State;
 
-use super::dto::{DeviceDto, DeviceList, UserDto, UserList};
+use super::dto;
 use super::error::{ApiError, Problem};
 use super::extract::{DevicePath, Target};
 use fleetgate_app::App;
@@ -30,7 +31,7 @@ pub async fn list_users(
         .read()?
         .users(&account.name)?
         .iter()
-        .map(UserDto::from)
+        .map(dto::user)
         .collect();
     Ok(HttpResponse::Ok().json(&UserList { items }))
 }
@@ -54,7 +55,7 @@ pub async fn list_devices(
     let mut items = Vec::new();
     for d in read.devices(&account.name)? {
         let c = read.device_connection(&account.name, &d.client_id)?;
-        items.push(DeviceDto::new(&d, c.as_ref(), &account));
+        items.push(dto::device(&d, c.as_ref(), &account));
     }
     Ok(HttpResponse::Ok().json(&DeviceList { items }))
 }
@@ -67,7 +68,7 @@ pub async fn list_devices(
         ("clientId" = String, Path, description = "Client ID (percent-encoded where needed)"),
     ),
     responses(
-        (status = 200, description = "The device", body = DeviceDto),
+        (status = 200, description = "The device", body = Device),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account or device", body = Problem, content_type = "application/problem+json"),
     ),
@@ -85,5 +86,5 @@ pub async fn get_device(
         .device(&account.name, &client_id)?
         .ok_or_else(|| ApiError::NotFound(format!("device {client_id:?}")))?;
     let c = read.device_connection(&account.name, &client_id)?;
-    Ok(HttpResponse::Ok().json(&DeviceDto::new(&d, c.as_ref(), &account)))
+    Ok(HttpResponse::Ok().json(&dto::device(&d, c.as_ref(), &account)))
 }

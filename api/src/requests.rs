@@ -16,13 +16,14 @@ use fleetgate_storage::ops::{self, NewRequest, UserPlan};
 use fleetgate_storage::{
     Account, FieldError, ProvisionRequest, RequestSpec, RequestStatus, StoreError, Timestamp, ids,
 };
+use fleetgate_wire::{self as wire, BulkCreated, ExecutionList, RequestPage};
 use futures::StreamExt as _;
 use ntex::http::header;
 use ntex::web::types::{Query, State};
 use ntex::web::{HttpRequest, HttpResponse};
 use serde_json::Value;
 
-use super::dto::{BulkCreated, ExecutionDto, ExecutionList, RequestDto, RequestPage};
+use super::dto;
 use super::error::{ApiError, Problem};
 use super::extract::{ExecutionPath, IdPath, JsonBody, Target};
 use super::input;
@@ -260,7 +261,7 @@ fn location(r: &ProvisionRequest) -> String {
     params(("account" = String, Path, description = "Target account")),
     request_body = super::dto::RequestInput,
     responses(
-        (status = 201, description = "Created; `activationKey` is shown this once", body = RequestDto),
+        (status = 201, description = "Created; `activationKey` is shown this once", body = wire::ProvisionRequest),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account", body = Problem, content_type = "application/problem+json"),
@@ -287,7 +288,7 @@ pub async fn create_request(
         .ok_or_else(|| ApiError::Internal("nothing created".into()))?;
     Ok(HttpResponse::Created()
         .header(header::LOCATION, location(&r))
-        .json(&RequestDto::new(&r, &account, now).with_key(key)))
+        .json(&dto::request(&r, &account, now, key)))
 }
 
 /// Creates up to 10,000 provision requests, all or nothing. Its body limit is
@@ -350,7 +351,7 @@ pub async fn bulk_create(
     let created = create_rows(&app, &account, specs, true, now).await?;
     let created = created
         .into_iter()
-        .map(|(r, key)| RequestDto::new(&r, &account, now).with_key(key))
+        .map(|(r, key)| dto::request(&r, &account, now, key))
         .collect();
     Ok(HttpResponse::Created().json(&BulkCreated { created }))
 }
@@ -450,7 +451,7 @@ pub async fn list_requests(
     let items = page
         .items
         .iter()
-        .map(|r| RequestDto::new(r, &account, now))
+        .map(|r| dto::request(r, &account, now, None))
         .collect();
     Ok(HttpResponse::Ok().json(&RequestPage {
         items,
@@ -473,7 +474,7 @@ fn request_in(app: &App, account: &str, id: &str) -> Result<ProvisionRequest, Ap
         ("id" = String, Path, description = "Request id"),
     ),
     responses(
-        (status = 200, description = "The request", body = RequestDto),
+        (status = 200, description = "The request", body = wire::ProvisionRequest),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account or request", body = Problem, content_type = "application/problem+json"),
     ),
@@ -487,7 +488,7 @@ pub async fn get_request(
     }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
     let r = request_in(&app, &account.name, &id)?;
-    Ok(HttpResponse::Ok().json(&RequestDto::new(&r, &account, app.clock.now())))
+    Ok(HttpResponse::Ok().json(&dto::request(&r, &account, app.clock.now(), None)))
 }
 
 /// Settles the provision user for a PUT: like a create, except that when the request being
@@ -540,7 +541,7 @@ fn not_created(r: &ProvisionRequest) -> ApiError {
     ),
     request_body = super::dto::RequestInput,
     responses(
-        (status = 200, description = "Updated; `activationKey` only when this update generated a new one", body = RequestDto),
+        (status = 200, description = "Updated; `activationKey` only when this update generated a new one", body = wire::ProvisionRequest),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account or request", body = Problem, content_type = "application/problem+json"),
@@ -593,7 +594,7 @@ pub async fn update_request(
             Err(e) => return Err(e.into()),
         }
     };
-    Ok(HttpResponse::Ok().json(&RequestDto::new(&updated, &account, now).with_key(key)))
+    Ok(HttpResponse::Ok().json(&dto::request(&updated, &account, now, key)))
 }
 
 /// Deletes a request and its executions; a `RUNNING` one only with `force=true`.
@@ -694,7 +695,7 @@ pub async fn list_executions(
     let items = read
         .executions(&r.id)?
         .iter()
-        .map(|e| ExecutionDto::new(e, false))
+        .map(|e| dto::execution(e, false))
         .collect();
     Ok(HttpResponse::Ok().json(&ExecutionList { items }))
 }
@@ -709,7 +710,7 @@ pub async fn list_executions(
         ("executionId" = String, Path, description = "Execution id"),
     ),
     responses(
-        (status = 200, description = "The execution and its log", body = ExecutionDto),
+        (status = 200, description = "The execution and its log", body = wire::Execution),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account, request or execution", body = Problem, content_type = "application/problem+json"),
     ),
@@ -732,7 +733,7 @@ pub async fn get_execution(
     let e = read
         .execution(&r.id, &execution)?
         .ok_or_else(|| ApiError::NotFound(format!("execution {execution:?}")))?;
-    Ok(HttpResponse::Ok().json(&ExecutionDto::new(&e, true)))
+    Ok(HttpResponse::Ok().json(&dto::execution(&e, true)))
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! `fleetgate-client`: a typed, blocking client of Fleetgate's admin REST API (API.md).
 //!
-//! It owns the wire: one [`Client`] method per route the server serves, the request and
-//! response shapes ([`types`]), the problem+json error ([`Error`]), bulk creation split into
-//! calls the server accepts, and a parser of the `/metrics` text ([`prometheus`]). The CLI
-//! (`fleetgate-cli`) and the load tester use it.
+//! It owns the client side of the wire: one [`Client`] method per route the server serves,
+//! the request and response shapes ([`types`]; the JSON shapes are `fleetgate-wire`'s, the
+//! very types the server serializes, so the two cannot drift), the problem+json error
+//! ([`Error`]), bulk creation split into calls the server accepts, and a parser of the
+//! `/metrics` text ([`prometheus`]). The CLI (`fleetgate-cli`) and the load tester use it.
 //!
-//! It must not link the broker or its storage: it knows the server only through HTTP, exactly
-//! as any other client would, so it can neither drift into internals nor bypass the API's
-//! validation. Secrets it carries (tokens, provision passwords, activation keys) never appear
-//! in `Debug` output or errors.
+//! It must not link the broker, its storage or its API crate (`fleetgate-wire` holds shapes
+//! only): it knows the server only through HTTP, exactly as any other client would, so it can
+//! neither drift into internals nor bypass the API's validation. Secrets it carries (tokens,
+//! provision passwords, activation keys) never appear in `Debug` output or errors.
 
 mod error;
 pub mod prometheus;
@@ -24,8 +25,9 @@ use serde::de::DeserializeOwned;
 
 pub use error::Error;
 use types::{
-    Account, BulkCreated, Device, Execution, Health, Items, NewAccount, Problem, ProvisionRequest,
-    ProvisionRequestInput, RequestPage, RequestQuery, Secret, TokenCreated, User, encode,
+    Account, AccountList, BulkCreated, Device, DeviceList, Execution, ExecutionList, Health,
+    NewAccount, Problem, ProvisionRequest, ProvisionRequestInput, RequestPage, RequestQuery,
+    Secret, TokenCreated, User, UserList, encode,
 };
 
 /// Most provision requests the bulk endpoint takes per call.
@@ -190,7 +192,7 @@ impl Client {
 
     /// `GET /api/v1/accounts`: the accounts the token may see.
     pub fn list_accounts(&self) -> Result<Vec<Account>> {
-        Ok(self.get::<Items<Account>>("/api/v1/accounts")?.items)
+        Ok(self.get::<AccountList>("/api/v1/accounts")?.items)
     }
 
     /// `GET /api/v1/accounts/{account}`.
@@ -342,7 +344,7 @@ impl Client {
     /// first, without their logs.
     pub fn list_executions(&self, account: &str, request: &str) -> Result<Vec<Execution>> {
         let path = format!("{}/executions", request_path(account, request));
-        Ok(self.get::<Items<Execution>>(&path)?.items)
+        Ok(self.get::<ExecutionList>(&path)?.items)
     }
 
     /// `GET .../provision-requests/{id}/executions/{executionId}`, with its log.
@@ -362,12 +364,12 @@ impl Client {
     /// `GET /api/v1/accounts/{account}/users`.
     pub fn list_users(&self, account: &str) -> Result<Vec<User>> {
         let path = format!("/api/v1/accounts/{}/users", encode(account));
-        Ok(self.get::<Items<User>>(&path)?.items)
+        Ok(self.get::<UserList>(&path)?.items)
     }
 
     /// `GET /api/v1/accounts/{account}/devices`.
     pub fn list_devices(&self, account: &str) -> Result<Vec<Device>> {
-        Ok(self.get::<Items<Device>>(&devices_path(account))?.items)
+        Ok(self.get::<DeviceList>(&devices_path(account))?.items)
     }
 
     /// `GET /api/v1/accounts/{account}/devices/{clientId}`.

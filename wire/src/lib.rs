@@ -1,0 +1,605 @@
+//! `fleetgate-wire`: the JSON shapes of Fleetgate's admin API (API.md), defined once for both
+//! sides. The server (`fleetgate-api`) builds the response shapes from its storage records and
+//! documents them in its OpenAPI description (`ToSchema`); clients (`fleetgate-client`, hence
+//! the CLI and the load tester) decode the same types, so a field cannot drift between what is
+//! served, what is documented and what is read. JSON is camelCase with RFC 3339 UTC timestamps;
+//! a response decoded here and encoded again is the JSON the server sent (the same `null`s, the
+//! same omitted optional fields): the CLI's `--json` output relies on that.
+//!
+//! The problem document of error answers ([`Problem`]) is here for the same reason.
+//!
+//! It owns shapes only: no storage, no HTTP, no validation (the server validates bodies from
+//! raw JSON so that its 422 names each wrong field; the request bodies here are what a client
+//! sends). Secrets (provision passwords, tokens, activation keys) are [`Secret`]s: they reach
+//! the wire but never a `Debug` output.
+
+use std::fmt::{self, Write as _};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A secret string (password, token, activation key): serialized as the plain string, shown as
+/// `<redacted>` by `Debug`, and deliberately without `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that must show or send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(s: String) -> Self {
+        Secret(s)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_string())
+    }
+}
+
+/// Coupling of a device connection (`INHERITED` = the account default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Coupling {
+    /// The account's default.
+    Inherited,
+    /// Any user of the account not reserved to another device.
+    Loose,
+    /// Only the reserved user.
+    Strict,
+}
+
+/// Lifecycle status of a provision request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RequestStatus {
+    /// Never attempted.
+    Created,
+    /// An exchange is in progress.
+    Running,
+    /// The device acknowledged its reply.
+    Completed,
+    /// The last exchange failed.
+    Failed,
+}
+
+/// Outcome of an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// In progress.
+    Running,
+    /// The device acknowledged its reply.
+    Completed,
+    /// The exchange failed.
+    Failed,
+    /// The CONNECT was refused although the credentials matched.
+    Rejected,
+}
+
+/// Severity of a log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogLevel {
+    /// A step.
+    Info,
+    /// Unusual, did not fail the exchange.
+    Warn,
+    /// The reason of a failure.
+    Error,
+}
+
+/// Connection state on the operational endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectionStatus {
+    /// Never seen on the operational endpoint.
+    NeverConnected,
+    /// A session is open.
+    Connected,
+    /// The last session ended.
+    Disconnected,
+}
+
+/// An account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    /// 1 to 64 of `[a-z0-9-]`.
+    pub name: String,
+    /// Minimum length of generated device passwords.
+    pub min_password_length: u16,
+    /// Coupling of device connections whose coupling is `INHERITED`.
+    pub default_coupling: Coupling,
+    /// Creation time.
+    pub created_on: DateTime<Utc>,
+}
+
+/// `GET /accounts`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccountList {
+    /// The accounts the caller may see, by name.
+    pub items: Vec<Account>,
+}
+
+/// A new account token, shown once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    /// Token id (for revocation).
+    pub id: String,
+    /// The bearer token `fgt_ID_SECRET`; stored only as a hash.
+    #[schema(value_type = String)]
+    pub token: Secret,
+}
+
+/// The last refused CONNECT with wrong credentials.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Rejection {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why (never a secret).
+    pub reason: String,
+}
+
+/// A provision request as the API shows it. Write-only fields (`provisionPassword`,
+/// `confirmProvisionPassword`) are never returned.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionRequest {
+    /// Opaque id.
+    pub id: String,
+    /// Target account.
+    pub account: String,
+    /// The device's MQTT client ID.
+    pub client_id: String,
+    /// Provision username the device presents.
+    pub provision_username: String,
+    /// Operational broker URL handed to the device.
+    pub broker_url: String,
+    /// Start of the activation window.
+    pub activates_on: DateTime<Utc>,
+    /// End of the activation window (exclusive); null = never expires.
+    pub expires_on: Option<DateTime<Utc>>,
+    /// Whether the device must present an activation key.
+    pub generate_activation_key: bool,
+    /// Reserve the generated user for this client ID.
+    pub reserve_user: bool,
+    /// Coupling of the device connection.
+    pub connection_coupling: Coupling,
+    /// Grant `vpn:connect` and generate the VPN configuration.
+    pub vpn_access: bool,
+    /// Effective generated password length: max(20, requested, account minimum).
+    pub password_length: u16,
+    /// Additional device configuration (XML), as given.
+    pub additional_configuration: Option<String>,
+    /// Lifecycle status.
+    pub status: RequestStatus,
+    /// `COMPLETED`, or `FAILED` with `expiresOn` passed.
+    pub closed: bool,
+    /// Creation time.
+    pub created_on: DateTime<Utc>,
+    /// Last modification (any field or status).
+    pub modified_on: DateTime<Utc>,
+    /// Last refusal with wrong credentials, or null.
+    pub last_rejection: Option<Rejection>,
+    /// Warnings about the input (reserved properties that will be replaced).
+    pub warnings: Vec<String>,
+    /// The activation key: only in the response that generated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub activation_key: Option<Secret>,
+}
+
+impl ProvisionRequest {
+    /// The update body that keeps every field as it is (the password, write-only, is not
+    /// known: set it with [`ProvisionRequestInput::with_password`]).
+    pub fn to_input(&self) -> ProvisionRequestInput {
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        ProvisionRequestInput {
+            client_id: Some(self.client_id.clone()),
+            provision_username: Some(self.provision_username.clone()),
+            provision_password: None,
+            confirm_provision_password: None,
+            broker_url: Some(self.broker_url.clone()),
+            activates_on: Some(time(&self.activates_on)),
+            expires_on: self.expires_on.as_ref().map(time),
+            generate_activation_key: Some(self.generate_activation_key),
+            reserve_user: Some(self.reserve_user),
+            connection_coupling: Some(self.connection_coupling),
+            vpn_access: Some(self.vpn_access),
+            password_length: Some(u32::from(self.password_length)),
+            additional_configuration: self.additional_configuration.clone(),
+        }
+    }
+}
+
+/// One page of provision requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RequestPage {
+    /// The requests, in creation order.
+    pub items: Vec<ProvisionRequest>,
+    /// Cursor for `after=` to get the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// `POST .../provision-requests/bulk` -> 201.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BulkCreated {
+    /// The created requests, in input order (each with its `activationKey` if generated).
+    pub created: Vec<ProvisionRequest>,
+}
+
+/// One log line of an execution; never a secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Severity.
+    pub level: LogLevel,
+    /// What happened.
+    pub message: String,
+}
+
+/// One attempt of a device against a request. `log` is present on the single-execution
+/// endpoint only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// Opaque id.
+    pub id: String,
+    /// Start time.
+    pub started_on: DateTime<Utc>,
+    /// End time, null while running.
+    pub ended_on: Option<DateTime<Utc>>,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// `3.1.1` or `5.0`.
+    pub protocol: String,
+    /// Peer address `ip:port`.
+    pub peer: String,
+    /// Every step, in order (single-execution endpoint only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Vec<LogLine>>,
+}
+
+/// The executions of a request, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionList {
+    /// Executions without their logs.
+    pub items: Vec<Execution>,
+}
+
+/// A device user of a target account (never its hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    /// `CID@ACCOUNT`.
+    pub username: String,
+    /// e.g. `broker:connect`, `vpn:connect`.
+    pub permissions: Vec<String>,
+    /// The client ID the user is reserved for, or null.
+    pub reserved_for: Option<String>,
+    /// Creation time.
+    pub created_on: DateTime<Utc>,
+}
+
+/// `GET .../users`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserList {
+    /// Users by username.
+    pub items: Vec<User>,
+}
+
+/// A device: its registry entry merged with its device-connection entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Client ID.
+    pub client_id: String,
+    /// Always `ENABLED` today.
+    pub status: String,
+    /// Connection state.
+    pub connection: ConnectionStatus,
+    /// Coupling as requested (`INHERITED` = the account default).
+    pub coupling: Coupling,
+    /// The coupling in force (`INHERITED` resolved against the account default).
+    pub effective_coupling: Coupling,
+    /// The user reserved for this client ID, or null.
+    pub reserved_user: Option<String>,
+    /// When it was last provisioned.
+    pub provisioned_on: DateTime<Utc>,
+    /// The request that provisioned it.
+    pub provision_request_id: String,
+    /// Last successful operational CONNECT, or null.
+    pub last_connected_on: Option<DateTime<Utc>>,
+}
+
+/// `GET .../devices`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DeviceList {
+    /// Devices by client ID.
+    pub items: Vec<Device>,
+}
+
+/// `GET /healthz`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// The problem document (also described in the OpenAPI document).
+// RFC 9457 `application/problem+json`. The server always sends every member (the schema says
+// so); decoding is lenient (`default`) so that any JSON object error body, e.g. from a proxy,
+// still decodes on the client: hence `status` is an `Option` here though the schema requires it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Problem {
+    /// Problem type URI (`about:blank`: the title is the HTTP status text).
+    #[serde(rename = "type", default)]
+    #[schema(required = true)]
+    pub kind: String,
+    /// Short summary (the HTTP status text).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub title: String,
+    /// HTTP status code.
+    #[serde(default)]
+    #[schema(required = true, value_type = u16)]
+    pub status: Option<u16>,
+    /// What went wrong, for humans.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub detail: String,
+    /// Field-level errors (validation and conflicts); empty otherwise.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub errors: Vec<FieldError>,
+}
+
+/// One field error of a [`Problem`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ProblemField)]
+pub struct FieldError {
+    /// Row of a bulk request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// camelCase field name (empty for the whole body).
+    #[serde(default)]
+    #[schema(required = true)]
+    pub field: String,
+    /// What is wrong.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub message: String,
+}
+
+impl Problem {
+    /// The problem as text: `HTTP {status} {title}: {detail}`, then one indented line per field
+    /// error, `[LABEL] field: message`, where `item` names a bulk item from its index.
+    pub fn describe(&self, status: u16, item: &dyn Fn(usize) -> String) -> String {
+        let mut msg = format!("HTTP {status} {}: {}", self.title, self.detail);
+        for e in &self.errors {
+            msg.push_str("\n  ");
+            if let Some(i) = e.index {
+                let _ = write!(msg, "[{}] ", item(i));
+            }
+            if !e.field.is_empty() {
+                let _ = write!(msg, "{}: ", e.field);
+            }
+            msg.push_str(&e.message);
+        }
+        msg
+    }
+}
+
+// ---- Request bodies as a client sends them. The server documents its bodies with their
+// limits in its own input shapes and parses them from raw JSON (so that a wrong type is a 422
+// naming the field): these are deliberately looser, sending exactly what the caller set.
+
+/// `POST /api/v1/accounts` body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    /// 1 to 64 of `[a-z0-9-]`.
+    pub name: String,
+    /// Minimum length of generated device passwords (server default 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_password_length: Option<u32>,
+    /// Coupling of `INHERITED` device connections (server default `LOOSE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_coupling: Option<Coupling>,
+}
+
+/// Create or update body of a provision request. Every field is optional on the wire: the
+/// server validates the body and names each missing or wrong field in its 422, so callers
+/// that relay user input (the CLI) send exactly what they were given. Timestamps are RFC 3339
+/// text for the same reason.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionRequestInput {
+    /// The device's MQTT client ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Provision username the device presents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provision_username: Option<String>,
+    /// Provision password (write-only: required on create and on every update).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provision_password: Option<Secret>,
+    /// Must equal `provision_password`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm_provision_password: Option<Secret>,
+    /// Operational broker URL handed to the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_url: Option<String>,
+    /// Start of the activation window (RFC 3339; default now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activates_on: Option<String>,
+    /// End of the activation window (RFC 3339; default never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_on: Option<String>,
+    /// Require an activation key, returned once in the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generate_activation_key: Option<bool>,
+    /// Reserve the generated user for the client ID (default true).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserve_user: Option<bool>,
+    /// Coupling of the device connection (default `INHERITED`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_coupling: Option<Coupling>,
+    /// Grant VPN access (default false).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpn_access: Option<bool>,
+    /// Length of the generated device password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_length: Option<u32>,
+    /// Additional configuration: Kura configuration XML.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub additional_configuration: Option<String>,
+}
+
+impl ProvisionRequestInput {
+    /// Sets the provision password and its confirmation.
+    pub fn with_password(mut self, password: &str) -> Self {
+        self.provision_password = Some(password.into());
+        self.confirm_provision_password = Some(password.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn request_json() -> Value {
+        json!({
+            "id": "r1", "account": "acme", "clientId": "dev-1", "provisionUsername": "fleet",
+            "brokerUrl": "mqtt://h:1883", "activatesOn": "2026-12-01T17:26:15.123456789Z",
+            "expiresOn": null, "generateActivationKey": true, "reserveUser": true,
+            "connectionCoupling": "INHERITED", "vpnAccess": false, "passwordLength": 32,
+            "additionalConfiguration": null, "status": "CREATED", "closed": false,
+            "createdOn": "2026-12-01T17:26:15Z", "modifiedOn": "2026-12-01T17:26:15.500Z",
+            "lastRejection": {"at": "2026-12-01T17:30:00Z", "reason": "wrong password"},
+            "warnings": [], "activationKey": "KEY-123"
+        })
+    }
+
+    #[test]
+    // Timestamps in chrono's own form (what the server writes): 0, 3, 6 or 9 fraction digits.
+    fn responses_round_trip_to_the_same_json() {
+        let v = request_json();
+        let r: ProvisionRequest = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(r.status, RequestStatus::Created);
+        assert_eq!(r.activation_key.as_ref().unwrap().expose(), "KEY-123");
+        assert_eq!(serde_json::to_value(&r).unwrap(), v);
+        // Without a key, the key stays absent (not null), as the server writes it.
+        let mut v = v;
+        v.as_object_mut().unwrap().remove("activationKey");
+        let r: ProvisionRequest = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), v);
+
+        let e = json!({"id": "e1", "startedOn": "2026-12-01T17:26:15Z", "endedOn": null,
+            "outcome": "RUNNING", "protocol": "3.1.1", "peer": "127.0.0.1:5"});
+        let x: Execution = serde_json::from_value(e.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&x).unwrap(), e);
+        let d = json!({"clientId": "dev-1", "status": "ENABLED", "connection": "NEVER_CONNECTED",
+            "coupling": "INHERITED", "effectiveCoupling": "LOOSE", "reservedUser": "dev-1@acme",
+            "provisionedOn": "2026-12-01T17:26:15Z", "provisionRequestId": "r1",
+            "lastConnectedOn": null});
+        let dev: Device = serde_json::from_value(d.clone()).unwrap();
+        assert_eq!(dev.connection, ConnectionStatus::NeverConnected);
+        assert_eq!(serde_json::to_value(&dev).unwrap(), d);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let r: ProvisionRequest = serde_json::from_value(request_json()).unwrap();
+        let input = r.to_input().with_password("very-secret-pw");
+        let t = TokenCreated {
+            id: "t1".into(),
+            token: "fgt_t1_SECRETSECRET".into(),
+        };
+        let shown = format!("{r:?} {input:?} {t:?}");
+        for secret in ["KEY-123", "very-secret-pw", "SECRETSECRET"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn inputs_send_only_what_is_set() {
+        let v = serde_json::to_value(ProvisionRequestInput {
+            client_id: Some("dev-1".into()),
+            connection_coupling: Some(Coupling::Strict),
+            ..ProvisionRequestInput::default()
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"clientId": "dev-1", "connectionCoupling": "STRICT"})
+        );
+        let v = serde_json::to_value(ProvisionRequestInput::default().with_password("pw")).unwrap();
+        assert_eq!(
+            v,
+            json!({"provisionPassword": "pw", "confirmProvisionPassword": "pw"})
+        );
+        let v = serde_json::to_value(NewAccount {
+            name: "acme".into(),
+            ..NewAccount::default()
+        })
+        .unwrap();
+        assert_eq!(v, json!({"name": "acme"}));
+    }
+
+    #[test]
+    fn update_body_keeps_the_current_fields() {
+        let r: ProvisionRequest = serde_json::from_value(request_json()).unwrap();
+        let v = serde_json::to_value(r.to_input()).unwrap();
+        assert_eq!(v["activatesOn"], "2026-12-01T17:26:15.123456789Z");
+        assert_eq!(v["passwordLength"], 32);
+        assert_eq!(v["generateActivationKey"], true);
+        assert!(v.get("expiresOn").is_none());
+        assert!(v.get("additionalConfiguration").is_none());
+        assert!(v.get("provisionPassword").is_none());
+    }
+
+    #[test]
+    // The server's problem (every member, `index` only on bulk rows) and any other JSON
+    // object error body both decode.
+    fn problems_serialize_in_full_and_decode_leniently() {
+        let p = Problem {
+            kind: "about:blank".into(),
+            title: "Unprocessable Entity".into(),
+            status: Some(422),
+            detail: "1 invalid field".into(),
+            errors: vec![FieldError {
+                index: None,
+                field: "clientId".into(),
+                message: "required".into(),
+            }],
+        };
+        let v = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+            "detail": "1 invalid field",
+            "errors": [{"field": "clientId", "message": "required"}]});
+        assert_eq!(serde_json::to_value(&p).unwrap(), v);
+        assert_eq!(serde_json::from_value::<Problem>(v).unwrap(), p);
+        let other: Problem = serde_json::from_value(json!({"detail": "bad gateway"})).unwrap();
+        assert_eq!(other.status, None);
+        assert_eq!(other.detail, "bad gateway");
+        assert!(other.errors.is_empty());
+    }
+}
