@@ -146,7 +146,7 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
     )
 )]
 pub async fn metrics(req: HttpRequest, app: State<Arc<App>>) -> HttpResponse {
-    let openmetrics = app.metrics.render(&app.store);
+    let openmetrics = app.metrics.render(&app.store, &app.config.data_dir);
     let wants_openmetrics = req
         .headers()
         .get(header::ACCEPT)

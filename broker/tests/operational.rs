@@ -197,7 +197,10 @@ async fn connect_and_registry(v: Version) {
         "kept after disconnect"
     );
     eventually(|| {
-        let text = s.app().metrics.render(&s.app().store);
+        let text = s
+            .app()
+            .metrics
+            .render(&s.app().store, &s.app().config.data_dir);
         text.contains("fleetgate_connections{endpoint=\"operational\"} 0")
             .then_some(())
     })

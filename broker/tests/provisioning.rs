@@ -148,7 +148,10 @@ async fn full_enrollment(v: Version, encoding: Encoding) {
     assert!(!log.contains(&ok.password), "no secret in the log");
     // The session is gone: the connection gauge is back to zero.
     eventually(|| {
-        let text = s.app().metrics.render(&s.app().store);
+        let text = s
+            .app()
+            .metrics
+            .render(&s.app().store, &s.app().config.data_dir);
         text.contains("fleetgate_connections{endpoint=\"provisioning\"} 0")
             .then_some(())
     })

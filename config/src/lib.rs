@@ -472,6 +472,40 @@ pub fn threads_or_cores(setting: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// Every dotted key path of a TOML table.
+    fn key_paths(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let path = format!("{prefix}{k}");
+            match v.as_table() {
+                Some(sub) => key_paths(sub, &format!("{path}."), out),
+                None => out.push(path),
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_configuration_has_every_key_with_its_default() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/fleetgate.toml");
+        let paths = |text: &str| {
+            let mut v = Vec::new();
+            key_paths(&toml::from_str(text).unwrap(), "", &mut v);
+            v.sort();
+            v
+        };
+        let text = std::fs::read_to_string(example).unwrap();
+        assert_eq!(paths(&text), paths(DEFAULTS), "deploy/fleetgate.toml lists every key");
+        let from_example = Config::load(
+            &Overrides {
+                config_file: Some(example.into()),
+                ..Overrides::default()
+            },
+            Vec::new(),
+        )
+        .unwrap();
+        let defaults = Config::load(&Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(from_example, defaults, "deploy/fleetgate.toml shows the defaults");
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()

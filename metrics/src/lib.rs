@@ -6,6 +6,9 @@
 //! methods or through their own observer traits, which it implements. It must not decide
 //! anything nor read the store except to render the request-status gauges at scrape time.
 
+mod process;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -101,12 +104,14 @@ pub struct Metrics {
     pub messages_delivered: Counter,
     /// Messages dropped for a full subscriber queue.
     pub messages_dropped: Counter<u64, AtomicU64>,
+    process: process::ProcessMetrics,
 }
 
 impl Metrics {
-    /// Registers every metric under the `fleetgate` prefix.
+    /// Registers every metric: Fleetgate's under the `fleetgate` prefix, the standard process
+    /// metrics (`process_*`) under their own names.
     pub fn new() -> Arc<Metrics> {
-        let mut registry = Registry::with_prefix("fleetgate");
+        let mut root = Registry::default();
         let m = Metrics {
             connections: Family::default(),
             connect_results: Family::default(),
@@ -121,8 +126,16 @@ impl Metrics {
             requests: Family::default(),
             messages_delivered: Counter::default(),
             messages_dropped: Counter::default(),
+            process: process::ProcessMetrics::default(),
             registry: Registry::default(),
         };
+        m.process.register(&mut root);
+        let registry = root.sub_registry_with_prefix("fleetgate");
+        registry.register(
+            "data_dir_available_bytes",
+            "Free space for Fleetgate on the data dir's filesystem",
+            m.process.data_dir_gauge(),
+        );
         registry.register(
             "connections",
             "Open MQTT connections",
@@ -187,7 +200,10 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             }),
         );
-        Arc::new(Metrics { registry, ..m })
+        Arc::new(Metrics {
+            registry: root,
+            ..m
+        })
     }
 
     /// Counts a CONNECT decision.
@@ -219,8 +235,10 @@ impl Metrics {
         self.commit_batch_size.observe(batch as f64);
     }
 
-    /// The text exposition, with the request gauges refreshed from `store`.
-    pub fn render(&self, store: &Store) -> String {
+    /// The text exposition, with the request gauges refreshed from `store` and the process
+    /// figures and the free space of `data_dir` read now.
+    pub fn render(&self, store: &Store, data_dir: &Path) -> String {
+        self.process.refresh(data_dir);
         if let Ok(counts) = store.read().and_then(|r| r.count_requests_by_status()) {
             for (status, n) in counts {
                 self.requests
