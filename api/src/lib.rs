@@ -146,6 +146,9 @@ pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0;
     )
 )]
 pub async fn metrics(req: HttpRequest, app: State<Arc<App>>) -> HttpResponse {
+    app.metrics
+        .verify_queue
+        .set(i64::try_from(app.hooks.pool().queued()).unwrap_or(i64::MAX));
     let openmetrics = app.metrics.render(&app.store, &app.config.data_dir);
     let wants_openmetrics = req
         .headers()

@@ -112,6 +112,11 @@ impl VerifyPool {
         Duration::from_micros(ahead.saturating_mul(avg_micros) / self.threads)
     }
 
+    /// Jobs waiting for a thread now (for metrics).
+    pub fn queued(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Runs `work` on the pool; resolves to its result, or `Busy` when it could not start in
     /// time. The future is runtime-agnostic.
     pub fn run(

@@ -493,7 +493,11 @@ mod tests {
             v
         };
         let text = std::fs::read_to_string(example).unwrap();
-        assert_eq!(paths(&text), paths(DEFAULTS), "deploy/fleetgate.toml lists every key");
+        assert_eq!(
+            paths(&text),
+            paths(DEFAULTS),
+            "deploy/fleetgate.toml lists every key"
+        );
         let from_example = Config::load(
             &Overrides {
                 config_file: Some(example.into()),
@@ -503,7 +507,10 @@ mod tests {
         )
         .unwrap();
         let defaults = Config::load(&Overrides::default(), Vec::new()).unwrap();
-        assert_eq!(from_example, defaults, "deploy/fleetgate.toml shows the defaults");
+        assert_eq!(
+            from_example, defaults,
+            "deploy/fleetgate.toml shows the defaults"
+        );
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -90,6 +90,8 @@ pub struct Metrics {
     pub verify_duration: Histogram,
     /// Verification cache lookups.
     pub verify_cache: Family<ResultLabel, Counter>,
+    /// Verifications waiting for a pool thread (set at scrape).
+    pub verify_queue: Gauge,
     /// Bans by kind.
     pub bans: Family<ResultLabel, Counter>,
     /// ACL denials.
@@ -119,6 +121,7 @@ impl Metrics {
             enrollment_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             verify_duration: Histogram::new(exponential_buckets(0.001, 2.0, 12)),
             verify_cache: Family::default(),
+            verify_queue: Gauge::default(),
             bans: Family::default(),
             acl_denials: Family::default(),
             commit_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
@@ -165,6 +168,11 @@ impl Metrics {
             "credential_cache",
             "Verification cache lookups",
             m.verify_cache.clone(),
+        );
+        registry.register(
+            "credential_verify_queue_depth",
+            "argon2 verifications waiting for a pool thread",
+            m.verify_queue.clone(),
         );
         registry.register("bans", "Bans after repeated failures", m.bans.clone());
         registry.register("acl_denials", "ACL denials", m.acl_denials.clone());
