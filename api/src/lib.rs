@@ -8,6 +8,10 @@
 //! naming the field) into storage's typed inputs, whose `validate()` applies the field rules.
 //! The API never returns a provision password, a hash, a token other than at its creation, or
 //! an activation key after its creation.
+//!
+//! It must not reach into the MQTT endpoints nor hold rules of its own: provision passwords are
+//! verified and hashed through the hooks' pool, previews come from `fleetgate-exchange`, field
+//! rules from storage's `validate()`, and the JSON shapes are `fleetgate-wire`'s.
 
 pub mod accounts;
 pub mod dto;
