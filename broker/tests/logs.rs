@@ -60,8 +60,24 @@ struct Server {
 
 impl Server {
     /// Starts the binary with `args` after `serve` and `env` on top of a clean environment (no
-    /// inherited `FLEETGATE_*`), and waits for its admin listener line.
+    /// inherited `FLEETGATE_*`), and waits for its admin listener line. A port that
+    /// [`free_port`] found free can be taken by a parallel test before the server binds it:
+    /// then it tries again on new ports, as crash.rs does.
     fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        for attempt in 1..=3 {
+            match Server::try_start(args, env) {
+                Ok(server) => return server,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => {
+                    eprintln!("a port was taken before fleetgate bound it; retrying:\n{log}");
+                }
+                Err(log) => panic!("the server exited early:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One start; `Err(stderr)` when the server exits before its admin listener line.
+    fn try_start(args: &[&str], env: &[(&str, &str)]) -> Result<Server, String> {
         let dir = tempfile::tempdir().unwrap();
         let (pp, op, ap) = (free_port(), free_port(), free_port());
         let prov: SocketAddr = format!("127.0.0.1:{pp}").parse().unwrap();
@@ -101,10 +117,11 @@ impl Server {
         loop {
             let log = server.log();
             if log.contains("admin API (HTTP) accepting connections") {
-                break server;
+                break Ok(server);
             }
             if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the server exited early ({status}):\n{log}");
+                server.child = None;
+                break Err(format!("exit status {status}:\n{}", server.log()));
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
