@@ -6,6 +6,8 @@
 //! description cannot drift from what is served. Errors are `application/problem+json`
 //! ([`error::ApiError`]); bodies are parsed from raw JSON by [`input`] (a wrong type is a 422
 //! naming the field) into storage's typed inputs, whose `validate()` applies the field rules.
+//! Every route, the 405 answers and the catch-all 404 run inside [`request_id::RequestId`]: a
+//! request id and a tracing span per request, returned as `X-Request-Id`.
 //! The API never returns a provision password, a hash, a token other than at its creation, or
 //! an activation key after its creation.
 //!
@@ -20,6 +22,7 @@ pub mod extract;
 pub mod input;
 pub mod openapi;
 pub mod records;
+pub mod request_id;
 pub mod requests;
 
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use ntex::web::{self, DefaultError, HttpRequest, HttpResponse};
 
 use error::ApiError;
 use fleetgate_app::App;
+use request_id::RequestId;
 
 /// Declares the route table once: `ROUTES` (method, path) for checks and documentation, and
 /// the registration used by [`configure`].
@@ -77,7 +81,8 @@ type Resource = (
 );
 
 /// Registers every route of [`ROUTES`] (one resource per path, answering 405 problem+json with
-/// `Allow` for other methods) and a catch-all 404 problem+json. The caller provides the
+/// `Allow` for other methods) and a catch-all 404 problem+json, each wrapped in
+/// [`request_id::RequestId`] (per resource, so the log names the route template). The caller provides the
 /// `Arc<App>` state: `App::new().state(app).configure(api::configure)`.
 pub fn configure(cfg: &mut web::ServiceConfig<DefaultError>) {
     // (path, methods, routes) in first-declaration order.
@@ -101,12 +106,21 @@ pub fn configure(cfg: &mut web::ServiceConfig<DefaultError>) {
         for route in routes {
             resource = resource.route(route);
         }
-        cfg.service(resource.default_service(web::to(move || {
-            let allow = allow.clone();
-            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
-        })));
+        cfg.service(
+            resource
+                .default_service(web::to(move || {
+                    let allow = allow.clone();
+                    async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
+                }))
+                .middleware(RequestId::new(path)),
+        );
     }
-    cfg.service(web::resource("/{tail}*").to(not_found));
+    const CATCH_ALL: &str = "/{tail}*";
+    cfg.service(
+        web::resource(CATCH_ALL)
+            .to(not_found)
+            .middleware(RequestId::new(CATCH_ALL)),
+    );
 }
 
 /// The catch-all: 404 problem+json.

@@ -1,10 +1,13 @@
-//! `fleetgate`: `serve` runs the broker; `config` prints the effective configuration; the other
-//! commands are clients of the admin API.
+//! `fleetgate`: `serve` runs the broker; `config` prints the effective configuration;
+//! `completions` and `man` print shell completions and the man page generated from this very
+//! clap definition (so they cannot drift from the flags); the other commands are clients of the
+//! admin API.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use fleetgate_config::{Config, Overrides};
 
 #[derive(Parser)]
@@ -17,11 +20,38 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker: provisioning and operational MQTT endpoints and the admin API.
-    Serve(ServeArgs),
+    Serve(Serve),
     /// Print the effective configuration (secrets redacted).
     Config(ServeArgs),
+    /// Print a shell completion script for SHELL on stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
     #[command(flatten)]
     Client(fleetgate_cli::ClientCommand),
+}
+
+/// `serve`: the configuration flags plus how to log.
+#[derive(Args)]
+struct Serve {
+    #[command(flatten)]
+    args: ServeArgs,
+    /// Log line format: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, env = "FLEETGATE_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// The format of the log lines on stderr.
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's JSON formatter).
+    Json,
 }
 
 #[derive(Args)]
@@ -60,24 +90,58 @@ impl ServeArgs {
     }
 }
 
-fn init_logging() {
+/// The filter when `FLEETGATE_LOG` is unset: Fleetgate's own lines at info, but ntex's
+/// internals (arbiters starting and stopping, accept loops pausing) only when something is
+/// wrong, since an operator cannot act on them. `ntex` covers every `ntex_*` crate because
+/// EnvFilter matches targets by prefix. `FLEETGATE_LOG` replaces the whole filter.
+const DEFAULT_LOG_FILTER: &str = "info,ntex=warn";
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FLEETGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The request span's fields (id, method, path) go into each line, so a shipper can
+        // group an API request's lines without parsing text.
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+/// Writes the completion script of the whole command line for `shell` to stdout.
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    // Into a buffer first: clap_complete panics on a failed write (`| head` closing the pipe),
+    // while a write to stdout here is an ordinary error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "fleetgate", &mut script);
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes the man page (roff) of the whole command line to stdout.
+fn print_man() -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    out.flush()?;
+    Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => {
-            init_logging();
-            args.load().and_then(fleetgate::server::serve)
+        Command::Serve(serve) => {
+            init_logging(serve.log_format);
+            serve.args.load().and_then(fleetgate::server::serve)
         }
         Command::Config(args) => args.load().map(|c| print!("{}", c.redacted())),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man => print_man(),
         Command::Client(c) => fleetgate_cli::run(c),
     };
     match result {
