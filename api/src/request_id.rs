@@ -7,7 +7,10 @@
 //! (without the query string) and the route template are logged: never a header value other
 //! than the id, nor a body, since bodies carry passwords and headers carry tokens.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use fleetgate_app::App;
 
 use ntex::http::header::{HeaderName, HeaderValue};
 use ntex::service::cfg::SharedCfg;
@@ -80,9 +83,15 @@ where
             method = %req.method(),
             path = %req.path(),
         );
+        let metrics = req.app_state::<Arc<App>>().map(|app| app.metrics.clone());
+        let method = req.method().clone();
         let started = Instant::now();
         let result = ctx.call(&self.service, req).instrument(span.clone()).await;
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let took = started.elapsed();
+        let duration_ms = took.as_secs_f64() * 1000.0;
+        if let (Some(metrics), Ok(res)) = (&metrics, &result) {
+            metrics.http_request(self.route, method.as_str(), res.status().as_u16(), took);
+        }
         let _entered = span.enter();
         match result {
             Ok(mut res) => {

@@ -1800,6 +1800,30 @@ fn metrics_and_health() {
         .find(|(n, _)| n == "fleetgate_requests{status=\"CREATED\"}")
         .unwrap_or_else(|| panic!("{}", r.body));
     assert!((created.1 - 1.0).abs() < f64::EPSILON);
+    // The API's own requests, by route template (not path), method and status.
+    let count = |labels: &str| {
+        samples
+            .iter()
+            .find(|(n, _)| n == &format!("fleetgate_http_requests_total{{{labels}}}"))
+            .map(|(_, v)| *v)
+    };
+    let created_request =
+        r#"route="/api/v1/accounts/{account}/provision-requests",method="POST",status="201""#;
+    assert_eq!(count(created_request), Some(1.0), "{}", r.body);
+    assert!(samples.iter().any(|(n, v)| n
+        .starts_with(r#"fleetgate_http_request_duration_seconds_count{route="/api/v1/accounts/{account}/provision-requests"}"#)
+        && *v >= 1.0));
+    for (name, _) in &samples {
+        assert!(!name.contains("dev-1"), "paths never become labels: {name}");
+    }
+    // The standard process metrics sit beside Fleetgate's own.
+    for name in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(samples.iter().any(|(n, v)| n == name && *v > 0.0), "{name}");
+    }
     // OpenMetrics on request.
     let mut req = ureq::http::Request::builder()
         .uri(format!("{}/metrics", s.admin_url()))

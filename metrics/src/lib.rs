@@ -63,6 +63,24 @@ pub struct StatusLabel {
     pub status: &'static str,
 }
 
+/// Labels of an admin-API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route's path template (`/api/v1/accounts/{account}`): bounded, unlike paths.
+    pub route: &'static str,
+    /// HTTP method.
+    pub method: String,
+    /// Status code.
+    pub status: u16,
+}
+
+/// `route` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route's path template.
+    pub route: &'static str,
+}
+
 /// `result` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -106,6 +124,10 @@ pub struct Metrics {
     pub messages_delivered: Counter,
     /// Messages dropped for a full subscriber queue.
     pub messages_dropped: Counter<u64, AtomicU64>,
+    /// Admin-API requests by route, method and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Admin-API request latency by route, seconds.
+    pub http_duration: Family<RouteLabel, Histogram>,
     process: process::ProcessMetrics,
 }
 
@@ -129,6 +151,10 @@ impl Metrics {
             requests: Family::default(),
             messages_delivered: Counter::default(),
             messages_dropped: Counter::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
             process: process::ProcessMetrics::default(),
             registry: Registry::default(),
         };
@@ -202,6 +228,16 @@ impl Metrics {
             m.messages_dropped.clone(),
         );
         registry.register(
+            "http_requests",
+            "Admin API requests by route, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Admin API request latency by route",
+            m.http_duration.clone(),
+        );
+        registry.register(
             "build",
             "Build information",
             Info::new(BuildLabels {
@@ -228,6 +264,20 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// Counts an admin-API request and observes its latency.
+    pub fn http_request(&self, route: &'static str, method: &str, status: u16, took: Duration) {
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route,
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.http_duration
+            .get_or_create(&RouteLabel { route })
+            .observe(took.as_secs_f64());
     }
 
     /// Counts an ACL denial.
