@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Load, RunOptions};
+use crate::ramp::Ramp;
 use crate::stats::{Failure, FailureKind, Outcome, Stats};
 
 /// What a run produced.
@@ -53,6 +54,7 @@ where
     ));
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
+    let start = Instant::now();
     let collector = {
         let counters = counters.clone();
         tokio::spawn(async move {
@@ -63,12 +65,12 @@ where
                 } else {
                     counters.completed.fetch_add(1, Ordering::Relaxed);
                 }
-                stats.record(&outcome);
+                // Timed when the collector sees it: the channel adds microseconds, not seconds.
+                stats.record_at(start.elapsed(), &outcome);
             }
             stats
         })
     };
-    let start = Instant::now();
     let finished = Arc::new(AtomicBool::new(false));
     let progress = options.progress.then(|| {
         tokio::spawn(progress_line(
@@ -79,8 +81,13 @@ where
         ))
     });
 
-    match options.load {
-        Load::Closed { concurrency } => {
+    let schedule = match &options.load {
+        Load::Closed { .. } => None,
+        Load::Open { rate } => Some(Ramp::constant(*rate)),
+        Load::Ramp(ramp) => Some(ramp.clone()),
+    };
+    match (&options.load, schedule) {
+        (&Load::Closed { concurrency }, _) => {
             let next = Arc::new(AtomicUsize::new(0));
             let mut workers = JoinSet::new();
             for _ in 0..concurrency.clamp(1, n.max(1)) {
@@ -104,12 +111,14 @@ where
             }
             while workers.join_next().await.is_some() {}
         }
-        Load::Open { rate } => {
+        (_, Some(schedule)) => {
             let mut stop = stop_rx.clone();
             let mut i = 0usize;
             while i < n && !*stop.borrow() {
-                // Device i is due at i / rate seconds; start every device already due.
-                let due = ((start.elapsed().as_secs_f64() * rate) as usize + 1).min(n);
+                // Device i is due when the schedule's arrivals reach i (at i / rate seconds for
+                // a constant rate); start every device already due.
+                let due =
+                    ((schedule.arrivals_by(start.elapsed().as_secs_f64())) as usize + 1).min(n);
                 while i < due {
                     counters.started.fetch_add(1, Ordering::Relaxed);
                     let (fut, tx, stop) = (device(i), tx.clone(), stop_rx.clone());
@@ -121,13 +130,14 @@ where
                 if i >= n {
                     break;
                 }
-                let at = start + Duration::from_secs_f64(i as f64 / rate);
+                let at = start + Duration::from_secs_f64(schedule.time_of_arrival(i as f64));
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.into()) => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
             }
         }
+        (_, None) => unreachable!("every open load has a schedule"),
     }
     // Every device task holds a sender; the collector ends when the last one finishes.
     drop(tx);
@@ -140,11 +150,15 @@ where
         let _ = p.await;
     }
     let started = counters.started.load(Ordering::Relaxed);
+    let never_started = (n as u64).saturating_sub(started);
     stats.record_failure(
         FailureKind::Timeout,
         "the run ended (--duration or interrupt) before the device started",
-        (n as u64).saturating_sub(started),
+        never_started,
     );
+    stats
+        .timeline
+        .record_failures(elapsed, FailureKind::Timeout, never_started);
     RunResult {
         stats,
         attempted: n as u64,
