@@ -250,7 +250,10 @@ impl Report {
             .enumerate()
             .map(|(i, b)| Interval {
                 start_s: i as f64 * width,
-                width_s: width,
+                // The last interval usually ends with the run, part-way through: its rate is
+                // per second of the part covered (at least half a second, so a few stragglers
+                // in the last milliseconds do not plot as a spike).
+                width_s: (duration_s - i as f64 * width).clamp(width.min(0.5), width),
                 completed: b.completed,
                 failures: b.failures.iter().map(|(k, v)| (k.key(), *v)).collect(),
                 latency_ms: (0..scenario.phases().len()).map(|p| b.phase(p)).collect(),
@@ -692,6 +695,44 @@ mod tests {
             r.to_table().contains("topic acme/{client_id}/cycle"),
             "{}",
             r.to_table()
+        );
+    }
+
+    #[test]
+    fn timeline_intervals_and_histogram() {
+        let mut stats = Stats::new(4);
+        for ms in [0u64, 500, 1500, 2100] {
+            let phases = [None, None, Some(Duration::from_millis(1 + ms / 100)), None];
+            stats.record_at(
+                Duration::from_millis(ms),
+                &Outcome {
+                    phases,
+                    failure: None,
+                },
+            );
+        }
+        let mut r = enroll_report();
+        r = Report::build(
+            Scenario::Enroll,
+            r.config.clone(),
+            Protocol::V5,
+            4,
+            &stats,
+            2.2,
+            ServerMetrics::default(),
+        );
+        let widths: Vec<f64> = r.timeline.iter().map(|i| i.width_s).collect();
+        // The last second is covered for 0.2 s only: counted as half a second.
+        assert_eq!(widths, [1.0, 1.0, 0.5]);
+        assert_eq!(r.timeline[0].completed, 2);
+        assert!(r.timeline[1].latency_ms[2].is_some());
+        assert!(r.timeline[1].latency_ms[0].is_none());
+        let bins: u64 = r.latency_histogram.iter().map(|b| b.count).sum();
+        assert_eq!(bins, 4);
+        assert!(
+            r.latency_histogram
+                .windows(2)
+                .all(|w| w[0].high_ms <= w[1].low_ms * 1.0001)
         );
     }
 
