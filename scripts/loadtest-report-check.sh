@@ -101,7 +101,7 @@ if "no regression" not in " ".join(compare.text):
 EOF
 
 if [[ -n "$SCREENSHOT" ]]; then
-    chrome --hide-scrollbars --window-size=1100,2600 --screenshot="$SCREENSHOT" \
+    chrome --hide-scrollbars --window-size=1100,3300 --screenshot="$SCREENSHOT" \
         "file://$WORK/report.html" >/dev/null
     [[ -s "$SCREENSHOT" ]] || die "no screenshot written to $SCREENSHOT"
     echo "== screenshot: $SCREENSHOT"
