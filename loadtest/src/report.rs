@@ -737,6 +737,49 @@ mod tests {
     }
 
     #[test]
+    fn table_shows_derived_server_figures_not_buckets() {
+        let mut r = enroll_report();
+        for (key, before, after) in [
+            (
+                "fleetgate_storage_commit_duration_seconds_bucket{le=\"0.001\"}",
+                0.0,
+                90.0,
+            ),
+            (
+                "fleetgate_storage_commit_duration_seconds_bucket{le=\"0.01\"}",
+                0.0,
+                100.0,
+            ),
+            (
+                "fleetgate_storage_commit_duration_seconds_bucket{le=\"+Inf\"}",
+                0.0,
+                100.0,
+            ),
+            (
+                "fleetgate_storage_commit_duration_seconds_count",
+                0.0,
+                100.0,
+            ),
+            ("fleetgate_storage_commit_duration_seconds_sum", 0.0, 0.1),
+        ] {
+            r.server.metrics_before.insert(key.into(), before);
+            r.server.metrics_after.insert(key.into(), after);
+        }
+        let t = r.to_table();
+        assert!(!t.contains("_bucket"), "{t}");
+        assert!(
+            t.contains("fleetgate_storage_commit_duration_seconds  100 observed, mean 1 ms, p50 0.556 ms, p99 9.100 ms"),
+            "{t}"
+        );
+        // The JSON keeps the raw samples.
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["server"]["metrics_after"]["fleetgate_storage_commit_duration_seconds_bucket{le=\"0.01\"}"],
+            100.0
+        );
+    }
+
+    #[test]
     fn separate_operational_phase_rate() {
         let mut r = enroll_report();
         r.operational_per_second = Some(5123.456);
