@@ -13,7 +13,10 @@ use crate::config::{
     BrokerAddr, Credentials, CycleConfig, DEFAULT_CYCLE_TOPIC, Encoding, EnrollConfig, Load,
     OperationalPhase, Protocol, RunOptions, new_run_id, validate_run_id, validate_topic_template,
 };
+use crate::error::Error;
+use crate::ramp::Ramp;
 use crate::report::Report;
+use crate::{compare, html};
 
 /// Exit status: every device completed.
 pub const EXIT_OK: u8 = 0;
@@ -39,6 +42,25 @@ pub enum Command {
     Enroll(EnrollArgs),
     /// Connect, subscribe to an own topic, publish to it, receive, disconnect.
     Cycle(CycleArgs),
+    /// Compare two JSON reports: exit 1 when throughput fell or p99 rose by more than the limit.
+    Compare(CompareArgs),
+}
+
+/// `compare` flags.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The reference report (`--json` of an earlier run).
+    #[arg(value_name = "BASELINE.json")]
+    pub baseline: PathBuf,
+    /// The report to judge.
+    #[arg(value_name = "CURRENT.json")]
+    pub current: PathBuf,
+    /// Also write the comparison as a self-contained HTML page.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Allowed fall of throughput and rise of the end-to-end p99, in percent.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0, value_parser = parse_percent)]
+    pub max_regression: f64,
 }
 
 /// MQTT protocol version on the command line.
@@ -101,12 +123,16 @@ impl From<OperationalPhaseArg> for OperationalPhase {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Closed model: this many clients in flight [default: 100].
-    #[arg(long, value_name = "C", conflicts_with = "rate",
+    #[arg(long, value_name = "C", conflicts_with_all = ["rate", "ramp"],
           value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: Option<u64>,
     /// Open model: this many arrivals per second, each at its scheduled time.
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    #[arg(long, value_name = "R", value_parser = parse_rate, conflicts_with = "ramp")]
     pub rate: Option<f64>,
+    /// Open model with a changing rate: `seconds:rate` points, linear in between, the last
+    /// rate held (e.g. `0:100,30:2000,60:2000`).
+    #[arg(long, value_name = "SPEC", value_parser = Ramp::parse)]
+    pub ramp: Option<Ramp>,
     /// MQTT protocol version.
     #[arg(long, value_enum, default_value = "5")]
     pub protocol: ProtocolArg,
@@ -123,6 +149,9 @@ pub struct CommonArgs {
     /// Write the JSON report to FILE (instead of printing the table).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write a self-contained HTML report with plots to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Exit 0 even when some clients failed.
     #[arg(long)]
     pub allow_failures: bool,
@@ -231,6 +260,13 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err("a percentage, 0 or more".into()),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1e9 => Ok(Duration::from_secs_f64(v)),
@@ -261,15 +297,18 @@ fn parse_run_id(s: &str) -> Result<String, String> {
 pub struct Output {
     /// `--json FILE`.
     pub json: Option<PathBuf>,
+    /// `--html FILE`.
+    pub html: Option<PathBuf>,
     /// `--allow-failures`.
     pub allow_failures: bool,
 }
 
 impl CommonArgs {
     fn run_options(&self, progress: bool) -> RunOptions {
-        let load = match (self.rate, self.concurrency) {
-            (Some(rate), _) => Load::Open { rate },
-            (None, c) => Load::Closed {
+        let load = match (&self.ramp, self.rate, self.concurrency) {
+            (Some(ramp), _, _) => Load::Ramp(ramp.clone()),
+            (None, Some(rate), _) => Load::Open { rate },
+            (None, None, c) => Load::Closed {
                 concurrency: c.unwrap_or(100) as usize,
             },
         };
@@ -288,6 +327,7 @@ impl CommonArgs {
     fn output(&self) -> Output {
         Output {
             json: self.json.clone(),
+            html: self.html.clone(),
             allow_failures: self.allow_failures,
         }
     }
@@ -342,14 +382,26 @@ impl CycleArgs {
     }
 }
 
-/// Refuses a `--json` path that cannot be written, before the run rather than after it.
+impl Output {
+    /// The first output file that cannot be written, as an error message.
+    fn unwritable(&self) -> Option<String> {
+        [("--json", &self.json), ("--html", &self.html)]
+            .into_iter()
+            .find_map(|(flag, path)| {
+                let path = path.as_deref()?;
+                check_writable(path).err().map(|e| format!("{flag} {e}"))
+            })
+    }
+}
+
+/// Refuses an output path that cannot be written, before the run rather than after it.
 fn check_writable(path: &Path) -> Result<(), String> {
     if path.exists() {
         std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .map(|_| ())
-            .map_err(|e| format!("--json {}: {e}", path.display()))
+            .map_err(|e| format!("{}: {e}", path.display()))
     } else {
         let parent = path
             .parent()
@@ -359,7 +411,7 @@ fn check_writable(path: &Path) -> Result<(), String> {
             Ok(())
         } else {
             Err(format!(
-                "--json {}: directory {} does not exist",
+                "{}: directory {} does not exist",
                 path.display(),
                 parent.display()
             ))
@@ -369,6 +421,10 @@ fn check_writable(path: &Path) -> Result<(), String> {
 
 /// Runs the parsed command line and returns the process exit status.
 pub fn run(cli: Cli) -> ExitCode {
+    if let Command::Compare(args) = &cli.command {
+        // No runtime needed: two files in, a table (and a page) out.
+        return ExitCode::from(run_compare(args));
+    }
     let progress = std::io::stderr().is_terminal();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -383,7 +439,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let (result, output) = match cli.command {
         Command::Enroll(args) => {
             let (config, output) = args.into_config(progress);
-            if let Some(e) = output.json.as_deref().and_then(|p| check_writable(p).err()) {
+            if let Some(e) = output.unwritable() {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_SETUP);
             }
@@ -391,12 +447,13 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Cycle(args) => {
             let (config, output) = args.into_config(progress);
-            if let Some(e) = output.json.as_deref().and_then(|p| check_writable(p).err()) {
+            if let Some(e) = output.unwritable() {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_SETUP);
             }
             (runtime.block_on(crate::run_cycle(&config)), output)
         }
+        Command::Compare(_) => unreachable!("compare returned before the runtime was built"),
     };
     // Lingering disconnects are bounded; do not wait for them.
     runtime.shutdown_background();
@@ -409,7 +466,48 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Emits the report (JSON file or table) and decides the exit status.
+/// `compare`: prints the table, writes `--html`, and returns 0 (no regression), 1
+/// (regression) or 2 (unreadable or mismatched input, unwritable `--html`).
+pub fn run_compare(args: &CompareArgs) -> u8 {
+    let compared = compare::load(&args.baseline).and_then(|baseline| {
+        let current = compare::load(&args.current)?;
+        compare::compare(
+            &baseline,
+            &args.baseline.display().to_string(),
+            &current,
+            &args.current.display().to_string(),
+            args.max_regression,
+        )
+    });
+    let comparison = match compared {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    print!("{}", comparison.to_table());
+    if let Some(path) = &args.html
+        && let Err(e) = write_file(path, &html::comparison(&comparison))
+    {
+        eprintln!("error: {e}");
+        return EXIT_SETUP;
+    }
+    if comparison.regressions.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURES
+    }
+}
+
+fn write_file(path: &Path, content: &str) -> Result<(), Error> {
+    std::fs::write(path, content).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Emits the report (JSON file or table, and the HTML page) and decides the exit status.
 pub fn finish(report: &Report, output: &Output) -> u8 {
     if !report.first_failures.is_empty() {
         eprintln!("first failure of each kind:");
@@ -427,6 +525,13 @@ pub fn finish(report: &Report, output: &Output) -> u8 {
             eprintln!("report written to {}", path.display());
         }
         None => print!("{}", report.to_table()),
+    }
+    if let Some(path) = &output.html {
+        if let Err(e) = write_file(path, &html::report(report)) {
+            eprintln!("error: {e}");
+            return EXIT_SETUP;
+        }
+        eprintln!("HTML report written to {}", path.display());
     }
     exit_status(report, output.allow_failures)
 }
@@ -464,7 +569,7 @@ mod tests {
         let args: Vec<&str> = ENROLL.iter().chain(extra.iter()).copied().collect();
         match parse(&args)?.command {
             Command::Enroll(a) => Ok(a.into_config(false)),
-            Command::Cycle(_) => unreachable!(),
+            Command::Cycle(_) | Command::Compare(_) => unreachable!(),
         }
     }
 
@@ -523,6 +628,7 @@ mod tests {
             out,
             Output {
                 json: None,
+                html: None,
                 allow_failures: false
             }
         );
@@ -692,6 +798,70 @@ mod tests {
             let err = topic(&["--topic", bad]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ramp_flag() {
+        let (c, out) = enroll(&["--ramp", "0:100,30:2000,60:2000", "--html", "r.html"]).unwrap();
+        assert_eq!(
+            c.run.load,
+            Load::Ramp(Ramp::parse("0:100,30:2000,60:2000").unwrap())
+        );
+        assert_eq!(c.run.load.ramp().as_deref(), Some("0:100,30:2000,60:2000"));
+        assert_eq!(out.html, Some(PathBuf::from("r.html")));
+        for other in [&["--rate", "5"][..], &["--concurrency", "5"]] {
+            let args: Vec<&str> = ["--ramp", "0:1"].iter().chain(other).copied().collect();
+            let err = enroll(&args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{other:?}");
+            assert_eq!(err.exit_code(), 2);
+        }
+        for bad in ["", "10:100", "0:100,0:50", "0:100,5:0", "0:abc"] {
+            let err = enroll(&["--ramp", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+            assert!(err.to_string().contains("bad ramp"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn compare_command_line() {
+        let cli = parse(&["compare", "a.json", "b.json"]).unwrap();
+        let Command::Compare(args) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(args.baseline, PathBuf::from("a.json"));
+        assert_eq!(args.current, PathBuf::from("b.json"));
+        assert_eq!(args.max_regression, 10.0);
+        assert_eq!(args.html, None);
+        let cli = parse(&[
+            "compare",
+            "a.json",
+            "b.json",
+            "--html",
+            "c.html",
+            "--max-regression",
+            "2.5",
+        ])
+        .unwrap();
+        let Command::Compare(args) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(args.max_regression, 2.5);
+        assert_eq!(args.html, Some(PathBuf::from("c.html")));
+        assert_eq!(
+            parse(&["compare", "a.json", "b.json", "--max-regression", "-1"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(parse(&["compare", "a.json"]).unwrap_err().exit_code(), 2);
+        // Unreadable input is exit 2, before any comparison.
+        let args = CompareArgs {
+            baseline: "/nonexistent/a.json".into(),
+            current: "/nonexistent/b.json".into(),
+            html: None,
+            max_regression: 10.0,
+        };
+        assert_eq!(run_compare(&args), EXIT_SETUP);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::ramp::Ramp;
+
 /// MQTT protocol version spoken by the simulated clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -92,7 +94,7 @@ impl OperationalPhase {
 }
 
 /// The arrival model.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Load {
     /// Closed model: this many devices in flight; the next starts when one finishes.
     Closed {
@@ -105,6 +107,8 @@ pub enum Load {
         /// Arrivals per second.
         rate: f64,
     },
+    /// Open model with an arrival rate that changes over time (`--ramp`).
+    Ramp(Ramp),
 }
 
 impl Load {
@@ -112,15 +116,23 @@ impl Load {
     pub fn concurrency(&self) -> Option<usize> {
         match self {
             Load::Closed { concurrency } => Some(*concurrency),
-            Load::Open { .. } => None,
+            Load::Open { .. } | Load::Ramp(_) => None,
         }
     }
 
-    /// The arrival rate for the report (`null` in the closed model).
+    /// The constant arrival rate for the report (`null` in the closed model and with a ramp).
     pub fn rate(&self) -> Option<f64> {
         match self {
-            Load::Closed { .. } => None,
+            Load::Closed { .. } | Load::Ramp(_) => None,
             Load::Open { rate } => Some(*rate),
+        }
+    }
+
+    /// The ramp for the report (`--ramp` only).
+    pub fn ramp(&self) -> Option<String> {
+        match self {
+            Load::Ramp(r) => Some(r.to_string()),
+            Load::Closed { .. } | Load::Open { .. } => None,
         }
     }
 }

@@ -91,6 +91,7 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
             rate: config.run.load.rate(),
             protocol: config.run.protocol.as_str().to_string(),
             topic: config.topic.clone(),
+            ramp: config.run.load.ramp(),
         },
         config.run.protocol,
         result.attempted,

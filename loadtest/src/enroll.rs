@@ -258,6 +258,7 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
             credentials: config.credentials.as_str().to_string(),
             operational: config.operational,
             operational_phase: config.run.operational_phase.as_str().to_string(),
+            ramp: config.run.load.ramp(),
         },
         config.run.protocol,
         result.attempted,
@@ -343,7 +344,8 @@ async fn operational_phase(
     .await;
     let secs = result.elapsed.as_secs_f64();
     let rate = (secs > 0.0).then(|| result.stats.completed as f64 / secs);
-    enrolled.stats.merge(&result.stats);
+    // The reconnects happened after the enrollment phase: plot them there.
+    enrolled.stats.merge_after(&result.stats, enrolled.elapsed);
     (secs, (enroll_rate, rate))
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::config::Protocol;
+use crate::server::{self, Figure};
 use crate::stats::{FailureKind, Percentiles, Stats};
 
 /// Which scenario produced a report.
@@ -41,6 +42,12 @@ impl Scenario {
             Scenario::Enroll => "enrollments_per_second",
             Scenario::Cycle => "cycles_per_second",
         }
+    }
+
+    /// Index of the end-to-end phase (`enrollment`, `total`): the one compared and plotted as
+    /// a histogram.
+    pub fn end_to_end_phase(self) -> usize {
+        2
     }
 
     /// Latency phases, in report order.
@@ -80,6 +87,9 @@ pub enum ReportConfig {
         /// `"inline"` (reconnect right after each enrollment) or `"separate"` (a second timed
         /// phase after every device enrolled).
         operational_phase: String,
+        /// Open-model `--ramp` (`seconds:rate,...`); absent from the JSON without one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ramp: Option<String>,
     },
     /// `cycle`.
     Cycle {
@@ -93,6 +103,9 @@ pub enum ReportConfig {
         protocol: String,
         /// The `--topic` template (`{client_id}` not substituted).
         topic: String,
+        /// Open-model `--ramp` (`seconds:rate,...`); absent from the JSON without one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ramp: Option<String>,
     },
 }
 
@@ -143,6 +156,62 @@ pub struct Report {
     pub server: ServerMetrics,
     /// The first failure detail of each reason (stderr only, not in the JSON).
     pub first_failures: BTreeMap<String, String>,
+    /// The run over time, for the HTML report (not in the JSON).
+    pub timeline: Vec<Interval>,
+    /// Histogram of the end-to-end phase (`enrollment`, `total`) for the HTML report.
+    pub latency_histogram: Vec<HistogramBin>,
+}
+
+/// One interval of the run's timeline (one second, or more in very long runs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    /// Start, seconds after the run's start.
+    pub start_s: f64,
+    /// Length in seconds.
+    pub width_s: f64,
+    /// Devices that completed in it.
+    pub completed: u64,
+    /// Devices that failed in it, by report key.
+    pub failures: BTreeMap<String, u64>,
+    /// Latency percentiles per phase (scenario order) of the devices that ended in it.
+    pub latency_ms: Vec<Option<Percentiles>>,
+}
+
+/// One bar of a latency histogram: samples in `[low_ms, high_ms)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistogramBin {
+    /// Lower bound in ms.
+    pub low_ms: f64,
+    /// Upper bound in ms.
+    pub high_ms: f64,
+    /// Samples.
+    pub count: u64,
+}
+
+/// Bars of [`latency_bins`].
+const HISTOGRAM_BINS: usize = 30;
+
+/// Log-spaced bins from the smallest to the largest sample of `h` (microseconds).
+pub fn latency_bins(h: &hdrhistogram::Histogram<u64>) -> Vec<HistogramBin> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let (lo, hi) = (h.min().max(1) as f64, (h.max().max(1) as f64) * 1.001);
+    let ratio = (hi / lo).max(1.0001);
+    let step = ratio.ln() / HISTOGRAM_BINS as f64;
+    let mut bins: Vec<HistogramBin> = (0..HISTOGRAM_BINS)
+        .map(|i| HistogramBin {
+            low_ms: lo * (step * i as f64).exp() / 1000.0,
+            high_ms: lo * (step * (i + 1) as f64).exp() / 1000.0,
+            count: 0,
+        })
+        .collect();
+    for v in h.iter_recorded() {
+        let x = (v.value_iterated_to().max(1) as f64 / lo).ln() / step;
+        let i = (x.max(0.0) as usize).min(HISTOGRAM_BINS - 1);
+        bins[i].count += v.count_since_last_iteration();
+    }
+    bins
 }
 
 impl Report {
@@ -174,6 +243,26 @@ impl Report {
         for (kind, n) in &stats.failures {
             *failures.entry(kind.key()).or_insert(0) += n;
         }
+        let timeline = stats.timeline.buckets();
+        let width = stats.timeline.width_s() as f64;
+        let timeline = timeline
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Interval {
+                start_s: i as f64 * width,
+                // The last interval usually ends with the run, part-way through: its rate is
+                // per second of the part covered (at least half a second, so a few stragglers
+                // in the last milliseconds do not plot as a spike).
+                width_s: (duration_s - i as f64 * width).clamp(width.min(0.5), width),
+                completed: b.completed,
+                failures: b.failures.iter().map(|(k, v)| (k.key(), *v)).collect(),
+                latency_ms: (0..scenario.phases().len()).map(|p| b.phase(p)).collect(),
+            })
+            .collect();
+        let latency_histogram = stats
+            .phase_histogram(scenario.end_to_end_phase())
+            .map(latency_bins)
+            .unwrap_or_default();
         let latency_ms = scenario
             .phases()
             .iter()
@@ -204,6 +293,53 @@ impl Report {
                 .iter()
                 .map(|(k, v)| (k.key(), v.clone()))
                 .collect(),
+            timeline,
+            latency_histogram,
+        }
+    }
+
+    /// The derived server figures of the metrics that changed (see [`crate::server`]).
+    pub fn server_figures(&self) -> Vec<Figure> {
+        server::derive(
+            &self.server.metrics_before,
+            &self.server.metrics_after,
+            self.duration_s,
+        )
+    }
+
+    /// One line describing the configuration.
+    pub fn config_text(&self) -> String {
+        match &self.config {
+            ReportConfig::Enroll {
+                concurrency,
+                rate,
+                protocol,
+                encoding,
+                credentials,
+                operational,
+                operational_phase,
+                ramp,
+                ..
+            } => format!(
+                "{}, protocol {protocol}, encoding {encoding}, {credentials} credentials{}",
+                load_text(*concurrency, *rate, ramp.as_deref()),
+                if *operational {
+                    format!(", operational reconnect ({operational_phase})")
+                } else {
+                    String::new()
+                }
+            ),
+            ReportConfig::Cycle {
+                concurrency,
+                rate,
+                protocol,
+                topic,
+                ramp,
+                ..
+            } => format!(
+                "{}, protocol {protocol}, topic {topic}",
+                load_text(*concurrency, *rate, ramp.as_deref())
+            ),
         }
     }
 
@@ -217,36 +353,7 @@ impl Report {
         let mut out = String::new();
         let w = &mut out;
         let _ = writeln!(w, "scenario      {}", self.scenario.as_str());
-        let config = match &self.config {
-            ReportConfig::Enroll {
-                concurrency,
-                rate,
-                protocol,
-                encoding,
-                credentials,
-                operational,
-                operational_phase,
-                ..
-            } => format!(
-                "{}, protocol {protocol}, encoding {encoding}, {credentials} credentials{}",
-                load_text(*concurrency, *rate),
-                if *operational {
-                    format!(", operational reconnect ({operational_phase})")
-                } else {
-                    String::new()
-                }
-            ),
-            ReportConfig::Cycle {
-                concurrency,
-                rate,
-                protocol,
-                topic,
-                ..
-            } => format!(
-                "{}, protocol {protocol}, topic {topic}",
-                load_text(*concurrency, *rate)
-            ),
-        };
+        let config = self.config_text();
         let _ = writeln!(w, "config        {config}");
         let _ = writeln!(
             w,
@@ -298,27 +405,25 @@ impl Report {
                 }
             }
         }
-        let changed: Vec<(&String, f64, f64)> = self
-            .server
-            .metrics_after
-            .iter()
-            .filter_map(|(k, after)| {
-                let before = self.server.metrics_before.get(k).copied().unwrap_or(0.0);
-                (before != *after).then_some((k, before, *after))
-            })
-            .collect();
-        if !changed.is_empty() {
+        let figures = self.server_figures();
+        if !figures.is_empty() {
             let _ = writeln!(w);
-            let _ = writeln!(w, "server metrics that changed (before -> after):");
-            for (k, before, after) in changed {
-                let _ = writeln!(w, "  {k}  {before} -> {after}");
+            let _ = writeln!(
+                w,
+                "server metrics that changed (derived; raw values in --json):"
+            );
+            for f in figures {
+                let _ = writeln!(w, "  {}", f.text());
             }
         }
         out
     }
 }
 
-fn load_text(concurrency: Option<u64>, rate: Option<f64>) -> String {
+fn load_text(concurrency: Option<u64>, rate: Option<f64>, ramp: Option<&str>) -> String {
+    if let Some(ramp) = ramp {
+        return format!("open model, ramp {ramp} (seconds:arrivals/s)");
+    }
     match (concurrency, rate) {
         (_, Some(rate)) => format!("open model, {rate} arrivals/s"),
         (Some(c), None) => format!("closed model, concurrency {c}"),
@@ -405,6 +510,7 @@ mod tests {
                 credentials: "shared".into(),
                 operational: false,
                 operational_phase: "inline".into(),
+                ramp: None,
             },
             Protocol::V5,
             12,
@@ -547,6 +653,7 @@ mod tests {
                 rate: Some(50.0),
                 protocol: "3.1.1".into(),
                 topic: "acme/{client_id}/cycle".into(),
+                ramp: None,
             },
             Protocol::V311,
             1,
@@ -588,6 +695,87 @@ mod tests {
             r.to_table().contains("topic acme/{client_id}/cycle"),
             "{}",
             r.to_table()
+        );
+    }
+
+    #[test]
+    fn timeline_intervals_and_histogram() {
+        let mut stats = Stats::new(4);
+        for ms in [0u64, 500, 1500, 2100] {
+            let phases = [None, None, Some(Duration::from_millis(1 + ms / 100)), None];
+            stats.record_at(
+                Duration::from_millis(ms),
+                &Outcome {
+                    phases,
+                    failure: None,
+                },
+            );
+        }
+        let mut r = enroll_report();
+        r = Report::build(
+            Scenario::Enroll,
+            r.config.clone(),
+            Protocol::V5,
+            4,
+            &stats,
+            2.2,
+            ServerMetrics::default(),
+        );
+        let widths: Vec<f64> = r.timeline.iter().map(|i| i.width_s).collect();
+        // The last second is covered for 0.2 s only: counted as half a second.
+        assert_eq!(widths, [1.0, 1.0, 0.5]);
+        assert_eq!(r.timeline[0].completed, 2);
+        assert!(r.timeline[1].latency_ms[2].is_some());
+        assert!(r.timeline[1].latency_ms[0].is_none());
+        let bins: u64 = r.latency_histogram.iter().map(|b| b.count).sum();
+        assert_eq!(bins, 4);
+        assert!(
+            r.latency_histogram
+                .windows(2)
+                .all(|w| w[0].high_ms <= w[1].low_ms * 1.0001)
+        );
+    }
+
+    #[test]
+    fn table_shows_derived_server_figures_not_buckets() {
+        let mut r = enroll_report();
+        for (key, before, after) in [
+            (
+                "fleetgate_storage_commit_duration_seconds_bucket{le=\"0.001\"}",
+                0.0,
+                90.0,
+            ),
+            (
+                "fleetgate_storage_commit_duration_seconds_bucket{le=\"0.01\"}",
+                0.0,
+                100.0,
+            ),
+            (
+                "fleetgate_storage_commit_duration_seconds_bucket{le=\"+Inf\"}",
+                0.0,
+                100.0,
+            ),
+            (
+                "fleetgate_storage_commit_duration_seconds_count",
+                0.0,
+                100.0,
+            ),
+            ("fleetgate_storage_commit_duration_seconds_sum", 0.0, 0.1),
+        ] {
+            r.server.metrics_before.insert(key.into(), before);
+            r.server.metrics_after.insert(key.into(), after);
+        }
+        let t = r.to_table();
+        assert!(!t.contains("_bucket"), "{t}");
+        assert!(
+            t.contains("fleetgate_storage_commit_duration_seconds  100 observed, mean 1 ms, p50 0.556 ms, p99 9.100 ms"),
+            "{t}"
+        );
+        // The JSON keeps the raw samples.
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(
+            v["server"]["metrics_after"]["fleetgate_storage_commit_duration_seconds_bucket{le=\"0.01\"}"],
+            100.0
         );
     }
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{Load, RunOptions};
+use crate::ramp::Ramp;
 use crate::stats::{Failure, FailureKind, Outcome, Stats};
 
 /// What a run produced.
@@ -53,6 +54,7 @@ where
     ));
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Outcome>();
+    let start = Instant::now();
     let collector = {
         let counters = counters.clone();
         tokio::spawn(async move {
@@ -63,12 +65,12 @@ where
                 } else {
                     counters.completed.fetch_add(1, Ordering::Relaxed);
                 }
-                stats.record(&outcome);
+                // Timed when the collector sees it: the channel adds microseconds, not seconds.
+                stats.record_at(start.elapsed(), &outcome);
             }
             stats
         })
     };
-    let start = Instant::now();
     let finished = Arc::new(AtomicBool::new(false));
     let progress = options.progress.then(|| {
         tokio::spawn(progress_line(
@@ -79,8 +81,9 @@ where
         ))
     });
 
-    match options.load {
-        Load::Closed { concurrency } => {
+    // The open models run on an arrival schedule; the closed one runs its workers here.
+    let schedule = match &options.load {
+        &Load::Closed { concurrency } => {
             let next = Arc::new(AtomicUsize::new(0));
             let mut workers = JoinSet::new();
             for _ in 0..concurrency.clamp(1, n.max(1)) {
@@ -103,29 +106,33 @@ where
                 });
             }
             while workers.join_next().await.is_some() {}
+            None
         }
-        Load::Open { rate } => {
-            let mut stop = stop_rx.clone();
-            let mut i = 0usize;
-            while i < n && !*stop.borrow() {
-                // Device i is due at i / rate seconds; start every device already due.
-                let due = ((start.elapsed().as_secs_f64() * rate) as usize + 1).min(n);
-                while i < due {
-                    counters.started.fetch_add(1, Ordering::Relaxed);
-                    let (fut, tx, stop) = (device(i), tx.clone(), stop_rx.clone());
-                    tokio::spawn(async move {
-                        let _ = tx.send(until_stopped(fut, stop).await);
-                    });
-                    i += 1;
-                }
-                if i >= n {
-                    break;
-                }
-                let at = start + Duration::from_secs_f64(i as f64 / rate);
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = stop.wait_for(|s| *s) => break,
-                }
+        Load::Open { rate } => Some(Ramp::constant(*rate)),
+        Load::Ramp(ramp) => Some(ramp.clone()),
+    };
+    if let Some(schedule) = schedule {
+        let mut stop = stop_rx.clone();
+        let mut i = 0usize;
+        while i < n && !*stop.borrow() {
+            // Device i is due when the schedule's arrivals reach i (at i / rate seconds for
+            // a constant rate); start every device already due.
+            let due = ((schedule.arrivals_by(start.elapsed().as_secs_f64())) as usize + 1).min(n);
+            while i < due {
+                counters.started.fetch_add(1, Ordering::Relaxed);
+                let (fut, tx, stop) = (device(i), tx.clone(), stop_rx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(until_stopped(fut, stop).await);
+                });
+                i += 1;
+            }
+            if i >= n {
+                break;
+            }
+            let at = start + Duration::from_secs_f64(schedule.time_of_arrival(i as f64));
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = stop.wait_for(|s| *s) => break,
             }
         }
     }
@@ -140,11 +147,15 @@ where
         let _ = p.await;
     }
     let started = counters.started.load(Ordering::Relaxed);
+    let never_started = (n as u64).saturating_sub(started);
     stats.record_failure(
         FailureKind::Timeout,
         "the run ended (--duration or interrupt) before the device started",
-        (n as u64).saturating_sub(started),
+        never_started,
     );
+    stats
+        .timeline
+        .record_failures(elapsed, FailureKind::Timeout, never_started);
     RunResult {
         stats,
         attempted: n as u64,
@@ -289,6 +300,23 @@ mod tests {
         let elapsed = t0.elapsed();
         assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
         assert!(elapsed >= Duration::from_millis(390), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn a_ramp_starts_devices_on_its_schedule() {
+        // 0 -> 200/s over 0.5 s: 50 arrivals by 0.5 s, then 200/s: 60 devices need ~0.55 s.
+        let t0 = Instant::now();
+        let r = run(
+            60,
+            1,
+            &options(Load::Ramp(Ramp::parse("0:0,0.5:200").unwrap()), None),
+            |_| async { ok(1) },
+        )
+        .await;
+        assert_eq!(r.stats.completed, 60);
+        let elapsed = t0.elapsed();
+        assert!(elapsed >= Duration::from_millis(530), "{elapsed:?}");
+        assert!(elapsed < Duration::from_millis(2000), "{elapsed:?}");
     }
 
     #[tokio::test]

@@ -1,4 +1,5 @@
-//! Per-device outcomes, failure reasons and latency histograms.
+//! Per-device outcomes, failure reasons and latency histograms, for the whole run and over
+//! time ([`Timeline`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -138,10 +139,149 @@ pub fn percentiles(h: &Histogram<u64>) -> Option<Percentiles> {
     })
 }
 
+/// Time buckets a [`Timeline`] keeps at most; past it, neighbours merge and the width doubles.
+pub const MAX_BUCKETS: usize = 600;
+
+/// Per-bucket histograms: 2 significant figures from 1 us to one hour is plenty for a plot and
+/// keeps one phase's histogram of one bucket at a few kilobytes.
+fn new_bucket_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static histogram bounds are valid")
+}
+
+/// What ended within one time bucket of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bucket {
+    /// Devices that completed.
+    pub completed: u64,
+    /// Devices that failed, by reason.
+    pub failures: BTreeMap<FailureKind, u64>,
+    /// Latencies per phase of the devices that ended in the bucket (`None`: no sample).
+    phases: Vec<Option<Histogram<u64>>>,
+}
+
+impl Bucket {
+    /// Percentiles of phase `index` in this bucket.
+    pub fn phase(&self, index: usize) -> Option<Percentiles> {
+        self.phases.get(index)?.as_ref().and_then(percentiles)
+    }
+
+    fn add(&mut self, other: &Bucket) {
+        self.completed += other.completed;
+        for (k, v) in &other.failures {
+            *self.failures.entry(*k).or_insert(0) += v;
+        }
+        if self.phases.len() < other.phases.len() {
+            self.phases.resize(other.phases.len(), None);
+        }
+        for (a, b) in self.phases.iter_mut().zip(&other.phases) {
+            match (a.as_mut(), b) {
+                // Same bounds on both sides, so addition cannot fail.
+                (Some(a), Some(b)) => {
+                    let _ = a.add(b);
+                }
+                (None, Some(b)) => *a = Some(b.clone()),
+                (_, None) => {}
+            }
+        }
+    }
+}
+
+/// Outcomes over time, by when they ended: one-second buckets, each with its own per-phase
+/// HdrHistograms (2 significant figures). Memory is bounded: when a run outlasts
+/// [`MAX_BUCKETS`] buckets, neighbouring buckets merge and the width doubles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    width_s: u64,
+    buckets: Vec<Bucket>,
+}
+
+impl Default for Timeline {
+    fn default() -> Timeline {
+        Timeline {
+            width_s: 1,
+            buckets: Vec::new(),
+        }
+    }
+}
+
+impl Timeline {
+    /// Width of each bucket in seconds (1 unless the run was long).
+    pub fn width_s(&self) -> u64 {
+        self.width_s
+    }
+
+    /// The buckets, the first starting at the run's start.
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
+    }
+
+    fn bucket_at(&mut self, at: Duration) -> &mut Bucket {
+        let mut index = (at.as_secs() / self.width_s) as usize;
+        while index >= MAX_BUCKETS {
+            self.coarsen();
+            index = (at.as_secs() / self.width_s) as usize;
+        }
+        if self.buckets.len() <= index {
+            self.buckets.resize(index + 1, Bucket::default());
+        }
+        &mut self.buckets[index]
+    }
+
+    /// Halves the resolution: buckets 2k and 2k+1 become bucket k.
+    fn coarsen(&mut self) {
+        let old = std::mem::take(&mut self.buckets);
+        for pair in old.chunks(2) {
+            let mut merged = pair[0].clone();
+            if let Some(second) = pair.get(1) {
+                merged.add(second);
+            }
+            self.buckets.push(merged);
+        }
+        self.width_s *= 2;
+    }
+
+    /// Records an outcome that ended `at` after the start.
+    pub fn record(&mut self, at: Duration, outcome: &Outcome) {
+        let bucket = self.bucket_at(at);
+        for (i, sample) in outcome.phases.iter().enumerate() {
+            if let Some(d) = sample {
+                if bucket.phases.len() <= i {
+                    bucket.phases.resize(i + 1, None);
+                }
+                bucket.phases[i]
+                    .get_or_insert_with(new_bucket_histogram)
+                    .saturating_record((d.as_micros() as u64).max(1));
+            }
+        }
+        match &outcome.failure {
+            None => bucket.completed += 1,
+            Some(f) => *bucket.failures.entry(f.kind).or_insert(0) += 1,
+        }
+    }
+
+    /// Counts `n` failures of `kind` at `at`.
+    pub fn record_failures(&mut self, at: Duration, kind: FailureKind, n: u64) {
+        if n > 0 {
+            *self.bucket_at(at).failures.entry(kind).or_insert(0) += n;
+        }
+    }
+
+    /// Adds `other`, whose time 0 is `offset` after this timeline's (a later phase of the
+    /// same run).
+    pub fn merge(&mut self, other: &Timeline, offset: Duration) {
+        for (i, b) in other.buckets.iter().enumerate() {
+            let at = offset + Duration::from_secs(i as u64 * other.width_s);
+            self.bucket_at(at).add(b);
+        }
+    }
+}
+
 /// Aggregated outcomes of a run. One collector owns it, so recording takes no lock.
 #[derive(Debug, Clone)]
 pub struct Stats {
     phases: Vec<Histogram<u64>>,
+    /// The same outcomes over time.
+    pub timeline: Timeline,
     /// Devices that completed every phase.
     pub completed: u64,
     /// Devices that failed (sum of `failures`).
@@ -163,10 +303,18 @@ impl Stats {
             failed: 0,
             failures: BTreeMap::new(),
             first_failure: BTreeMap::new(),
+            timeline: Timeline::default(),
         }
     }
 
-    /// Records one outcome. Phase latencies count even when a later phase failed (a device
+    /// Records one outcome that ended `at` after the run's start, in the totals and the
+    /// timeline.
+    pub fn record_at(&mut self, at: Duration, outcome: &Outcome) {
+        self.record(outcome);
+        self.timeline.record(at, outcome);
+    }
+
+    /// Records one outcome in the totals only (not the timeline). Phase latencies count even when a later phase failed (a device
     /// refused at the operational reconnect still enrolled).
     pub fn record(&mut self, outcome: &Outcome) {
         for (h, sample) in self.phases.iter_mut().zip(outcome.phases.iter()) {
@@ -192,8 +340,14 @@ impl Stats {
             .or_insert_with(|| detail.to_string());
     }
 
-    /// Merges another collector's statistics (same phases).
+    /// Merges another collector's statistics (same phases) that started at the same time.
     pub fn merge(&mut self, other: &Stats) {
+        self.merge_after(other, Duration::ZERO);
+    }
+
+    /// Merges the statistics of a later phase of the run that started `offset` after this one.
+    pub fn merge_after(&mut self, other: &Stats, offset: Duration) {
+        self.timeline.merge(&other.timeline, offset);
         for (a, b) in self.phases.iter_mut().zip(other.phases.iter()) {
             // Same bounds on both sides, so addition cannot fail.
             let _ = a.add(b);
@@ -211,6 +365,11 @@ impl Stats {
     /// Percentiles of phase `index` (`None` when nothing was recorded or no such phase).
     pub fn phase(&self, index: usize) -> Option<Percentiles> {
         self.phases.get(index).and_then(percentiles)
+    }
+
+    /// The whole-run histogram of phase `index` (microseconds).
+    pub fn phase_histogram(&self, index: usize) -> Option<&Histogram<u64>> {
+        self.phases.get(index)
     }
 }
 
@@ -282,5 +441,56 @@ mod tests {
         assert_eq!(a.first_failure[&FailureKind::Connack(0x86)], "refused");
         assert!(a.phase(0).is_some());
         assert!(a.phase(3).is_none());
+    }
+
+    fn ok_ms(ms: u64) -> Outcome {
+        Outcome {
+            phases: [Some(Duration::from_millis(ms)), None, None, None],
+            failure: None,
+        }
+    }
+
+    #[test]
+    fn timeline_buckets_by_second() {
+        let mut s = Stats::new(1);
+        s.record_at(Duration::from_millis(100), &ok_ms(5));
+        s.record_at(Duration::from_millis(900), &ok_ms(7));
+        s.record_at(Duration::from_millis(2500), &ok_ms(50));
+        s.timeline
+            .record_failures(Duration::from_millis(2600), FailureKind::Timeout, 3);
+        let t = &s.timeline;
+        assert_eq!(t.width_s(), 1);
+        assert_eq!(t.buckets().len(), 3);
+        assert_eq!(t.buckets()[0].completed, 2);
+        assert_eq!(t.buckets()[1].completed, 0);
+        assert!(t.buckets()[1].phase(0).is_none());
+        let p = t.buckets()[2].phase(0).unwrap();
+        assert!((p.p50 - 50.0).abs() < 1.0, "{p:?}");
+        assert_eq!(t.buckets()[2].failures[&FailureKind::Timeout], 3);
+        assert_eq!(s.completed, 3);
+    }
+
+    #[test]
+    fn timeline_memory_is_bounded() {
+        let mut t = Timeline::default();
+        for sec in 0..(3 * MAX_BUCKETS as u64) {
+            t.record(Duration::from_secs(sec), &ok_ms(1));
+        }
+        assert!(t.buckets().len() <= MAX_BUCKETS);
+        assert_eq!(t.width_s(), 4);
+        let total: u64 = t.buckets().iter().map(|b| b.completed).sum();
+        assert_eq!(total, 3 * MAX_BUCKETS as u64);
+    }
+
+    #[test]
+    fn a_later_phase_merges_at_its_offset() {
+        let mut a = Stats::new(1);
+        a.record_at(Duration::ZERO, &ok_ms(1));
+        let mut b = Stats::new(1);
+        b.record_at(Duration::ZERO, &ok_ms(1));
+        a.merge_after(&b, Duration::from_secs(3));
+        assert_eq!(a.timeline.buckets().len(), 4);
+        assert_eq!(a.timeline.buckets()[3].completed, 1);
+        assert_eq!(a.completed, 2);
     }
 }

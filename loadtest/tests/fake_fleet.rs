@@ -743,3 +743,135 @@ async fn many_devices() {
         report.first_failures
     );
 }
+
+/// Runs the binary (blocking, so the in-process fleet keeps serving) and returns its exit
+/// status and stdout.
+async fn loadtest_bin(args: Vec<String>) -> (i32, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetgate-loadtest"))
+            .args(&args)
+            .env_remove("FLEETGATE_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// The binary end to end: two runs (constant rate and a ramp) write `--json` and `--html`,
+/// then `compare` judges them both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_reports_and_compare_from_the_command_line() {
+    let s = stack(Sabotage::default()).await;
+    let dir = std::env::temp_dir().join(format!(
+        "loadtest-report-{}",
+        fleetgate_loadtest::config::new_run_id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).display().to_string();
+    let run = |load: [&str; 2], name: &str| {
+        let mut args: Vec<String> = [
+            "enroll",
+            "--api",
+            &s.api,
+            "--token",
+            "T",
+            "--account",
+            "acme",
+            "--provisioning",
+            &format!("mqtt://{}", s.provisioning),
+            "--operational-broker",
+            &format!("mqtt://{}", s.operational),
+            "--devices",
+            "60",
+            "--source-addresses",
+            "2",
+            "--run-id",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(fleetgate_loadtest::config::new_run_id());
+        args.extend(load.iter().map(|a| a.to_string()));
+        args.extend([
+            "--json".into(),
+            path(&format!("{name}.json")),
+            "--html".into(),
+            path(&format!("{name}.html")),
+        ]);
+        loadtest_bin(args)
+    };
+    let (code, _) = run(["--rate", "200"], "base").await;
+    assert_eq!(code, 0);
+    let (code, _) = run(["--ramp", "0:100,0.2:300"], "ramp").await;
+    assert_eq!(code, 0);
+
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(path("ramp.json")).unwrap()).unwrap();
+    assert_eq!(json["config"]["ramp"], "0:100,0.2:300");
+    assert_eq!(json["config"]["rate"], Value::Null);
+    assert_eq!(json["devices"]["completed"], 60);
+    let html = std::fs::read_to_string(path("base.html")).unwrap();
+    for chart in [
+        "id=\"completions\"",
+        "id=\"latency-enrollment\"",
+        "id=\"failures\"",
+        "id=\"histogram\"",
+    ] {
+        assert!(html.contains(chart), "{chart}");
+    }
+    assert!(html.contains("fleetgate_fake_created_total{account=&quot;acme&quot;}  +60"));
+
+    // Generous limit: two runs of a fake on a shared machine vary a lot.
+    let (code, table) = loadtest_bin(vec![
+        "compare".into(),
+        path("base.json"),
+        path("ramp.json"),
+        "--max-regression".into(),
+        "100000".into(),
+        "--html".into(),
+        path("compare.html"),
+    ])
+    .await;
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains("enrollments_per_second"), "{table}");
+    assert!(table.contains("no regression"), "{table}");
+    assert!(
+        std::fs::read_to_string(path("compare.html"))
+            .unwrap()
+            .contains("latency_ms.enrollment.p99")
+    );
+
+    // The same run with half the throughput is a regression.
+    let mut slower = json.clone();
+    slower["enrollments_per_second"] =
+        (json["enrollments_per_second"].as_f64().unwrap() / 2.0).into();
+    std::fs::write(path("slower.json"), slower.to_string()).unwrap();
+    let (code, table) = loadtest_bin(vec![
+        "compare".into(),
+        path("ramp.json"),
+        path("slower.json"),
+    ])
+    .await;
+    assert_eq!(code, 1, "{table}");
+    assert!(
+        table.contains("REGRESSION: throughput fell by 50.0%"),
+        "{table}"
+    );
+
+    std::fs::write(path("broken.json"), "{").unwrap();
+    let (code, _) = loadtest_bin(vec![
+        "compare".into(),
+        path("broken.json"),
+        path("ramp.json"),
+    ])
+    .await;
+    assert_eq!(code, 2);
+    let (code, _) = run(["--ramp", "5:100"], "bad").await;
+    assert_eq!(code, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
