@@ -88,6 +88,7 @@ impl App {
             source,
         })?;
         let db_file = config.data_dir.join(fleetgate_storage::DB_FILE);
+        let new_db = !db_file.exists();
         let metrics = Metrics::new();
         let observer_metrics = metrics.clone();
         let observer: CommitObserver = Arc::new(move |n, d| observer_metrics.commit(n, d));
@@ -100,12 +101,16 @@ impl App {
             Some(observer),
         )
         .map_err(AppError::Open)?;
-        std::fs::set_permissions(&db_file, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| AppError::DataDir {
-                path: db_file.clone(),
-                source,
-            },
-        )?;
+        if new_db {
+            std::fs::set_permissions(&db_file, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| AppError::DataDir {
+                    path: db_file.clone(),
+                    source,
+                },
+            )?;
+        } else {
+            warn_if_shared(&db_file);
+        }
         if store.write(ops::ensure_provisioning_account(
             config.provisioning.account.clone(),
             clock.now(),
@@ -209,11 +214,30 @@ fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
     f.write_all(b"\n")
 }
 
-/// Creates the data directory if needed and makes it private to the service's user (0700): it
-/// holds the database and possibly the admin token.
+/// Creates the data directory, private to the service's user (0700): it holds the hashes of
+/// secrets and the execution logs. An existing one is left as the operator set it, with a
+/// warning when group or others may read it (API.md "Running").
 fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.exists() {
+        warn_if_shared(dir);
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Warns when `path` is accessible to group or others.
+fn warn_if_shared(path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "accessible to group or others; it holds the hashes of secrets: make it private (chmod go-rwx)"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,5 +256,46 @@ mod tests {
         assert_eq!(mode(&dir.join(fleetgate_storage::DB_FILE)), 0o600);
         assert_eq!(mode(&dir.join(ADMIN_TOKEN_FILE)), 0o600);
         app.store.close();
+    }
+
+    /// A tracing writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_existing_shared_data_dir_is_left_alone_with_a_warning() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("data");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut config = Config::load(&fleetgate_config::Overrides::default(), Vec::new()).unwrap();
+        config.data_dir = dir.clone();
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let app = tracing::subscriber::with_default(subscriber, || {
+            App::open(config, Arc::new(fleetgate_auth_hook::SystemClock)).unwrap()
+        });
+        app.store.close();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "the operator's choice is not changed");
+        let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            log.contains("WARN") && log.contains("accessible to group or others"),
+            "{log}"
+        );
     }
 }
