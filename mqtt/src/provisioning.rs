@@ -113,12 +113,6 @@ fn millis(duration: Duration) -> Millis {
     Millis(u32::try_from(duration.as_millis()).unwrap_or(u32::MAX))
 }
 
-/// A configured number of seconds as a duration (saturating: the config is validated, and an
-/// out-of-range value means "for ever" rather than a panic in an exchange).
-fn secs(seconds: f64) -> Duration {
-    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
-}
-
 impl Conn {
     /// The ACL hook's answer for this session.
     fn may(&self, action: Action<'_>) -> bool {
@@ -141,8 +135,8 @@ impl Conn {
             settings: Settings {
                 account: &config.provisioning.account,
                 vpn_client_pid: &config.provisioning.vpn_client_pid,
-                reply_timeout: secs(config.provisioning.reply_timeout),
-                linger: secs(config.provisioning.linger),
+                reply_timeout: Config::secs(config.provisioning.reply_timeout),
+                linger: Config::secs(config.provisioning.linger),
             },
             session: fleetgate_exchange::Session {
                 request_id: &self.ident().request_id,
