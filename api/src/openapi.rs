@@ -90,7 +90,7 @@ pub fn described_routes() -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{input, requests};
+    use crate::input;
     use fleetgate_storage::validate::MIN_PASSWORD_LENGTH;
     use serde_json::{Value, json};
 
@@ -259,7 +259,7 @@ mod tests {
             );
         }
         let requests = &doc["components"]["schemas"]["BulkInput"]["properties"]["requests"];
-        assert_eq!(requests["maxItems"], json!(requests::MAX_BULK));
+        assert_eq!(requests["maxItems"], json!(fleetgate_wire::MAX_BULK_ITEMS));
         assert_eq!(requests["minItems"], json!(1));
         let list = &doc["paths"]["/api/v1/accounts/{account}/provision-requests"]["get"];
         let limit = list["parameters"]
@@ -268,6 +268,9 @@ mod tests {
             .iter()
             .find(|p| p["name"] == "limit")
             .unwrap();
-        assert_eq!(limit["schema"]["maximum"], json!(requests::MAX_LIMIT));
+        assert_eq!(
+            limit["schema"]["maximum"],
+            json!(fleetgate_wire::MAX_PAGE_SIZE)
+        );
     }
 }

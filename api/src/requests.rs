@@ -28,13 +28,10 @@ use super::error::{ApiError, Problem};
 use super::extract::{ExecutionPath, IdPath, JsonBody, Target};
 use super::input;
 use fleetgate_app::App;
+use fleetgate_wire::{MAX_BULK_ITEMS, MAX_PAGE_SIZE};
 
-/// Most requests in one bulk call.
-pub const MAX_BULK: usize = 10_000;
 /// Default page size of the request listing.
 pub const DEFAULT_LIMIT: usize = 100;
-/// Largest page size of the request listing.
-pub const MAX_LIMIT: usize = 1000;
 /// Length of a generated activation key.
 pub const ACTIVATION_KEY_LENGTH: usize = 32;
 /// How often a write is retried after the provision user changed under it.
@@ -327,11 +324,11 @@ pub async fn bulk_create(
             ));
         }
     };
-    if rows.is_empty() || rows.len() > MAX_BULK {
+    if rows.is_empty() || rows.len() > MAX_BULK_ITEMS {
         return Err(ApiError::invalid(
             "requests",
             format!(
-                "must hold 1 to {MAX_BULK} requests (it holds {})",
+                "must hold 1 to {MAX_BULK_ITEMS} requests (it holds {})",
                 rows.len()
             ),
         ));
@@ -390,10 +387,10 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
             },
             "clientId" if !v.is_empty() => q.client_id = Some(v),
             "limit" if !v.is_empty() => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => q.limit = n,
+                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => q.limit = n,
                 _ => errors.push(FieldError::new(
                     "limit",
-                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                    format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
                 )),
             },
             "after" if !v.is_empty() => {

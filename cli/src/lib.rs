@@ -19,9 +19,6 @@ use fleetgate_client::types::{
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-/// Most requests per bulk call (the API's limit).
-pub const BULK_CHUNK: usize = fleetgate_client::MAX_BULK_ITEMS;
-
 /// Options of every client command.
 #[derive(Args, Clone, Debug)]
 #[command(next_help_heading = "Client options")]
@@ -732,7 +729,7 @@ fn request(
             // The rows go as they were read, so the server names each wrong field.
             let bodies: Vec<&Value> = rows.iter().map(|r| &r.body).collect();
             let created = api
-                .bulk_create(&account, &bodies, BULK_CHUNK)
+                .bulk_create(&account, &bodies, fleetgate_client::MAX_BULK_ITEMS)
                 .map_err(|e| bulk_error(e, &rows))?;
             let created = created
                 .iter()

@@ -30,14 +30,13 @@ use types::{
     Secret, TokenCreated, User, UserList, encode,
 };
 
-/// Most provision requests the bulk endpoint takes per call.
-pub const MAX_BULK_ITEMS: usize = 10_000;
+pub use fleetgate_wire::MAX_BULK_ITEMS;
 /// Largest bulk request body sent (the server's default body limit is 1 MiB).
 pub const MAX_BULK_BODY: usize = 1_000_000;
 /// Largest answer read: a page or a bulk answer of 10,000 requests stays far below it.
 const MAX_ANSWER: u64 = 1 << 30;
-/// Page size used by [`Client::all_requests`] (the API's maximum).
-const PAGE: usize = 1000;
+/// Page size used by [`Client::all_requests`]: the API's maximum.
+const PAGE: usize = fleetgate_wire::MAX_PAGE_SIZE;
 
 /// The result of a client call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -19,6 +19,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Most provision requests one bulk call may hold (API.md): the server refuses more, the
+/// client splits larger batches.
+pub const MAX_BULK_ITEMS: usize = 10_000;
+/// Largest page of the provision-request listing (`limit`).
+pub const MAX_PAGE_SIZE: usize = 1000;
+
 /// A secret string (password, token, activation key): serialized as the plain string, shown as
 /// `<redacted>` by `Debug`, and deliberately without `Display`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
