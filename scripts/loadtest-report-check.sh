@@ -29,14 +29,8 @@ trap 'status=$?; set +e; stop fleetgate "$FG_PID";
 
 command -v chromium >/dev/null || apt_install chromium
 
-echo "== building fleetgate and fleetgate-loadtest"
-cd "$ROOT"
-cargo build --quiet -p fleetgate -p fleetgate-loadtest
-
 echo "== fleetgate with a ramped enrollment (--html, --json)"
-FLEETGATE_AUTH_ARGON2_M_COST=64 FLEETGATE_AUTH_ARGON2_T_COST=1 FLEETGATE_PROVISIONING_LINGER=0.2 \
-    start_fleetgate "$ROOT/target/debug/fleetgate" "$WORK/data" "$WORK/fleetgate.log"
-api_post /api/v1/accounts '{"name":"acme"}' "$WORK/account.json"
+start_checked_fleetgate
 "$ROOT/target/debug/fleetgate-loadtest" enroll --api "$API" --token "$TOKEN" --account acme \
     --provisioning "mqtt://127.0.0.1:$PROV_PORT" --operational-broker "mqtt://127.0.0.1:$OPER_PORT" \
     --devices 1500 --ramp "0:50,3:400,5:400" --operational --shared-credentials \

@@ -28,11 +28,7 @@ echo "== promtool: rules, rule tests, example configuration"
     promtool check config prometheus.yml)
 
 echo "== fleetgate with a short enrollment"
-cd "$ROOT"
-cargo build --quiet -p fleetgate -p fleetgate-loadtest
-FLEETGATE_AUTH_ARGON2_M_COST=64 FLEETGATE_AUTH_ARGON2_T_COST=1 FLEETGATE_PROVISIONING_LINGER=0.2 \
-    start_fleetgate "$ROOT/target/debug/fleetgate" "$WORK/data" "$WORK/fleetgate.log"
-api_post /api/v1/accounts '{"name":"acme"}' "$WORK/account.json"
+start_checked_fleetgate
 "$ROOT/target/debug/fleetgate-loadtest" enroll --api "$API" --token "$TOKEN" --account acme \
     --provisioning "mqtt://127.0.0.1:$PROV_PORT" --devices 20 --concurrency 5 \
     --shared-credentials --run-id promcheck >"$WORK/enroll.out" 2>&1 ||

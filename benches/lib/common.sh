@@ -1,7 +1,8 @@
 # Shell helpers shared by the whole-process benchmark scripts (benches/*.sh): starting and
 # stopping processes, free loopback ports, a Fleetgate server with its admin API, and one
 # provisioned LOOSE device whose operational identity `cycle` clients can share.
-# Sourced, not run. The caller sets WORK (a work directory) before using them.
+# Sourced, not run. The caller sets WORK (a work directory) and ROOT (the repository) before
+# using them.
 
 # Stops process $2 (named $1): SIGTERM, then SIGKILL after 5 s.
 stop() {
@@ -72,6 +73,16 @@ start_fleetgate() {
     wait_port "fleetgate admin API" "$admin_port" "$FG_PID" "$log"
     wait_port "fleetgate provisioning" "$PROV_PORT" "$FG_PID" "$log"
     wait_port "fleetgate operational" "$OPER_PORT" "$FG_PID" "$log"
+}
+
+# For the check scripts (scripts/*-check.sh), not for measurements: builds the debug
+# binaries and starts target/debug/fleetgate with cheap argon2 and a short linger, data and log
+# in $WORK, with account `acme` created. Sets what start_fleetgate sets.
+start_checked_fleetgate() {
+    (cd "$ROOT" && cargo build --quiet -p fleetgate -p fleetgate-loadtest)
+    FLEETGATE_AUTH_ARGON2_M_COST=64 FLEETGATE_AUTH_ARGON2_T_COST=1 FLEETGATE_PROVISIONING_LINGER=0.2 \
+        start_fleetgate "$ROOT/target/debug/fleetgate" "$WORK/data" "$WORK/fleetgate.log"
+    api_post /api/v1/accounts '{"name":"acme"}' "$WORK/account.json"
 }
 
 # POSTs JSON $2 to the admin API path $1 (with $TOKEN), writing the answer to $3.
