@@ -71,6 +71,9 @@ struct ServeArgs {
     /// Admin API listener.
     #[arg(long, value_name = "ADDR:PORT")]
     admin_listen: Option<String>,
+    /// Anonymous sandbox listener (off unless given here or in the configuration).
+    #[arg(long, value_name = "ADDR:PORT")]
+    sandbox_listen: Option<String>,
     /// Name of the provisioning account.
     #[arg(long, value_name = "NAME")]
     provisioning_account: Option<String>,
@@ -84,6 +87,7 @@ impl ServeArgs {
             provisioning_listen: self.provisioning_listen,
             operational_listen: self.operational_listen,
             admin_listen: self.admin_listen,
+            sandbox_listen: self.sandbox_listen,
             provisioning_account: self.provisioning_account,
         };
         Ok(Config::load(&overrides, std::env::vars())?)

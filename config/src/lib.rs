@@ -40,6 +40,13 @@ max_connections = 50000
 connect_timeout = 5.0
 max_inflight = 64
 max_queue = 1000
+max_keepalive = 0
+max_retained = 10000
+session_expiry = 7200.0
+
+[operational.sandbox]
+listen = ""
+deny_subscribe = []
 
 [operational.tls]
 listen = "127.0.0.1:8884"
@@ -132,10 +139,37 @@ pub struct Operational {
     pub connect_timeout: f64,
     /// Most unacknowledged QoS 1 messages per session.
     pub max_inflight: u16,
-    /// Most messages queued for a slow subscriber before new ones are dropped.
+    /// Most messages queued per session (a slow subscriber, or a persistent session while its
+    /// client is away): then the oldest QoS 0 message goes first, then new ones are refused.
     pub max_queue: usize,
+    /// Largest keep-alive granted, seconds; a client asking more gets this as the 5.0 server
+    /// keep alive. 0 = no limit.
+    pub max_keepalive: u16,
+    /// Most retained messages per account (and in the sandbox).
+    pub max_retained: usize,
+    /// Seconds a 3.1.1 persistent session (clean session 0) outlives its connection.
+    pub session_expiry: f64,
     /// TLS listener.
     pub tls: Tls,
+    /// The anonymous sandbox listener (PROTOCOL.md 6.1).
+    pub sandbox: Sandbox,
+}
+
+/// `[operational.sandbox]`: anonymous clients in a topic space of their own.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sandbox {
+    /// Listener address; empty = no sandbox (the default).
+    pub listen: String,
+    /// Filters whose SUBSCRIBE is refused.
+    pub deny_subscribe: Vec<String>,
+}
+
+impl Sandbox {
+    /// The listener address, when the sandbox is on (validated at load).
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// `[admin]`.
@@ -246,6 +280,8 @@ pub struct Overrides {
     pub operational_listen: Option<String>,
     /// `--admin-listen`.
     pub admin_listen: Option<String>,
+    /// `--sandbox-listen`.
+    pub sandbox_listen: Option<String>,
     /// `--provisioning-account`.
     pub provisioning_account: Option<String>,
 }
@@ -323,6 +359,14 @@ fn typed(default: Option<&toml::Value>, raw: &str) -> toml::Value {
             .parse()
             .map(toml::Value::Float)
             .unwrap_or_else(|_| toml::Value::String(raw.into())),
+        // A list from the environment is comma separated.
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        ),
         Some(toml::Value::Boolean(_)) => raw
             .parse()
             .map(toml::Value::Boolean)
@@ -372,7 +416,7 @@ impl Config {
                 set_path(&mut table, &path, value);
             }
         }
-        let flags: [(&[&str], Option<String>); 5] = [
+        let flags: [(&[&str], Option<String>); 6] = [
             (
                 &["data_dir"],
                 overrides.data_dir.as_ref().map(|p| p.display().to_string()),
@@ -386,6 +430,10 @@ impl Config {
                 overrides.operational_listen.clone(),
             ),
             (&["admin", "listen"], overrides.admin_listen.clone()),
+            (
+                &["operational", "sandbox", "listen"],
+                overrides.sandbox_listen.clone(),
+            ),
             (
                 &["provisioning", "account"],
                 overrides.provisioning_account.clone(),
@@ -426,6 +474,7 @@ impl Config {
             ("auth.ban", self.auth.ban),
             ("auth.verify_deadline", self.auth.verify_deadline),
             ("server.shutdown_timeout", self.server.shutdown_timeout),
+            ("operational.session_expiry", self.operational.session_expiry),
         ] {
             if !(0.0..1.0e7).contains(&v) {
                 return bad(k, "must be a number of seconds");
@@ -438,6 +487,20 @@ impl Config {
             if tls.cert.is_empty() != tls.key.is_empty() {
                 return bad(k, "cert and key must be set together");
             }
+        }
+        let sandbox = &self.operational.sandbox;
+        if !sandbox.listen.is_empty() && sandbox.address().is_none() {
+            return bad("operational.sandbox.listen", "must be empty or ADDRESS:PORT");
+        }
+        if let Some(f) = sandbox
+            .deny_subscribe
+            .iter()
+            .find(|f| !fleetgate_acl::valid_topic_filter(f))
+        {
+            return Err(ConfigError::Invalid(
+                "operational.sandbox.deny_subscribe".into(),
+                format!("{f:?} is not a topic filter"),
+            ));
         }
         if self.auth.max_failures == 0 || self.auth.max_failures_per_address == 0 {
             return bad("auth.max_failures", "must be at least 1");

@@ -10,6 +10,10 @@
 //! - [`Hooks::connected`] / [`Hooks::disconnected`]: a session began or ended (the device
 //!   registry's connection status; nothing for provisioning sessions).
 //!
+//! It also carries the one signal that goes the other way: [`Hooks::revoke`] tells every
+//! door that a user's open sessions must end (disabled, deleted, lost `broker:connect`), and
+//! each door with live connections listens with [`Hooks::revocations`].
+//!
 //! It owns the I/O around the pure decisions: reading the records from the store, recording
 //! rejections as PROTOCOL.md section 2 says, the status writes, and the logs. The decisions
 //! themselves stay in `fleetgate-auth-hook` and `fleetgate-acl`, which do no I/O. It must not
@@ -128,7 +132,12 @@ pub struct Hooks {
     provisioning_account: String,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn AuthMetrics>,
+    revoked: tokio::sync::broadcast::Sender<Arc<str>>,
 }
+
+/// Revocations a slow door may fall behind by before it misses some (it then closes nothing
+/// for those; the next CONNECT of the user is refused anyway).
+const REVOCATION_BACKLOG: usize = 1024;
 
 impl Hooks {
     /// Hooks over `store`: provision passwords are verified on `pool`, credential failures
@@ -148,7 +157,21 @@ impl Hooks {
             provisioning_account,
             clock,
             metrics,
+            revoked: tokio::sync::broadcast::channel(REVOCATION_BACKLOG).0,
         }
+    }
+
+    /// Ends the open sessions of `username` at every door listening (API.md "Account users":
+    /// disabling or deleting a user, or removing `broker:connect`). Call it after the change
+    /// is committed, so that the user's reconnect is refused.
+    pub fn revoke(&self, username: &str) {
+        // No receiver (no door with live sessions) is not an error: nothing to close.
+        let _ = self.revoked.send(Arc::from(username));
+    }
+
+    /// The usernames whose sessions must end, from now on (see [`Hooks::revoke`]).
+    pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.revoked.subscribe()
     }
 
     /// The verification pool (the admin API hashes new provision passwords on it).
