@@ -16,6 +16,7 @@
 //! This crate owns no network code and never sees a secret in clear: callers hash passwords,
 //! keys and tokens before handing them over.
 
+pub mod broker;
 pub mod engine;
 pub mod ids;
 pub mod ops;

@@ -6,7 +6,7 @@ use crate::records::*;
 
 /// A consistent read view with typed queries.
 pub struct Reader {
-    snap: Snapshot,
+    pub(crate) snap: Snapshot,
 }
 
 /// One page of a listing.
