@@ -1,8 +1,9 @@
 //! Binding and running the listeners: provisioning and operational MQTT (plain TCP, and TLS
-//! when configured) and the admin HTTP API, all in one ntex server. [`serve`] is the
+//! when configured), the sandbox when configured, and the admin HTTP API, all in one ntex
+//! server. [`serve`] is the
 //! `fleetgate serve` path; [`Running`] runs the same server on a background thread for tests.
 //! Both stop the same way: stop accepting, drain the detached exchanges with a deadline, stop the
-//! workers, close the store.
+//! workers, save the brokers' persistent sessions, close the store.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -16,7 +17,7 @@ use ntex::time::Seconds;
 use fleetgate_app::App;
 use fleetgate_config::Config;
 use fleetgate_mqtt::ServiceError;
-use fleetgate_mqtt::operational::Operational;
+use fleetgate_mqtt::broker::{Broker, Door, Limits};
 use fleetgate_mqtt::provisioning::Provisioning;
 
 /// The bound sockets, before the server takes them.
@@ -24,6 +25,7 @@ pub struct Listeners {
     provisioning: TcpListener,
     operational: TcpListener,
     admin: TcpListener,
+    sandbox: Option<TcpListener>,
     provisioning_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     operational_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
@@ -41,6 +43,8 @@ pub struct Addrs {
     pub provisioning_tls: Option<SocketAddr>,
     /// Operational MQTT over TLS, when configured.
     pub operational_tls: Option<SocketAddr>,
+    /// The anonymous sandbox, when configured.
+    pub sandbox: Option<SocketAddr>,
 }
 
 fn bind_tls(
@@ -75,6 +79,12 @@ pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
         provisioning: b(config.provisioning.listen, "provisioning")?,
         operational: b(config.operational.listen, "operational")?,
         admin: b(config.admin.listen, "admin")?,
+        sandbox: config
+            .operational
+            .sandbox
+            .address()
+            .map(|a| b(a, "sandbox"))
+            .transpose()?,
         provisioning_tls: bind_tls(&config.provisioning.tls)?,
         operational_tls: bind_tls(&config.operational.tls)?,
     };
@@ -93,6 +103,7 @@ pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
             .as_ref()
             .map(|(l, _)| addr(l))
             .transpose()?,
+        sandbox: l.sandbox.as_ref().map(addr).transpose()?,
     };
     Ok((l, addrs))
 }
@@ -114,8 +125,51 @@ pub fn load_tls(cert: &str, key: &str) -> io::Result<Arc<rustls::ServerConfig>> 
     Ok(Arc::new(config))
 }
 
+/// The brokers behind the operational endpoint and the sandbox: created before the server
+/// (loading their retained messages and sessions), saved after it stopped.
+pub struct Brokers {
+    operational: Arc<Broker>,
+    sandbox: Option<Arc<Broker>>,
+}
+
+impl Brokers {
+    /// Opens the brokers `app.config` asks for.
+    pub fn open(app: &App) -> anyhow::Result<Brokers> {
+        let c = &app.config.operational;
+        let limits = Limits {
+            max_queue: c.max_queue.max(1),
+            max_retained: c.max_retained,
+            session_expiry_v3: Config::secs(c.session_expiry),
+            max_keepalive: c.max_keepalive,
+        };
+        let open =
+            |door| Broker::open(door, limits.clone(), app.store.clone(), app.metrics.clone());
+        Ok(Brokers {
+            operational: open(Door::Operational)?,
+            sandbox: c
+                .sandbox
+                .address()
+                .map(|_| {
+                    open(Door::Sandbox {
+                        deny_subscribe: c.sandbox.deny_subscribe.clone(),
+                    })
+                })
+                .transpose()?,
+        })
+    }
+
+    /// Saves the persistent sessions; the connections must be closed already.
+    fn save(&self) {
+        for b in std::iter::once(&self.operational).chain(&self.sandbox) {
+            if let Err(e) = b.save() {
+                tracing::error!(broker = b.door.name(), error = %e, "could not save the persistent sessions");
+            }
+        }
+    }
+}
+
 /// Builds and starts the server; must run inside an ntex `System`.
-pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
+pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex::server::Server> {
     let c = &app.config;
     let prov_cfg = || {
         fleetgate_mqtt::listener_config(
@@ -123,6 +177,7 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
             c.provisioning.max_packet_size,
             c.provisioning.connect_timeout,
             c.provisioning.max_inflight,
+            fleetgate_mqtt::QoS::AtLeastOnce,
         )
     };
     let oper_cfg = || {
@@ -131,17 +186,15 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
             c.operational.max_packet_size,
             c.operational.connect_timeout,
             c.operational.max_inflight,
+            fleetgate_mqtt::QoS::ExactlyOnce,
         )
     };
     let workers = fleetgate_config::threads_or_cores(c.server.workers);
-    let maxconn = c.provisioning.max_connections + c.operational.max_connections + 1024;
+    let maxconn = c.provisioning.max_connections + 2 * c.operational.max_connections + 1024;
     let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
-    // One value per endpoint, shared by its TCP and TLS listeners (one operational router).
+    // One value per endpoint, shared by its TCP and TLS listeners (one operational broker).
     let provisioning = Arc::new(Provisioning);
-    let operational = Arc::new(Operational::new(
-        c.operational.max_queue,
-        app.metrics.clone(),
-    ));
+    let operational = brokers.operational.clone();
     let (p1, o1) = (provisioning.clone(), operational.clone());
     let mut b = ntex::server::build()
         .name("fleetgate")
@@ -154,7 +207,7 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
         })?
         .config("provisioning", prov_cfg())
         .listen("operational", l.operational, async move |_| {
-            fleetgate_mqtt::factory(a2.clone(), o1.clone())
+            fleetgate_mqtt::broker::conn::factory(a2.clone(), o1.clone())
         })?
         .config("operational", oper_cfg())
         .listen("admin", l.admin, async move |_| {
@@ -181,9 +234,17 @@ pub fn build(app: &Arc<App>, l: Listeners) -> io::Result<ntex::server::Server> {
             .listen("operational-tls", listener, async move |_| {
                 chain_factory(ntex::tls::rustls::TlsAcceptor::new(tls.clone()))
                     .map_err(ServiceError::from)
-                    .and_then(fleetgate_mqtt::factory(a.clone(), o.clone()))
+                    .and_then(fleetgate_mqtt::broker::conn::factory(a.clone(), o.clone()))
             })?
             .config("operational-tls", oper_cfg());
+    }
+    if let (Some(listener), Some(sandbox)) = (l.sandbox, &brokers.sandbox) {
+        let (a, s) = (app.clone(), sandbox.clone());
+        b = b
+            .listen("sandbox", listener, async move |_| {
+                fleetgate_mqtt::broker::conn::factory(a.clone(), s.clone())
+            })?
+            .config("sandbox", oper_cfg());
     }
     // Signals are handled by `serve`, which drains exchanges before stopping the workers.
     Ok(b.disable_signals().run())
@@ -197,6 +258,9 @@ fn log_listeners(addrs: &Addrs) {
     tracing::info!(addr = %addrs.operational, "operational endpoint (MQTT 3.1.1/5.0, TCP) accepting connections");
     if let Some(a) = addrs.operational_tls {
         tracing::info!(addr = %a, "operational endpoint (MQTT 3.1.1/5.0, TLS) accepting connections");
+    }
+    if let Some(a) = addrs.sandbox {
+        tracing::info!(addr = %a, "sandbox endpoint (anonymous MQTT 3.1.1/5.0, TCP) accepting connections");
     }
     tracing::info!(addr = %addrs.admin, "admin API (HTTP) accepting connections");
 }
@@ -223,9 +287,14 @@ fn stop_server(app: &App, server: &ntex::server::Server) {
 fn spawn_server(
     app: &Arc<App>,
     listeners: Listeners,
+    brokers: &Brokers,
 ) -> anyhow::Result<(ntex::server::Server, std::thread::JoinHandle<()>)> {
     let (tx, rx) = std::sync::mpsc::channel();
     let run_app = app.clone();
+    let run_brokers = Brokers {
+        operational: brokers.operational.clone(),
+        sandbox: brokers.sandbox.clone(),
+    };
     let thread = std::thread::Builder::new()
         .name("fleetgate-server".into())
         .spawn(move || {
@@ -233,7 +302,8 @@ fn spawn_server(
                 .name("fleetgate")
                 .build(ntex::rt::DefaultRuntime)
                 .block_on(async move {
-                    match build(&run_app, listeners) {
+                    run_brokers.operational.follow_revocations(&run_app.hooks);
+                    match build(&run_app, listeners, &run_brokers) {
                         Ok(server) => {
                             run_app.ready.store(true, Ordering::SeqCst);
                             let _ = tx.send(Ok(server.clone()));
@@ -263,7 +333,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install the signal handlers")?;
     let (listeners, addrs) = bind(&app.config)?;
-    let (server, thread) = spawn_server(&app, listeners)?;
+    let brokers = Brokers::open(&app)?;
+    let (server, thread) = spawn_server(&app, listeners, &brokers)?;
     log_listeners(&addrs);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
@@ -271,6 +342,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     app.ready.store(false, Ordering::SeqCst);
     stop_server(&app, &server);
     let _ = thread.join();
+    brokers.save();
     app.store.close();
     tracing::info!("stopped; store closed");
     Ok(())
@@ -283,6 +355,7 @@ pub struct Running {
     /// Its state.
     pub app: Arc<App>,
     server: ntex::server::Server,
+    brokers: Brokers,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -290,11 +363,13 @@ impl Running {
     /// Binds per `app.config` and starts the server on a new thread.
     pub fn start(app: Arc<App>) -> anyhow::Result<Running> {
         let (listeners, addrs) = bind(&app.config)?;
-        let (server, thread) = spawn_server(&app, listeners)?;
+        let brokers = Brokers::open(&app)?;
+        let (server, thread) = spawn_server(&app, listeners, &brokers)?;
         Ok(Running {
             addrs,
             app,
             server,
+            brokers,
             thread: Some(thread),
         })
     }
@@ -310,6 +385,7 @@ impl Running {
             self.app.ready.store(false, Ordering::SeqCst);
             stop_server(&self.app, &self.server);
             let _ = t.join();
+            self.brokers.save();
             self.app.store.close();
         }
     }

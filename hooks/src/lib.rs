@@ -98,6 +98,21 @@ impl Session {
         self.acl.client_id()
     }
 
+    /// The account whose topics the session lives in: the provisioning account for a
+    /// provisioning session, the user's account on the operational endpoint.
+    pub fn account(&self) -> &str {
+        self.acl.account()
+    }
+
+    /// The operational user (`CID@ACCOUNT`); empty for a provisioning session, which has no
+    /// user of its own.
+    pub fn username(&self) -> &str {
+        match &self.identity {
+            Identity::Device(d) => &d.username,
+            Identity::Provisioning(_) => "",
+        }
+    }
+
     /// The provisioning identity, for a provisioning session.
     pub fn as_provisioning(&self) -> Option<&ProvisioningSession> {
         match &self.identity {

@@ -9,7 +9,7 @@
 //! must not decide: credentials and topics are the hooks' ([`fleetgate_hooks`]), the exchange
 //! is [`fleetgate_exchange`]'s, persistence is the store's.
 
-pub mod operational;
+pub mod broker;
 pub mod provisioning;
 
 use std::future::Future;
@@ -21,7 +21,10 @@ use ntex::io::types::PeerAddr;
 use ntex::service::cfg::SharedCfg;
 use ntex::service::{ServiceFactory, fn_factory_with_config, fn_service};
 use ntex::util::{ByteString, Bytes, Ready};
-use ntex_mqtt::{Control, MqttError, MqttServer, QoS, v3, v5};
+use ntex_mqtt::{Control, MqttError, MqttServer, v3, v5};
+
+/// MQTT quality of service levels (listener settings).
+pub use ntex_mqtt::QoS;
 
 use fleetgate_app::App;
 use fleetgate_metrics::Slot;
@@ -42,6 +45,10 @@ pub enum BrokerError {
         /// The topic.
         topic: String,
     },
+    /// An MQTT 3.1.1 retained PUBLISH that could not be stored: closing the connection is the
+    /// only way 3.1.1 has to say it was not accepted.
+    #[error("retained message not stored")]
+    NotStored,
 }
 
 impl From<()> for BrokerError {
@@ -134,6 +141,15 @@ impl Sink {
                     Err(SendError::Refused(code))
                 }
             }
+        }
+    }
+
+    /// Resolves when the client can take one more QoS 1 or 2 message (its receive maximum);
+    /// false when the connection closed first.
+    pub async fn ready(&self) -> bool {
+        match self {
+            Sink::V3(s) => s.ready().await,
+            Sink::V5(s) => s.ready().await,
         }
     }
 
@@ -446,13 +462,18 @@ pub fn factory<E: Endpoint>(
         )
 }
 
+/// Topic aliases a client may set up per connection.
+const MAX_TOPIC_ALIAS: u16 = 10;
+
 /// The ntex-mqtt settings of one listener: largest packet, CONNECT timeout (also for the
-/// protocol version), in-flight window both ways, QoS capped at 1.
+/// protocol version), in-flight window both ways, highest QoS, and up to 10 topic aliases
+/// from the client (PROTOCOL.md 6.2).
 pub fn listener_config(
     name: &'static str,
     max_packet_size: u32,
     connect_timeout: f64,
     max_inflight: u16,
+    max_qos: QoS,
 ) -> SharedCfg {
     let timeout = ntex::time::Seconds(
         u16::try_from(connect_timeout.ceil() as u64)
@@ -467,7 +488,8 @@ pub fn listener_config(
                 .set_connect_timeout(timeout)
                 .set_max_receive(max_inflight)
                 .set_max_send(max_inflight)
-                .set_max_qos(QoS::AtLeastOnce),
+                .set_max_topic_alias(MAX_TOPIC_ALIAS)
+                .set_max_qos(max_qos),
         )
         .into()
 }

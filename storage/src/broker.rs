@@ -7,9 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::StoreError;
 use crate::engine::{Table, Tx, decode, encode, key};
 use crate::read::Reader;
-use crate::StoreError;
 
 /// A message as the broker keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,7 +38,11 @@ pub struct StoredMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_topic: Option<String>,
     /// MQTT 5.0 correlation data.
-    #[serde(default, with = "opt_bytes_b64", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "opt_bytes_b64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub correlation_data: Option<Vec<u8>>,
     /// When it expires (MQTT 5.0 message expiry), Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,11 +208,17 @@ mod tests {
                 put_retained(tx, "sandbox", "t/1", Some(&b2))
             })
             .unwrap();
-        assert_eq!(store.read().unwrap().retained("op").unwrap(), vec![a, b.clone()]);
+        assert_eq!(
+            store.read().unwrap().retained("op").unwrap(),
+            vec![a, b.clone()]
+        );
         store
             .write(|tx| put_retained(tx, "op", "t/1", None))
             .unwrap();
-        assert_eq!(store.read().unwrap().retained("op").unwrap(), vec![b.clone()]);
+        assert_eq!(
+            store.read().unwrap().retained("op").unwrap(),
+            vec![b.clone()]
+        );
         assert_eq!(store.read().unwrap().retained("sandbox").unwrap(), vec![b]);
     }
 
@@ -232,12 +242,16 @@ mod tests {
         };
         let (one, two) = (session("one"), session("two"));
         let (o, t) = (one.clone(), two.clone());
-        store.write(move |tx| save_sessions(tx, "op", &[o])).unwrap();
+        store
+            .write(move |tx| save_sessions(tx, "op", &[o]))
+            .unwrap();
         store
             .write(move |tx| save_sessions(tx, "sandbox", &[t]))
             .unwrap();
         let t = two.clone();
-        store.write(move |tx| save_sessions(tx, "op", &[t])).unwrap();
+        store
+            .write(move |tx| save_sessions(tx, "op", &[t]))
+            .unwrap();
         let read = store.read().unwrap();
         assert_eq!(read.broker_sessions("op").unwrap(), vec![two.clone()]);
         assert_eq!(read.broker_sessions("sandbox").unwrap(), vec![two]);

@@ -1,0 +1,889 @@
+//! The broker core shared by the operational endpoint and the sandbox (PROTOCOL.md 6.2):
+//! sessions and their queues, subscriptions (plain and `$share`), retained messages, wills and
+//! session expiry. It knows no sockets: connections ([`conn`]) attach to a session, are woken
+//! through a [`Notify`] when its queue has something, and take deliveries from it on their
+//! own worker thread.
+//!
+//! One [`Broker`] is one topic space: the operational endpoint has one (accounts are kept
+//! apart by the ACL and by session keys that carry the account), the sandbox another, so
+//! nothing published in one can reach the other.
+
+pub mod conn;
+pub mod message;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use fleetgate_acl::{SubscriptionTree, filter_matches};
+use fleetgate_storage::Store;
+use fleetgate_storage::broker::{StoredSession, StoredSubscription};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use fleetgate_metrics::Metrics;
+pub use message::{Delivery, Message, Properties};
+
+/// Which door a broker serves; decides authentication and topics.
+#[derive(Clone, Debug)]
+pub enum Door {
+    /// The operational endpoint: account users and devices, through the hooks.
+    Operational,
+    /// The anonymous sandbox with its list of refused subscription filters.
+    Sandbox {
+        /// Filters whose SUBSCRIBE is refused.
+        deny_subscribe: Vec<String>,
+    },
+}
+
+impl Door {
+    /// The broker's space in the store, and its label in metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Door::Operational => "operational",
+            Door::Sandbox { .. } => "sandbox",
+        }
+    }
+}
+
+/// Limits of one broker.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Messages queued per session.
+    pub max_queue: usize,
+    /// Retained messages per account (or in the sandbox).
+    pub max_retained: usize,
+    /// Session expiry of a 3.1.1 persistent session.
+    pub session_expiry_v3: Duration,
+    /// Largest keep alive granted (0: none).
+    pub max_keepalive: u16,
+}
+
+/// Subscription options of one filter of one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubOpts {
+    /// Granted QoS.
+    pub qos: u8,
+    /// 5.0 no local.
+    pub no_local: bool,
+    /// 5.0 retain as published.
+    pub retain_as_published: bool,
+    /// 5.0 subscription identifier.
+    pub id: Option<u32>,
+}
+
+/// Why the broker asks a connection to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kick {
+    /// Nothing asked.
+    None = 0,
+    /// Another connection took the client ID over (5.0: DISCONNECT 0x8E).
+    TakenOver = 1,
+    /// The user was disabled, deleted or lost `broker:connect` (5.0: DISCONNECT 0x87).
+    Revoked = 2,
+}
+
+/// The link between a session and its live connection.
+#[derive(Clone)]
+pub struct Link {
+    /// Connection generation (distinguishes a takeover's old connection from the new).
+    pub generation: u64,
+    /// Woken when the queue has something, or the connection is kicked.
+    pub notify: Arc<Notify>,
+    /// Why to close ([`Kick`] as u8).
+    pub kick: Arc<AtomicU8>,
+    /// The user of the connection (revocations).
+    pub username: Arc<str>,
+}
+
+impl Link {
+    fn kick(&self, why: Kick) {
+        self.kick.store(why as u8, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+}
+
+/// Key of a session: account (empty in the sandbox) and client ID.
+pub type SessionKey = (String, String);
+
+struct Session {
+    id: u64,
+    key: SessionKey,
+    subs: HashMap<String, SubOpts>,
+    queue: VecDeque<Delivery>,
+    link: Option<Link>,
+    /// `None`: never expires; `Some(ZERO)`: ends with its connection.
+    expiry: Option<Duration>,
+    expires_at: Option<Instant>,
+    /// QoS 2 packet ids received (PUBREC sent) and not yet released: a redelivery with DUP is
+    /// acknowledged without routing it twice.
+    qos2_in: HashSet<u16>,
+    username: String,
+}
+
+struct Group {
+    /// Member sessions and their options, in subscription order.
+    members: Vec<(u64, SubOpts)>,
+    next: usize,
+}
+
+struct PendingWill {
+    due: Instant,
+    session: u64,
+    generation: u64,
+    msg: Message,
+}
+
+#[derive(Default)]
+struct Core {
+    sessions: HashMap<u64, Session>,
+    by_key: HashMap<SessionKey, u64>,
+    tree: SubscriptionTree<u64>,
+    /// Shared subscriptions: the tree maps FILTER to group ids.
+    shared_tree: SubscriptionTree<u64>,
+    groups: HashMap<u64, Group>,
+    group_ids: HashMap<(String, String), u64>,
+    retained: HashMap<String, Arc<Message>>,
+    retained_per_account: HashMap<String, usize>,
+    wills: Vec<PendingWill>,
+    next_group: u64,
+}
+
+/// A retained PUBLISH's fate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Retain {
+    /// Stored (or deleted, for an empty payload); acknowledge after the store commit.
+    Kept,
+    /// Past `max_retained`: refused (5.0: 0x97), delivered but not retained on 3.1.1.
+    QuotaExceeded,
+}
+
+/// What a CONNECT found.
+pub struct Attached {
+    /// Session id.
+    pub session: u64,
+    /// Connection generation.
+    pub generation: u64,
+    /// Whether an earlier session was resumed.
+    pub present: bool,
+}
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerOpenError {
+    /// Its retained messages or sessions could not be read.
+    #[error("cannot load the broker's state: {0}")]
+    Store(#[from] fleetgate_storage::StoreError),
+    /// Its timer thread could not start.
+    #[error("cannot start the broker's timer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// One broker (topic space); shared by every worker.
+pub struct Broker {
+    /// Its door.
+    pub door: Door,
+    /// Its limits.
+    pub limits: Limits,
+    core: Mutex<Core>,
+    next_id: AtomicU64,
+    store: Store,
+    metrics: Arc<Metrics>,
+    stopped: AtomicBool,
+}
+
+/// How often expiries and delayed wills are looked at.
+const TICK: Duration = Duration::from_millis(100);
+
+/// `$share/GROUP/FILTER` -> (GROUP, FILTER).
+pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
+    let rest = filter.strip_prefix("$share/")?;
+    let (group, f) = rest.split_once('/')?;
+    (!group.is_empty() && !group.contains(['+', '#']) && !f.is_empty()).then_some((group, f))
+}
+
+fn matches(filter: &str, topic: &str) -> bool {
+    let filter = split_shared(filter).map_or(filter, |(_, f)| f);
+    !(topic.starts_with('$') && filter.starts_with(['+', '#'])) && filter_matches(filter, topic)
+}
+
+impl Broker {
+    /// A broker for `door`, with the retained messages and sessions kept in `store`, and a
+    /// thread that expires sessions and sends delayed wills.
+    pub fn open(
+        door: Door,
+        limits: Limits,
+        store: Store,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Broker>, BrokerOpenError> {
+        let broker = Arc::new(Broker {
+            door,
+            limits,
+            core: Mutex::new(Core::default()),
+            next_id: AtomicU64::new(1),
+            store,
+            metrics,
+            stopped: AtomicBool::new(false),
+        });
+        broker.load()?;
+        let weak = Arc::downgrade(&broker);
+        std::thread::Builder::new()
+            .name(format!("fleetgate-{}-timer", broker.door.name()))
+            .spawn(move || tick_loop(&weak))?;
+        Ok(broker)
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn load(&self) -> Result<(), fleetgate_storage::StoreError> {
+        let read = self.store.read()?;
+        let space = self.door.name();
+        let mut core = self.core.lock();
+        for stored in read.retained(space)? {
+            let account = self.quota_key(&stored.topic);
+            if let Some(msg) = Message::from_stored(stored) {
+                *core.retained_per_account.entry(account).or_default() += 1;
+                core.retained.insert(msg.topic.to_string(), Arc::new(msg));
+            }
+        }
+        let now_ms = message::unix_ms(SystemTime::now());
+        for s in read.broker_sessions(space)? {
+            let expires_at = match s.expires_at_ms {
+                Some(ms) if ms <= now_ms => continue,
+                Some(ms) => Some(Instant::now() + Duration::from_millis(ms - now_ms)),
+                None => None,
+            };
+            let id = self.id();
+            let mut session = Session {
+                id,
+                key: (s.account, s.client_id),
+                subs: HashMap::new(),
+                queue: VecDeque::new(),
+                link: None,
+                expiry: expires_at.map(|at| at.saturating_duration_since(Instant::now())),
+                expires_at,
+                qos2_in: HashSet::new(),
+                username: s.username,
+            };
+            for m in s.queue {
+                let qos = m.qos;
+                if let Some(msg) = Message::from_stored(m) {
+                    session.queue.push_back(Delivery {
+                        msg: Arc::new(msg),
+                        qos,
+                        retain: false,
+                        sub_ids: Vec::new(),
+                        dup: false,
+                    });
+                }
+            }
+            let subs: Vec<_> = s
+                .subscriptions
+                .into_iter()
+                .map(|sub| {
+                    let opts = SubOpts {
+                        qos: sub.qos.min(2),
+                        no_local: sub.no_local,
+                        retain_as_published: sub.retain_as_published,
+                        id: sub.id,
+                    };
+                    (sub.filter, opts)
+                })
+                .collect();
+            core.by_key.insert(session.key.clone(), id);
+            core.sessions.insert(id, session);
+            for (filter, opts) in subs {
+                core.subscribe(id, &filter, opts);
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves the persistent sessions (graceful shutdown). Connections must be closed first,
+    /// so their unacknowledged deliveries are back in the queues.
+    pub fn save(&self) -> Result<(), fleetgate_storage::StoreError> {
+        self.stopped.store(true, Ordering::SeqCst);
+        let now = Instant::now();
+        let now_sys = SystemTime::now();
+        let sessions: Vec<StoredSession> = {
+            let core = self.core.lock();
+            core.sessions
+                .values()
+                .filter(|s| s.expiry != Some(Duration::ZERO))
+                .map(|s| StoredSession {
+                    account: s.key.0.clone(),
+                    client_id: s.key.1.clone(),
+                    username: s.username.clone(),
+                    expires_at_ms: match (s.expires_at, s.expiry) {
+                        (Some(at), _) => Some(message::unix_ms(
+                            now_sys + at.saturating_duration_since(now),
+                        )),
+                        (None, Some(e)) => Some(message::unix_ms(now_sys + e)),
+                        (None, None) => None,
+                    },
+                    subscriptions: s
+                        .subs
+                        .iter()
+                        .map(|(f, o)| StoredSubscription {
+                            filter: f.clone(),
+                            qos: o.qos,
+                            no_local: o.no_local,
+                            retain_as_published: o.retain_as_published,
+                            id: o.id,
+                        })
+                        .collect(),
+                    queue: s
+                        .queue
+                        .iter()
+                        .filter(|d| d.qos > 0 && !d.msg.expired(now))
+                        .map(|d| {
+                            let mut m = d.msg.to_stored();
+                            m.qos = d.qos;
+                            m
+                        })
+                        .collect(),
+                })
+                .collect()
+        };
+        let count = sessions.len();
+        let space = self.door.name();
+        self.store
+            .write(move |tx| fleetgate_storage::broker::save_sessions(tx, space, &sessions))?;
+        tracing::info!(
+            broker = space,
+            sessions = count,
+            "persistent sessions saved"
+        );
+        Ok(())
+    }
+
+    /// Attaches a connection to the session of `key`: a clean start (or a session that must
+    /// not outlive it) discards what was there; an earlier connection is kicked. `connected`
+    /// runs under the lock, so that status writes it submits follow the order ownership
+    /// changes in (a taken over connection ending meanwhile cannot overwrite CONNECTED).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attach<R>(
+        &self,
+        key: SessionKey,
+        username: &str,
+        clean_start: bool,
+        expiry: Option<Duration>,
+        notify: Arc<Notify>,
+        kick: Arc<AtomicU8>,
+        connected: impl FnOnce() -> R,
+    ) -> (Attached, R) {
+        let generation = self.id();
+        let link = Link {
+            generation,
+            notify,
+            kick,
+            username: Arc::from(username),
+        };
+        let mut core = self.core.lock();
+        let r = connected();
+        if let Some(&old) = core.by_key.get(&key) {
+            if let Some(l) = core.sessions.get_mut(&old).and_then(|s| s.link.take()) {
+                l.kick(Kick::TakenOver);
+            }
+            if clean_start {
+                core.remove_session(old);
+            } else if let Some(s) = core.sessions.get_mut(&old) {
+                s.link = Some(link.clone());
+                s.expiry = expiry;
+                s.expires_at = None;
+                s.username = username.to_string();
+                link.notify.notify_one();
+                let attached = Attached {
+                    session: old,
+                    generation,
+                    present: true,
+                };
+                return (attached, r);
+            }
+        }
+        let id = self.id();
+        core.by_key.insert(key.clone(), id);
+        core.sessions.insert(
+            id,
+            Session {
+                id,
+                key,
+                subs: HashMap::new(),
+                queue: VecDeque::new(),
+                link: Some(link),
+                expiry,
+                expires_at: None,
+                qos2_in: HashSet::new(),
+                username: username.to_string(),
+            },
+        );
+        let attached = Attached {
+            session: id,
+            generation,
+            present: false,
+        };
+        (attached, r)
+    }
+
+    /// A connection ended. Its unacknowledged deliveries go back to the front of the queue;
+    /// the session ends now when it must not outlive the connection, else it waits for its
+    /// expiry. `will` is published now or after its delay (PROTOCOL.md 6.2) unless the
+    /// connection ended with a normal DISCONNECT (the caller passes `None` then). Whether the
+    /// connection still owned the session (it was not taken over).
+    pub fn detach(
+        &self,
+        session: u64,
+        generation: u64,
+        unacked: Vec<Delivery>,
+        expiry: Option<Duration>,
+        will: Option<(Message, Duration)>,
+    ) -> bool {
+        let mut core = self.core.lock();
+        let mut ends = false;
+        let mut current = false;
+        if let Some(s) = core.sessions.get_mut(&session) {
+            for d in unacked.into_iter().rev() {
+                s.queue.push_front(Delivery { dup: true, ..d });
+            }
+            if s.link.as_ref().is_some_and(|l| l.generation == generation) {
+                current = true;
+                s.link = None;
+                s.expiry = expiry;
+                match expiry {
+                    Some(e) if e.is_zero() => ends = true,
+                    Some(e) => s.expires_at = Some(Instant::now() + e),
+                    None => s.expires_at = None,
+                }
+            }
+        }
+        if let Some((msg, delay)) = will {
+            let delay = match expiry {
+                Some(e) if ends || e < delay => e.min(delay),
+                _ => delay,
+            };
+            let delay = if ends { Duration::ZERO } else { delay };
+            if delay.is_zero() {
+                self.route_locked(&mut core, msg);
+            } else {
+                core.wills.push(PendingWill {
+                    due: Instant::now() + delay,
+                    session,
+                    generation,
+                    msg,
+                });
+            }
+        }
+        if ends {
+            core.remove_session(session);
+        }
+        current
+    }
+
+    /// Takes the next delivery for the connection `generation` of `session`; `None` when the
+    /// queue is empty or the session belongs to another connection now.
+    pub fn next_delivery(&self, session: u64, generation: u64) -> Option<Delivery> {
+        let mut core = self.core.lock();
+        let s = core.sessions.get_mut(&session)?;
+        if s.link.as_ref()?.generation != generation {
+            return None;
+        }
+        s.queue.pop_front()
+    }
+
+    /// Puts a delivery that could not be sent back at the front of the queue.
+    pub fn give_back(&self, session: u64, d: Delivery) {
+        if let Some(s) = self.core.lock().sessions.get_mut(&session) {
+            s.queue.push_front(d);
+        }
+    }
+
+    /// Subscribes; returns whether the subscription is new (retain handling 1), and the
+    /// retained messages to send (already filtered by retain handling `rh`).
+    pub fn subscribe(&self, session: u64, filter: &str, opts: SubOpts, rh: u8) -> bool {
+        let mut core = self.core.lock();
+        let existed = core
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.subs.contains_key(filter));
+        core.subscribe(session, filter, opts);
+        let send = match rh {
+            0 => true,
+            1 => !existed,
+            _ => false,
+        };
+        send && split_shared(filter).is_none()
+    }
+
+    /// Queues the retained messages matching `filter` for `session` (after its SUBACK).
+    pub fn send_retained(&self, session: u64, filter: &str) {
+        let mut core = self.core.lock();
+        let Some(opts) = core
+            .sessions
+            .get(&session)
+            .and_then(|s| s.subs.get(filter).copied())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let found: Vec<Arc<Message>> = core
+            .retained
+            .values()
+            .filter(|m| matches(filter, &m.topic) && !m.expired(now))
+            .cloned()
+            .collect();
+        let max_queue = self.limits.max_queue;
+        if let Some(s) = core.sessions.get_mut(&session) {
+            for msg in found {
+                let d = Delivery {
+                    qos: msg.qos.min(opts.qos),
+                    retain: true,
+                    sub_ids: opts.id.into_iter().collect(),
+                    dup: false,
+                    msg,
+                };
+                enqueue(s, d, max_queue, &self.metrics);
+            }
+        }
+    }
+
+    /// Unsubscribes; whether there was such a subscription.
+    pub fn unsubscribe(&self, session: u64, filter: &str) -> bool {
+        self.core.lock().unsubscribe(session, filter)
+    }
+
+    /// Records a QoS 2 packet id as received; false when it was already (a redelivery).
+    pub fn qos2_received(&self, session: u64, packet_id: u16, dup: bool) -> bool {
+        let mut core = self.core.lock();
+        let Some(s) = core.sessions.get_mut(&session) else {
+            return true;
+        };
+        let fresh = s.qos2_in.insert(packet_id);
+        fresh || !dup
+    }
+
+    /// A QoS 2 packet id was released (PUBREL).
+    pub fn qos2_released(&self, session: u64, packet_id: u16) {
+        if let Some(s) = self.core.lock().sessions.get_mut(&session) {
+            s.qos2_in.remove(&packet_id);
+        }
+    }
+
+    /// Updates the retained message of `msg.topic` in memory; the caller persists it with
+    /// [`Broker::persist_retained`] before acknowledging.
+    pub fn retain(&self, msg: &Arc<Message>) -> Retain {
+        let account = &self.quota_key(&msg.topic);
+        let mut core = self.core.lock();
+        let topic = msg.topic.to_string();
+        if msg.payload.is_empty() {
+            if core.retained.remove(&topic).is_some()
+                && let Some(n) = core.retained_per_account.get_mut(account)
+            {
+                *n = n.saturating_sub(1);
+            }
+            return Retain::Kept;
+        }
+        let count = core.retained_per_account.get(account).copied().unwrap_or(0);
+        if !core.retained.contains_key(&topic) {
+            if count >= self.limits.max_retained {
+                return Retain::QuotaExceeded;
+            }
+            *core
+                .retained_per_account
+                .entry(account.to_string())
+                .or_default() += 1;
+        }
+        core.retained.insert(topic, msg.clone());
+        Retain::Kept
+    }
+
+    /// Writes (or deletes, for an empty payload) the retained message durably.
+    pub fn persist_retained(
+        &self,
+        msg: &Message,
+    ) -> impl std::future::Future<Output = Result<(), fleetgate_storage::StoreError>> + 'static
+    {
+        let space = self.door.name();
+        let topic = msg.topic.to_string();
+        let stored = (!msg.payload.is_empty()).then(|| msg.to_stored());
+        self.store.write_async(move |tx| {
+            fleetgate_storage::broker::put_retained(tx, space, &topic, stored.as_ref())
+        })
+    }
+
+    /// Routes a message to every matching session (each once, at the highest granted QoS,
+    /// with every matching subscription identifier) and to one member of each matching
+    /// `$share` group.
+    pub fn route(&self, msg: Message) {
+        let mut core = self.core.lock();
+        self.route_locked(&mut core, msg);
+    }
+
+    fn route_locked(&self, core: &mut Core, msg: Message) {
+        let msg = Arc::new(msg);
+        let topic = msg.topic.as_str();
+        let max_queue = self.limits.max_queue;
+        for (id, _) in core.tree.matches(topic) {
+            let Some(s) = core.sessions.get_mut(&id) else {
+                continue;
+            };
+            let mut best: Option<(u8, bool)> = None;
+            let mut ids = Vec::new();
+            for (filter, o) in &s.subs {
+                if split_shared(filter).is_some()
+                    || !matches(filter, topic)
+                    || (o.no_local && msg.from == id)
+                {
+                    continue;
+                }
+                let (q, rap) = best.unwrap_or((0, false));
+                best = Some((q.max(o.qos), rap || o.retain_as_published));
+                ids.extend(o.id);
+            }
+            let Some((qos, rap)) = best else { continue };
+            let d = Delivery {
+                qos: msg.qos.min(qos),
+                retain: rap && msg.retain,
+                sub_ids: ids,
+                dup: false,
+                msg: msg.clone(),
+            };
+            enqueue(s, d, max_queue, &self.metrics);
+        }
+        for (gid, _) in core.shared_tree.matches(topic) {
+            let Some(group) = core.groups.get_mut(&gid) else {
+                continue;
+            };
+            let n = group.members.len();
+            // Round robin, preferring members whose client is connected.
+            let pick = (0..n)
+                .map(|i| (group.next + i) % n)
+                .find(|&i| {
+                    core.sessions
+                        .get(&group.members[i].0)
+                        .is_some_and(|s| s.link.is_some())
+                })
+                .or((n > 0).then_some(group.next % n));
+            let Some(i) = pick else { continue };
+            group.next = (i + 1) % n;
+            let (sid, o) = group.members[i];
+            if let Some(s) = core.sessions.get_mut(&sid) {
+                let d = Delivery {
+                    qos: msg.qos.min(o.qos),
+                    retain: o.retain_as_published && msg.retain,
+                    sub_ids: o.id.into_iter().collect(),
+                    dup: false,
+                    msg: msg.clone(),
+                };
+                enqueue(s, d, max_queue, &self.metrics);
+            }
+        }
+    }
+
+    /// Ends the sessions of users the hooks revoke (API.md "Account users"), from a task on
+    /// the current ntex runtime that runs until the runtime stops.
+    pub fn follow_revocations(self: &Arc<Self>, hooks: &fleetgate_hooks::Hooks) {
+        use tokio::sync::broadcast::error::RecvError;
+        let mut revoked = hooks.revocations();
+        let broker = Arc::downgrade(self);
+        drop(ntex::rt::spawn(async move {
+            loop {
+                match revoked.recv().await {
+                    Ok(username) => match broker.upgrade() {
+                        Some(b) => b.revoke(&username),
+                        None => return,
+                    },
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "revocations came faster than sessions closed");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }));
+    }
+
+    /// Closes every session of `username` (a revoked user).
+    pub fn revoke(&self, username: &str) {
+        let core = self.core.lock();
+        for s in core.sessions.values() {
+            if let Some(l) = &s.link
+                && &*l.username == username
+            {
+                l.kick(Kick::Revoked);
+            }
+        }
+    }
+
+    /// Expires sessions and sends the delayed wills that are due.
+    fn tick(&self) {
+        let now = Instant::now();
+        let mut core = self.core.lock();
+        let expired: Vec<u64> = core
+            .sessions
+            .values()
+            .filter(|s| s.link.is_none() && s.expires_at.is_some_and(|at| at <= now))
+            .map(|s| s.id)
+            .collect();
+        for id in &expired {
+            core.remove_session(*id);
+        }
+        let wills = std::mem::take(&mut core.wills);
+        for w in wills {
+            let resumed = core
+                .sessions
+                .get(&w.session)
+                .and_then(|s| s.link.as_ref())
+                .is_some_and(|l| l.generation != w.generation);
+            if resumed {
+                continue;
+            }
+            if w.due <= now
+                || expired.contains(&w.session)
+                || !core.sessions.contains_key(&w.session)
+            {
+                self.route_locked(&mut core, w.msg);
+            } else {
+                core.wills.push(w);
+            }
+        }
+    }
+}
+
+fn tick_loop(broker: &Weak<Broker>) {
+    loop {
+        std::thread::sleep(TICK);
+        match broker.upgrade() {
+            Some(b) if !b.stopped.load(Ordering::SeqCst) => b.tick(),
+            _ => return,
+        }
+    }
+}
+
+impl Broker {
+    /// Whose `max_retained` quota a retained topic counts against: in the operational space
+    /// its account (the first level, or the second under `$EDC`: the ACL keeps every session
+    /// inside its own account's topics), in the sandbox one quota for all.
+    fn quota_key(&self, topic: &str) -> String {
+        if matches!(self.door, Door::Sandbox { .. }) {
+            return String::new();
+        }
+        let mut levels = topic.split('/');
+        match levels.next() {
+            Some("$EDC") => levels.next().unwrap_or_default().to_string(),
+            Some(first) => first.to_string(),
+            None => String::new(),
+        }
+    }
+}
+
+/// Queues a delivery. An offline session keeps only QoS 1 and 2; a full queue drops its
+/// oldest QoS 0 delivery first, then refuses the new one.
+fn enqueue(s: &mut Session, d: Delivery, max_queue: usize, metrics: &Metrics) {
+    if s.link.is_none() && d.qos == 0 {
+        return;
+    }
+    if s.queue.len() >= max_queue {
+        match s.queue.iter().position(|q| q.qos == 0) {
+            Some(i) => {
+                s.queue.remove(i);
+            }
+            None => {
+                metrics.messages_dropped.inc();
+                return;
+            }
+        }
+        metrics.messages_dropped.inc();
+    }
+    s.queue.push_back(d);
+    metrics.messages_delivered.inc();
+    if let Some(l) = &s.link {
+        l.notify.notify_one();
+    }
+}
+
+impl Core {
+    fn subscribe(&mut self, session: u64, filter: &str, opts: SubOpts) {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        s.subs.insert(filter.to_string(), opts);
+        match split_shared(filter) {
+            Some((group, f)) => {
+                let gk = (group.to_string(), f.to_string());
+                let gid = match self.group_ids.get(&gk) {
+                    Some(&g) => g,
+                    None => {
+                        self.next_group += 1;
+                        let g = self.next_group;
+                        self.group_ids.insert(gk, g);
+                        self.groups.insert(
+                            g,
+                            Group {
+                                members: Vec::new(),
+                                next: 0,
+                            },
+                        );
+                        let _ = self.shared_tree.insert(f, g, 2);
+                        g
+                    }
+                };
+                if let Some(group) = self.groups.get_mut(&gid) {
+                    match group.members.iter_mut().find(|(m, _)| *m == session) {
+                        Some(m) => m.1 = opts,
+                        None => group.members.push((session, opts)),
+                    }
+                }
+            }
+            None => {
+                let _ = self.tree.insert(filter, session, opts.qos);
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, session: u64, filter: &str) -> bool {
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        if s.subs.remove(filter).is_none() {
+            return false;
+        }
+        match split_shared(filter) {
+            Some((group, f)) => {
+                let gk = (group.to_string(), f.to_string());
+                if let Some(&gid) = self.group_ids.get(&gk)
+                    && let Some(g) = self.groups.get_mut(&gid)
+                {
+                    g.members.retain(|(m, _)| *m != session);
+                    if g.members.is_empty() {
+                        self.groups.remove(&gid);
+                        self.group_ids.remove(&gk);
+                        self.shared_tree.remove(f, &gid);
+                    }
+                }
+            }
+            None => {
+                self.tree.remove(filter, &session);
+            }
+        }
+        true
+    }
+
+    fn remove_session(&mut self, id: u64) {
+        let filters: Vec<String> = self
+            .sessions
+            .get(&id)
+            .map(|s| s.subs.keys().cloned().collect())
+            .unwrap_or_default();
+        for f in filters {
+            self.unsubscribe(id, &f);
+        }
+        if let Some(s) = self.sessions.remove(&id)
+            && self.by_key.get(&s.key) == Some(&id)
+        {
+            self.by_key.remove(&s.key);
+        }
+    }
+}
