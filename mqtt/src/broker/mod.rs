@@ -887,3 +887,6 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
