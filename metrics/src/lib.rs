@@ -10,7 +10,6 @@ mod process;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -27,8 +26,17 @@ use fleetgate_storage::Store;
 /// `endpoint` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabel {
-    /// `provisioning` or `operational`.
+    /// `provisioning`, `operational` or `sandbox`.
     pub endpoint: &'static str,
+}
+
+/// `endpoint` + `state` labels of broker sessions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabels {
+    /// `operational` or `sandbox`.
+    pub endpoint: &'static str,
+    /// `online` (a client is connected) or `offline` (a persistent session waiting).
+    pub state: &'static str,
 }
 
 /// `endpoint` + `result` labels.
@@ -93,6 +101,19 @@ struct BuildLabels {
     version: &'static str,
 }
 
+/// A broker's state, counted (see [`Metrics::set_broker`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BrokerGauges {
+    /// Sessions with a connected client.
+    pub online: usize,
+    /// Persistent sessions whose client is away.
+    pub offline: usize,
+    /// Deliveries waiting in session queues.
+    pub queued: usize,
+    /// Retained messages.
+    pub retained: usize,
+}
+
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
@@ -120,10 +141,16 @@ pub struct Metrics {
     pub commit_batch_size: Histogram,
     /// Requests by status (refreshed at scrape).
     pub requests: Family<StatusLabel, Gauge>,
-    /// Messages delivered on the operational endpoint.
-    pub messages_delivered: Counter,
-    /// Messages dropped for a full subscriber queue.
-    pub messages_dropped: Counter<u64, AtomicU64>,
+    /// Deliveries queued for a session, by broker endpoint.
+    pub messages_delivered: Family<EndpointLabel, Counter>,
+    /// Deliveries dropped (full queue, or larger than the client accepts), by broker endpoint.
+    pub messages_dropped: Family<EndpointLabel, Counter>,
+    /// Broker sessions by endpoint and state (set by the broker every second).
+    pub broker_sessions: Family<SessionLabels, Gauge>,
+    /// Deliveries waiting in session queues, by endpoint (set every second).
+    pub broker_queued: Family<EndpointLabel, Gauge>,
+    /// Retained messages, by endpoint (set every second).
+    pub broker_retained: Family<EndpointLabel, Gauge>,
     /// Admin-API requests by route, method and status.
     pub http_requests: Family<HttpLabels, Counter>,
     /// Admin-API request latency by route, seconds.
@@ -149,8 +176,11 @@ impl Metrics {
             commit_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             requests: Family::default(),
-            messages_delivered: Counter::default(),
-            messages_dropped: Counter::default(),
+            messages_delivered: Family::default(),
+            messages_dropped: Family::default(),
+            broker_sessions: Family::default(),
+            broker_queued: Family::default(),
+            broker_retained: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
@@ -219,13 +249,28 @@ impl Metrics {
         );
         registry.register(
             "messages_delivered",
-            "Messages delivered on the operational endpoint",
+            "Deliveries queued for broker sessions",
             m.messages_delivered.clone(),
         );
         registry.register(
             "messages_dropped",
-            "Messages dropped for a full subscriber queue",
+            "Deliveries dropped for a full session queue or the client's maximum packet size",
             m.messages_dropped.clone(),
+        );
+        registry.register(
+            "broker_sessions",
+            "Broker sessions by state (online: connected; offline: persistent, client away)",
+            m.broker_sessions.clone(),
+        );
+        registry.register(
+            "broker_queued_messages",
+            "Deliveries waiting in broker session queues",
+            m.broker_queued.clone(),
+        );
+        registry.register(
+            "broker_retained_messages",
+            "Retained messages kept by the broker",
+            m.broker_retained.clone(),
         );
         registry.register(
             "http_requests",
@@ -248,6 +293,36 @@ impl Metrics {
             registry: root,
             ..m
         })
+    }
+
+    /// Counts a delivery queued by the broker of `endpoint`.
+    pub fn delivered(&self, endpoint: &'static str) {
+        self.messages_delivered
+            .get_or_create(&EndpointLabel { endpoint })
+            .inc();
+    }
+
+    /// Counts a delivery the broker of `endpoint` dropped.
+    pub fn dropped(&self, endpoint: &'static str) {
+        self.messages_dropped
+            .get_or_create(&EndpointLabel { endpoint })
+            .inc();
+    }
+
+    /// Sets the gauges of the broker of `endpoint`.
+    pub fn set_broker(&self, endpoint: &'static str, g: &BrokerGauges) {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        for (state, v) in [("online", g.online), ("offline", g.offline)] {
+            self.broker_sessions
+                .get_or_create(&SessionLabels { endpoint, state })
+                .set(n(v));
+        }
+        self.broker_queued
+            .get_or_create(&EndpointLabel { endpoint })
+            .set(n(g.queued));
+        self.broker_retained
+            .get_or_create(&EndpointLabel { endpoint })
+            .set(n(g.retained));
     }
 
     /// Counts a CONNECT decision.

@@ -271,6 +271,7 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>, kick: Arc<AtomicU8>
     let inflight = conn.inflight.clone();
     let metrics = conn.app.metrics.clone();
     let max_packet = conn.max_packet;
+    let endpoint = conn.name();
     let mut aliases = Aliases {
         max: conn.topic_alias_max,
         map: std::collections::HashMap::new(),
@@ -304,7 +305,7 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>, kick: Arc<AtomicU8>
                 }
                 let Some(send) = send(&sink, &d, now, max_packet, &mut aliases) else {
                     // Larger than the client's maximum packet size: not sent to it.
-                    metrics.messages_dropped.inc();
+                    metrics.dropped(endpoint);
                     continue;
                 };
                 if d.qos == 0 {

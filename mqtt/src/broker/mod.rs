@@ -22,7 +22,7 @@ use fleetgate_storage::broker::{StoredSession, StoredSubscription};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use fleetgate_metrics::Metrics;
+use fleetgate_metrics::{BrokerGauges, Metrics};
 pub use message::{Delivery, Message, Properties};
 
 /// Which door a broker serves; decides authentication and topics.
@@ -545,7 +545,7 @@ impl Broker {
                     dup: false,
                     msg,
                 };
-                enqueue(s, d, max_queue, &self.metrics);
+                enqueue(s, d, max_queue, &self.metrics, self.door.name());
             }
         }
     }
@@ -651,7 +651,7 @@ impl Broker {
                 dup: false,
                 msg: msg.clone(),
             };
-            enqueue(s, d, max_queue, &self.metrics);
+            enqueue(s, d, max_queue, &self.metrics, self.door.name());
         }
         for (gid, _) in core.shared_tree.matches(topic) {
             let Some(group) = core.groups.get_mut(&gid) else {
@@ -678,7 +678,7 @@ impl Broker {
                     dup: false,
                     msg: msg.clone(),
                 };
-                enqueue(s, d, max_queue, &self.metrics);
+                enqueue(s, d, max_queue, &self.metrics, self.door.name());
             }
         }
     }
@@ -717,6 +717,24 @@ impl Broker {
         }
     }
 
+    /// Sets the session, queue and retained gauges of this broker.
+    fn set_gauges(&self) {
+        let mut g = BrokerGauges::default();
+        {
+            let core = self.core.lock();
+            g.retained = core.retained.len();
+            for s in core.sessions.values() {
+                if s.link.is_some() {
+                    g.online += 1;
+                } else {
+                    g.offline += 1;
+                }
+                g.queued += s.queue.len();
+            }
+        }
+        self.metrics.set_broker(self.door.name(), &g);
+    }
+
     /// Expires sessions and sends the delayed wills that are due.
     fn tick(&self) {
         let now = Instant::now();
@@ -752,11 +770,19 @@ impl Broker {
     }
 }
 
+/// Ticks per refresh of the broker gauges.
+const GAUGE_TICKS: u32 = 10;
+
 fn tick_loop(broker: &Weak<Broker>) {
-    loop {
+    for n in 0u32.. {
         std::thread::sleep(TICK);
         match broker.upgrade() {
-            Some(b) if !b.stopped.load(Ordering::SeqCst) => b.tick(),
+            Some(b) if !b.stopped.load(Ordering::SeqCst) => {
+                b.tick();
+                if n % GAUGE_TICKS == 0 {
+                    b.set_gauges();
+                }
+            }
             _ => return,
         }
     }
@@ -781,7 +807,13 @@ impl Broker {
 
 /// Queues a delivery. An offline session keeps only QoS 1 and 2; a full queue drops its
 /// oldest QoS 0 delivery first, then refuses the new one.
-fn enqueue(s: &mut Session, d: Delivery, max_queue: usize, metrics: &Metrics) {
+fn enqueue(
+    s: &mut Session,
+    d: Delivery,
+    max_queue: usize,
+    metrics: &Metrics,
+    endpoint: &'static str,
+) {
     if s.link.is_none() && d.qos == 0 {
         return;
     }
@@ -791,14 +823,14 @@ fn enqueue(s: &mut Session, d: Delivery, max_queue: usize, metrics: &Metrics) {
                 s.queue.remove(i);
             }
             None => {
-                metrics.messages_dropped.inc();
+                metrics.dropped(endpoint);
                 return;
             }
         }
-        metrics.messages_dropped.inc();
+        metrics.dropped(endpoint);
     }
     s.queue.push_back(d);
-    metrics.messages_delivered.inc();
+    metrics.delivered(endpoint);
     if let Some(l) = &s.link {
         l.notify.notify_one();
     }
