@@ -1,13 +1,16 @@
 //! Fleetgate's MQTT endpoints on ntex-mqtt 8.2 (3.1.1 and 5.0 on one listener): the
 //! provisioning endpoint ([`provisioning`]: the hooks at CONNECT, SUBSCRIBE and PUBLISH, and the
-//! glue that runs a [`fleetgate_exchange`] over the connection) and the operational endpoint
-//! ([`operational`]: device sessions and the router among them). This module holds what both
+//! glue that runs a [`fleetgate_exchange`] over the connection), and the broker behind the
+//! operational endpoint and the sandbox ([`broker`]: sessions, subscriptions, retained
+//! messages, wills; its own connection glue in [`broker::conn`]). This module holds what they
 //! share: the error type of the ntex-mqtt services, the one mapping of hook refusals to CONNACK
-//! codes, a sink that hides the protocol version, the listener settings and the service factory.
+//! codes, a sink that hides the protocol version and the listener settings, and the service
+//! factory of the provisioning endpoint.
 //!
 //! All ntex-mqtt code of the workspace is here, so an upgrade touches one crate. This crate
 //! must not decide: credentials and topics are the hooks' ([`fleetgate_hooks`]), the exchange
-//! is [`fleetgate_exchange`]'s, persistence is the store's.
+//! is [`fleetgate_exchange`]'s, persistence is the store's (the broker decides what to keep,
+//! the store keeps it).
 
 pub mod broker;
 pub mod provisioning;
@@ -171,8 +174,7 @@ impl Sink {
 }
 
 /// What an endpoint decides; the version-specific plumbing lives in [`factory`] only. A value
-/// of the endpoint is its context, shared by every listener of that endpoint (e.g. the
-/// operational router).
+/// of the endpoint is its context, shared by every listener of that endpoint (TCP and TLS).
 pub trait Endpoint: Send + Sync + 'static {
     /// Per-connection state, created on an accepted CONNECT; dropped when the connection ends.
     type State: 'static;
