@@ -161,6 +161,13 @@ fn v5_will_is_sent_when_the_session_ends_before_the_delay() {
         .message(Duration::from_secs(4))
         .expect("the will when the session ended");
     assert_eq!(m.payload, b"late");
+    // Session expiry 0 (the session ends with the connection), will delay 5 s: at once.
+    let c = delayed(&b, "ends-now", "will/expiry/y", 5, 0);
+    c.drop_connection();
+    let m = w
+        .message(Duration::from_millis(1500))
+        .expect("the will at once: the session ended with the connection");
+    assert_eq!(m.topic, "will/expiry/y");
 }
 
 #[test]
