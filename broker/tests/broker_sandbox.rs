@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::binary::{Broker, SANDBOX};
 use common::raw::{Client, Msg, Options, Packet, QUIET, WAIT};
-use fleetgate_kura::{Encoding, ProvReply, ProvRequest};
-use serde_json::json;
 
 #[test]
 fn anonymous_and_credentials_ignored() {
@@ -146,73 +144,12 @@ fn a_malformed_packet_closes_only_its_own_connection() {
     assert_eq!(bystander.receive().payload, b"fine");
 }
 
-const PASSWORD: &str = "fleet-password-1";
-
-/// Provisions `cid` in `account` over the binary's provisioning endpoint (PROV-V1, JSON) and
-/// returns its operational (username, password).
-fn provision(b: &Broker, account: &str, cid: &str) -> (String, String) {
-    let (status, body) = b.post("/api/v1/accounts", &json!({ "name": account }));
-    assert_eq!(status, 201, "{body}");
-    let puser = format!("fleet-{account}");
-    let (status, body) = b.post(
-        &format!("/api/v1/accounts/{account}/provision-requests"),
-        &json!({
-            "clientId": cid,
-            "provisionUsername": puser,
-            "provisionPassword": PASSWORD,
-            "confirmProvisionPassword": PASSWORD,
-            "brokerUrl": "mqtt://127.0.0.1:1884",
-        }),
-    );
-    assert_eq!(status, 201, "{body}");
-    let mut d = Client::connect(b.provisioning, &Options::v3(cid).login(&puser, PASSWORD));
-    assert_eq!(
-        d.subscribe(&format!("$EDC/provision/{cid}/PROV-V1/REPLY/#"), 1),
-        1
-    );
-    assert_eq!(
-        d.publish(
-            Msg::new(
-                &format!("$EDC/provision/{cid}/PROV-V1/EXEC/provision"),
-                ProvRequest::new("r-1").encode(Encoding::Json),
-            )
-            .qos(1)
-        ),
-        0
-    );
-    let reply = d.receive();
-    d.disconnect();
-    let (_, reply) = fleetgate_kura::decode_reply(&reply.payload).unwrap();
-    let ProvReply::Success(ok) = reply else {
-        panic!("failure reply: {reply:?}")
-    };
-    (ok.username, ok.password)
-}
-
-/// Connects a provisioned device to the operational listener (retrying while its identity's
-/// commit is on its way).
-fn operational(b: &Broker, cid: &str, user: &str, password: &str) -> Client {
-    let o = Options::v5(cid).login(user, password);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Client::try_connect(b.operational, &o) {
-            Ok(c) if c.connack_code == 0 => return c,
-            other if Instant::now() > deadline => {
-                panic!(
-                    "operational CONNECT of {cid}: {:?}",
-                    other.map(|c| c.connack_code)
-                )
-            }
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 #[test]
 fn the_sandbox_and_the_operational_listener_never_meet() {
     let b = Broker::start(SANDBOX);
-    let (user, password) = provision(&b, "acme", "dev-1");
-    let mut device = operational(&b, "dev-1", &user, &password);
+    let (user, password) = b.provision("acme", "dev-1");
+    let mut device = b.operational_connect(&Options::v5("dev-1").login(&user, &password));
+    assert_eq!(device.connack_code, 0);
     assert_eq!(device.subscribe("acme/dev-1/#", 1), 1);
 
     // A sandbox client with the same client ID and the same topics.

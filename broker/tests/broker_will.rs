@@ -1,7 +1,8 @@
 //! Will messages on the real binary's sandbox (PROTOCOL.md 6.2): published when a connection
 //! ends without a normal DISCONNECT (socket loss, takeover, 5.0 DISCONNECT 0x04), never after a
 //! normal one; the 5.0 will delay is honoured, cancelled when the session resumes in time, cut
-//! short when the session ends first; a will topic that is no topic is refused at CONNECT.
+//! short when the session ends first; a will topic that is no topic is refused at CONNECT, and
+//! on the operational listener so is one outside the device's ACL.
 
 mod common;
 
@@ -188,4 +189,25 @@ fn a_will_topic_that_is_no_topic_is_refused_at_connect() {
     }
     // The listener is unaffected.
     Client::connect(b.sandbox, &Options::v5("good-after-bad")).disconnect();
+}
+
+#[test]
+fn an_operational_will_topic_outside_the_acl_is_refused_at_connect() {
+    // The account space: the will topic is checked against the device's ACL at CONNECT.
+    let b = Broker::start_operational("");
+    let (user, password) = b.provision("acme", "dev-w");
+    for v5 in [false, true] {
+        let outside = Options::version(v5, "dev-w")
+            .login(&user, &password)
+            .will(Msg::new("acme/another-device/x", "w"));
+        let c = b.operational_connect(&outside);
+        assert_eq!(c.connack_code, if v5 { 0x87 } else { 0x05 }, "v5={v5}");
+        // Kura's LWT is inside a device's ACL.
+        let lwt = Options::version(v5, "dev-w")
+            .login(&user, &password)
+            .will(Msg::new("$EDC/acme/dev-w/MQTT/LWT", "bye"));
+        let c = b.operational_connect(&lwt);
+        assert_eq!(c.connack_code, 0, "v5={v5}");
+        c.disconnect();
+    }
 }

@@ -30,6 +30,8 @@ pub struct Broker {
     pub provisioning: SocketAddr,
     pub operational: SocketAddr,
     pub sandbox: SocketAddr,
+    /// Whether start-up waits for the sandbox listener (see [`Broker::start_operational`]).
+    needs_sandbox: bool,
 }
 
 impl Broker {
@@ -41,6 +43,16 @@ impl Broker {
     /// broker instead (e.g. Mosquitto, to check a test itself); `config` is then the other
     /// broker's business, and the tests that kill or restart the binary fail.
     pub fn start(config: &str) -> Broker {
+        Broker::start_with(config, true)
+    }
+
+    /// Like [`Broker::start`] for tests of the operational listener only: start-up does not
+    /// wait for the sandbox (on all the same).
+    pub fn start_operational(config: &str) -> Broker {
+        Broker::start_with(config, false)
+    }
+
+    fn start_with(config: &str, needs_sandbox: bool) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         if let Ok(other) = std::env::var("FLEETGATE_TEST_SANDBOX") {
             let addr: SocketAddr = other.parse().expect("FLEETGATE_TEST_SANDBOX=HOST:PORT");
@@ -51,6 +63,7 @@ impl Broker {
                 provisioning: addr,
                 operational: addr,
                 sandbox: addr,
+                needs_sandbox,
             };
         }
         std::fs::write(dir.path().join("fleetgate.toml"), config).unwrap();
@@ -61,6 +74,7 @@ impl Broker {
             provisioning: free_addr(),
             operational: free_addr(),
             sandbox: free_addr(),
+            needs_sandbox,
         };
         b.boot();
         b
@@ -145,6 +159,9 @@ impl Broker {
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(Ready::Exited);
+            }
+            if healthy(self.admin) && !self.needs_sandbox {
+                return Ok(());
             }
             if healthy(self.admin) {
                 // The listeners bind before the admin API answers; a short grace for the
@@ -233,6 +250,63 @@ impl Broker {
             status,
             serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// Provisions device `cid` in `account` (created here) over the provisioning listener
+    /// (PROV-V1, JSON, MQTT 3.1.1) and returns its operational (username, password).
+    pub fn provision(&self, account: &str, cid: &str) -> (String, String) {
+        use super::raw::{Client, Msg, Options};
+        use fleetgate_kura::{Encoding, ProvReply, ProvRequest};
+        const PASSWORD: &str = "fleet-password-1";
+        let (status, body) = self.post("/api/v1/accounts", &serde_json::json!({ "name": account }));
+        assert!(status == 201 || status == 409, "{status} {body}");
+        let puser = format!("fleet-{account}");
+        let (status, body) = self.post(
+            &format!("/api/v1/accounts/{account}/provision-requests"),
+            &serde_json::json!({
+                "clientId": cid,
+                "provisionUsername": puser,
+                "provisionPassword": PASSWORD,
+                "confirmProvisionPassword": PASSWORD,
+                "brokerUrl": "mqtt://127.0.0.1:1884",
+            }),
+        );
+        assert_eq!(status, 201, "{body}");
+        let mut d = Client::connect(self.provisioning, &Options::v3(cid).login(&puser, PASSWORD));
+        assert_eq!(
+            d.subscribe(&format!("$EDC/provision/{cid}/PROV-V1/REPLY/#"), 1),
+            1
+        );
+        let request = Msg::new(
+            &format!("$EDC/provision/{cid}/PROV-V1/EXEC/provision"),
+            ProvRequest::new("r-1").encode(Encoding::Json),
+        );
+        assert_eq!(d.publish(request.qos(1)), 0);
+        let reply = d.receive();
+        d.disconnect();
+        let (_, reply) = fleetgate_kura::decode_reply(&reply.payload).unwrap();
+        let ProvReply::Success(ok) = reply else {
+            panic!("failure reply: {reply:?}")
+        };
+        (ok.username, ok.password)
+    }
+
+    /// CONNECT to the operational listener as a provisioned device, retrying while its
+    /// identity's commit is on its way; the client with the CONNACK (whatever its code).
+    pub fn operational_connect(&self, o: &super::raw::Options) -> super::raw::Client {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match super::raw::Client::try_connect(self.operational, o) {
+                // 0x04 / 0x86: the identity is not readable yet.
+                Ok(c) if ![0x04, 0x86].contains(&c.connack_code) => return c,
+                other if Instant::now() > deadline => panic!(
+                    "operational CONNECT of {}: {:?}",
+                    o.client_id,
+                    other.map(|c| c.connack_code)
+                ),
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// The directory of the run (configuration, data, log).
