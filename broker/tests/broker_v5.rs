@@ -1,6 +1,6 @@
 //! MQTT 5.0 features on the real binary's sandbox (PROTOCOL.md 6.2): topic aliases from the
-//! client, the server's receive maximum (exceeded: DISCONNECT 0x93), the client's maximum
-//! packet size, message expiry of queued messages, properties passed through unchanged,
+//! client, the server's receive maximum (exceeded: DISCONNECT 0x93), the maximum packet size
+//! both ways, message expiry of queued messages, properties passed through unchanged,
 //! subscription identifiers, no-local, retain-as-published and retain handling, and the server
 //! keep alive when `operational.max_keepalive` is lower than the client's.
 
@@ -155,6 +155,31 @@ fn a_message_larger_than_the_clients_maximum_packet_size_is_not_sent_to_it() {
     );
     assert_eq!(big.drain(QUIET).len(), 2);
     assert!(!s.closed(Duration::from_millis(100)), "still connected");
+}
+
+#[test]
+fn a_packet_larger_than_the_servers_maximum_packet_size_closes_the_connection() {
+    let b = Broker::start(
+        r#"
+[operational]
+max_packet_size = 1024
+"#,
+    );
+    let mut c = Client::connect(b.sandbox, &Options::v5("too-big"));
+    assert_eq!(
+        c.connack_prop(|x| matches!(x, Prop::MaximumPacketSize(_))),
+        Some(Prop::MaximumPacketSize(1024)),
+        "the broker announces its maximum packet size"
+    );
+    assert_eq!(c.publish(Msg::new("big/x", vec![0u8; 900]).qos(1)), 0);
+    c.send_publish(&Msg::new("big/x", vec![0u8; 2000]).qos(1).id(500));
+    assert!(c.closed(WAIT), "closed after a packet over the maximum");
+    // 0x95 Packet too large, if the broker says why.
+    if let Some(code) = c.disconnect_reason() {
+        assert_eq!(code, 0x95);
+    }
+    // Only that connection.
+    Client::connect(b.sandbox, &Options::v5("after-too-big")).disconnect();
 }
 
 #[test]
