@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# The `cycle` scenario of fleetgate-loadtest against Fleetgate's operational endpoint and
-# against Mosquitto, on the same machine, in one command, reported as Fleetgate/Mosquitto ratios
-# (docs/benchmarks.md, "Fleetgate vs Mosquitto").
+# The `cycle` scenario of fleetgate-loadtest against Fleetgate and against Mosquitto, on the
+# same machine, in one command, reported as Fleetgate/Mosquitto ratios (docs/benchmarks.md,
+# "Fleetgate vs Mosquitto"), in two comparisons:
+#   operational: Fleetgate's operational endpoint (a provisioned device's login) vs anonymous
+#                Mosquitto;
+#   sandbox:     Fleetgate's anonymous sandbox listener (PROTOCOL.md 6.1) vs anonymous
+#                Mosquitto, both with `cycle --sandbox` and the default topic.
 #
 #   benches/compare-mosquitto.sh [--clients N] [--concurrency C] [--rounds R]
-#                                [--protocol 5|3.1.1] [--no-build]
+#                                [--protocol 5|3.1.1] [--only operational|sandbox] [--no-build]
 #
 # What it does:
 #  1. cargo build --release -p fleetgate -p fleetgate-loadtest (unless --no-build);
@@ -12,18 +16,19 @@
 #     127.0.0.1 (free port, anonymous, unlimited connections, no persistence, TCP_NODELAY like
 #     Fleetgate's listeners);
 #  3. starts target/release/fleetgate serve on 127.0.0.1 (free ports, temp data dir, default
-#     durable storage);
+#     durable storage; the sandbox listener on when the sandbox comparison runs);
 #  4. creates account `cmp` and one provision request (client ID `cmp-device`, reserveUser false,
 #     connectionCoupling LOOSE) through the admin API, and runs its PROV-V1 exchange with
 #     mosquitto_rr (one connection: subscribe to the reply topic, publish the request, wait for
 #     the reply, PUBACK it) to obtain the operational user `cmp-device@cmp` and its password.
 #     Under LOOSE coupling with a non-reserved user, every cycle client ID of the account may
 #     connect as that user;
-#  5. runs `fleetgate-loadtest cycle` R times against each broker with the same flags,
-#     alternating (M F, F M, M F, ...); Fleetgate runs use `--topic cmp/{client_id}/cycle`, the
-#     only topics the operational ACL lets a device use besides `$EDC/cmp/{client_id}/#`;
-#  6. prints per-run figures, medians and the ratios Fleetgate/Mosquitto, and writes them to
-#     summary.json.
+#  5. operational: runs `fleetgate-loadtest cycle` R times against each broker with the same
+#     flags, alternating (M F, F M, M F, ...); Fleetgate runs use `--topic cmp/{client_id}/cycle`,
+#     the only topics the operational ACL lets a device use besides `$EDC/cmp/{client_id}/#`;
+#     sandbox: the same, with `--sandbox` (anonymous clients) against both brokers;
+#  6. prints per-run figures, medians and the ratios Fleetgate/Mosquitto of each comparison,
+#     and writes them to summary.json (`{"operational": {...}, "sandbox": {...}}`).
 # Everything listens on loopback only; everything it starts is stopped on exit. Logs, reports and
 # the summary stay in the work directory printed at the start.
 set -euo pipefail
@@ -33,6 +38,7 @@ CONCURRENCY=100
 ROUNDS=3
 PROTOCOL=5
 BUILD=1
+ONLY=""
 
 usage() {
     sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
@@ -44,11 +50,18 @@ while [[ $# -gt 0 ]]; do
     --concurrency) CONCURRENCY="$2"; shift 2 ;;
     --rounds) ROUNDS="$2"; shift 2 ;;
     --protocol) PROTOCOL="$2"; shift 2 ;;
+    --only) ONLY="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "error: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
+case "$ONLY" in
+"") COMPARISONS=(operational sandbox) ;;
+operational | sandbox) COMPARISONS=("$ONLY") ;;
+*) echo "error: --only must be operational or sandbox" >&2; exit 2 ;;
+esac
+wants() { [[ " ${COMPARISONS[*]} " == *" $1 "* ]]; }
 for v in CLIENTS CONCURRENCY ROUNDS; do
     if ! [[ "${!v}" =~ ^[1-9][0-9]*$ ]]; then
         echo "error: --${v,,} must be a positive integer" >&2
@@ -126,63 +139,76 @@ MOSQ_VERSION="$("$MOSQUITTO" -h 2>/dev/null | head -n 1 || true)"
 echo "== mosquitto pid $MOSQ_PID on 127.0.0.1:$MQ_PORT ($MOSQ_VERSION; log: $WORK/mosquitto.log)"
 
 # ---------------------------------------------------------------- 3. fleetgate
-start_fleetgate "$FLEETGATE" "$WORK/fleetgate-data" "$WORK/fleetgate.log"
+SANDBOX_PORT=""
+if wants sandbox; then
+    SANDBOX_PORT="$(free_port)"
+    FLEETGATE_OPERATIONAL_SANDBOX_LISTEN="127.0.0.1:$SANDBOX_PORT" \
+        start_fleetgate "$FLEETGATE" "$WORK/fleetgate-data" "$WORK/fleetgate.log"
+    wait_port "fleetgate sandbox" "$SANDBOX_PORT" "$FG_PID" "$WORK/fleetgate.log"
+else
+    start_fleetgate "$FLEETGATE" "$WORK/fleetgate-data" "$WORK/fleetgate.log"
+fi
 echo "== fleetgate pid $FG_PID: provisioning 127.0.0.1:$PROV_PORT, operational" \
-    "127.0.0.1:$OPER_PORT, API $API (log: $WORK/fleetgate.log)"
+    "127.0.0.1:$OPER_PORT${SANDBOX_PORT:+, sandbox 127.0.0.1:$SANDBOX_PORT}, API $API" \
+    "(log: $WORK/fleetgate.log)"
 
 # ---------------------------------------------------------------- 4. one LOOSE device
 ACCOUNT=cmp
-provision_loose_device "$ACCOUNT"
-echo "== provisioned $ACCOUNT-device: operational user $DEV_USER (LOOSE, not reserved)"
+if wants operational; then
+    provision_loose_device "$ACCOUNT"
+    echo "== provisioned $ACCOUNT-device: operational user $DEV_USER (LOOSE, not reserved)"
+fi
 
 # ---------------------------------------------------------------- 5. runs
 COMMON=(cycle --clients "$CLIENTS" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL")
-FG_TOPIC="$ACCOUNT/{client_id}/cycle"
 
-run_mosquitto() {
-    local r="$1"
-    echo "-- round $r: mosquitto"
-    "$LOADTEST" "${COMMON[@]}" --broker "mqtt://127.0.0.1:$MQ_PORT" --run-id "m$r" \
-        --json "$WORK/mosquitto-$r.json" >"$WORK/mosquitto-$r.out" 2>&1 ||
-        { cat "$WORK/mosquitto-$r.out" >&2; die "cycle against mosquitto failed (round $r)"; }
+# One run of comparison $1 against broker $2 (mosquitto | fleetgate): run id $3, report
+# $WORK/$4.json, $5 clients. Both brokers of a comparison get the same flags but where to
+# connect and how to log in.
+cycle() {
+    local comparison="$1" broker="$2" id="$3" name="$4" clients="$5" flags
+    case "$comparison/$broker" in
+    operational/mosquitto) flags=(--broker "mqtt://127.0.0.1:$MQ_PORT") ;;
+    operational/fleetgate)
+        flags=(--broker "mqtt://127.0.0.1:$OPER_PORT" --username "$DEV_USER"
+            --password "$DEV_PASS" --topic "$ACCOUNT/{client_id}/cycle" --api "$API") ;;
+    sandbox/mosquitto) flags=(--sandbox --broker "mqtt://127.0.0.1:$MQ_PORT") ;;
+    sandbox/fleetgate) flags=(--sandbox --broker "mqtt://127.0.0.1:$SANDBOX_PORT" --api "$API") ;;
+    esac
+    "$LOADTEST" cycle --clients "$clients" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL" \
+        "${flags[@]}" --run-id "$id" --json "$WORK/$name.json" >"$WORK/$name.out" 2>&1 ||
+        { cat "$WORK/$name.out" >&2; die "cycle against $broker failed ($name)"; }
 }
-run_fleetgate() {
-    local r="$1"
-    echo "-- round $r: fleetgate"
-    "$LOADTEST" "${COMMON[@]}" --broker "mqtt://127.0.0.1:$OPER_PORT" --run-id "f$r" \
-        --username "$DEV_USER" --password "$DEV_PASS" --topic "$FG_TOPIC" --api "$API" \
-        --json "$WORK/fleetgate-$r.json" >"$WORK/fleetgate-$r.out" 2>&1 ||
-        { cat "$WORK/fleetgate-$r.out" >&2; die "cycle against fleetgate failed (round $r)"; }
-}
 
-# A short warm-up of each (not reported): first connections, page cache, allocator.
-echo "== warm-up (${CONCURRENCY} clients each, not reported)"
-"$LOADTEST" cycle --clients "$CONCURRENCY" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL" \
-    --broker "mqtt://127.0.0.1:$MQ_PORT" --run-id mw --json "$WORK/warmup-mosquitto.json" \
-    >"$WORK/warmup-mosquitto.out" 2>&1 || { cat "$WORK/warmup-mosquitto.out" >&2; die "warm-up against mosquitto failed"; }
-"$LOADTEST" cycle --clients "$CONCURRENCY" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL" \
-    --broker "mqtt://127.0.0.1:$OPER_PORT" --run-id fw --username "$DEV_USER" \
-    --password "$DEV_PASS" --topic "$FG_TOPIC" --json "$WORK/warmup-fleetgate.json" \
-    >"$WORK/warmup-fleetgate.out" 2>&1 || { cat "$WORK/warmup-fleetgate.out" >&2; die "warm-up against fleetgate failed"; }
-
-echo "== $ROUNDS round(s) of cycle --clients $CLIENTS --concurrency $CONCURRENCY --protocol $PROTOCOL"
-for r in $(seq 1 "$ROUNDS"); do
-    if ((r % 2 == 1)); then
-        run_mosquitto "$r"
-        run_fleetgate "$r"
-    else
-        run_fleetgate "$r"
-        run_mosquitto "$r"
-    fi
+for comparison in "${COMPARISONS[@]}"; do
+    tag="${comparison:0:1}"
+    # Report names: the operational comparison keeps the ones it always had (mosquitto-1.json).
+    infix=""
+    [[ "$comparison" == operational ]] || infix="-$comparison"
+    # A short warm-up of each (not reported): first connections, page cache, allocator.
+    echo "== $comparison: warm-up (${CONCURRENCY} clients each, not reported)"
+    for broker in mosquitto fleetgate; do
+        cycle "$comparison" "$broker" "${broker:0:1}${tag}w" "warmup-$broker$infix" "$CONCURRENCY"
+    done
+    echo "== $comparison: $ROUNDS round(s) of cycle --clients $CLIENTS --concurrency" \
+        "$CONCURRENCY --protocol $PROTOCOL"
+    for r in $(seq 1 "$ROUNDS"); do
+        order=(mosquitto fleetgate)
+        ((r % 2 == 1)) || order=(fleetgate mosquitto)
+        for broker in "${order[@]}"; do
+            echo "-- $comparison round $r: $broker"
+            cycle "$comparison" "$broker" "${broker:0:1}${tag}$r" "$broker$infix-$r" "$CLIENTS"
+        done
+    done
 done
 
-# ---------------------------------------------------------------- 6. table
-python3 - "$WORK" "$ROUNDS" "$MOSQ_VERSION" <<'EOF'
+# ---------------------------------------------------------------- 6. tables
+python3 - "$WORK" "$ROUNDS" "$MOSQ_VERSION" "${COMPARISONS[@]}" <<'EOF'
 import json, statistics, sys
 
-work, rounds, mosq_version = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+work, rounds, mosq_version, comparisons = (sys.argv[1], int(sys.argv[2]), sys.argv[3],
+                                           sys.argv[4:])
 brokers = ("mosquitto", "fleetgate")
-runs = {b: [json.load(open(f"{work}/{b}-{r}.json")) for r in range(1, rounds + 1)] for b in brokers}
 
 def figures(rep):
     lat = rep["latency_ms"]
@@ -200,32 +226,39 @@ def figures(rep):
 cols = ["cycles_per_second", "total_p50_ms", "total_p99_ms", "connect_p50_ms",
         "connect_p99_ms", "roundtrip_p50_ms", "roundtrip_p99_ms"]
 heads = ["cycles/s", "total p50", "total p99", "conn p50", "conn p99", "rt p50", "rt p99"]
-per_run = {b: [figures(rep) for rep in runs[b]] for b in brokers}
-median = {b: {c: statistics.median(f[c] for f in per_run[b]) for c in cols} for b in brokers}
-ratio = {c: median["fleetgate"][c] / median["mosquitto"][c] if median["mosquitto"][c] else None
-         for c in cols}
-round_ratios = [f["cycles_per_second"] / m["cycles_per_second"]
-                for f, m in zip(per_run["fleetgate"], per_run["mosquitto"])]
 
-cfg = runs["fleetgate"][0]["config"]
-print()
-print(f"cycle: {cfg['clients']} clients, concurrency {cfg['concurrency']}, MQTT {cfg['protocol']};"
-      f" latencies in ms; {mosq_version}")
-print(f"{'run':<16}" + "".join(f"{h:>11}" for h in heads))
-for b in brokers:
-    for r, f in enumerate(per_run[b], 1):
-        print(f"{b + ' #' + str(r):<16}" + "".join(f"{f[c]:>11.1f}" for c in cols))
-for b in brokers:
-    print(f"{b + ' median':<16}" + "".join(f"{median[b][c]:>11.1f}" for c in cols))
-print(f"{'ratio F/M':<16}" + "".join(
-    f"{ratio[c]:>11.2f}" if ratio[c] is not None else f"{'-':>11}" for c in cols))
-print()
-print(f"cycles/s Fleetgate/Mosquitto: ratio of medians {ratio['cycles_per_second']:.2f}, "
-      f"median of per-round ratios {statistics.median(round_ratios):.2f} "
-      f"(rounds: {', '.join(f'{x:.2f}' for x in round_ratios)})")
-json.dump({"config": cfg, "mosquitto_version": mosq_version, "runs": per_run, "median": median,
-           "ratio_fleetgate_over_mosquitto": ratio,
-           "cycles_per_second_round_ratios": round_ratios},
-          open(f"{work}/summary.json", "w"), indent=2)
+def compare(comparison):
+    # The operational comparison keeps its report names (mosquitto-1.json, ...).
+    infix = "" if comparison == "operational" else f"-{comparison}"
+    runs = {b: [json.load(open(f"{work}/{b}{infix}-{r}.json")) for r in range(1, rounds + 1)]
+            for b in brokers}
+    per_run = {b: [figures(rep) for rep in runs[b]] for b in brokers}
+    median = {b: {c: statistics.median(f[c] for f in per_run[b]) for c in cols} for b in brokers}
+    ratio = {c: median["fleetgate"][c] / median["mosquitto"][c] if median["mosquitto"][c]
+             else None for c in cols}
+    round_ratios = [f["cycles_per_second"] / m["cycles_per_second"]
+                    for f, m in zip(per_run["fleetgate"], per_run["mosquitto"])]
+    cfg = runs["fleetgate"][0]["config"]
+    print()
+    print(f"{comparison}: cycle, {cfg['clients']} clients, concurrency {cfg['concurrency']},"
+          f" MQTT {cfg['protocol']}; latencies in ms; {mosq_version}")
+    print(f"{'run':<16}" + "".join(f"{h:>11}" for h in heads))
+    for b in brokers:
+        for r, f in enumerate(per_run[b], 1):
+            print(f"{b + ' #' + str(r):<16}" + "".join(f"{f[c]:>11.1f}" for c in cols))
+    for b in brokers:
+        print(f"{b + ' median':<16}" + "".join(f"{median[b][c]:>11.1f}" for c in cols))
+    print(f"{'ratio F/M':<16}" + "".join(
+        f"{ratio[c]:>11.2f}" if ratio[c] is not None else f"{'-':>11}" for c in cols))
+    print()
+    print(f"{comparison}: cycles/s Fleetgate/Mosquitto: ratio of medians "
+          f"{ratio['cycles_per_second']:.2f}, median of per-round ratios "
+          f"{statistics.median(round_ratios):.2f} "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in round_ratios)})")
+    return {"config": cfg, "mosquitto_version": mosq_version, "runs": per_run, "median": median,
+            "ratio_fleetgate_over_mosquitto": ratio,
+            "cycles_per_second_round_ratios": round_ratios}
+
+json.dump({c: compare(c) for c in comparisons}, open(f"{work}/summary.json", "w"), indent=2)
 print(f"summary: {work}/summary.json")
 EOF

@@ -237,6 +237,10 @@ pub struct CycleArgs {
     /// CONNECT password.
     #[arg(long, value_name = "P", requires = "username")]
     pub password: Option<String>,
+    /// Anonymous clients, as Fleetgate's sandbox listener (PROTOCOL.md 6.1) or any anonymous
+    /// broker takes them: no username or password; the report says `"sandbox": true`.
+    #[arg(long, conflicts_with_all = ["username", "password"])]
+    pub sandbox: bool,
     /// Number of clients.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub clients: u64,
@@ -372,6 +376,7 @@ impl CycleArgs {
             broker: self.broker,
             username: self.username,
             password: self.password,
+            sandbox: self.sandbox,
             clients: self.clients as usize,
             run_id: self.common.run_id.clone().unwrap_or_else(new_run_id),
             topic: self.topic,
@@ -772,6 +777,32 @@ mod tests {
         assert_eq!(c.api, None);
         assert_eq!(c.topic, "cycle/{client_id}");
         assert_eq!(out.json, Some(PathBuf::from("c.json")));
+    }
+
+    #[test]
+    fn cycle_sandbox_flag() {
+        let cycle = |extra: &[&str]| {
+            let args: Vec<&str> = ["cycle", "--clients", "1"]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect();
+            parse(&args).map(|cli| {
+                let Command::Cycle(args) = cli.command else {
+                    unreachable!()
+                };
+                args.into_config(false).0
+            })
+        };
+        let c = cycle(&["--sandbox"]).unwrap();
+        assert!(c.sandbox);
+        assert_eq!((c.username, c.password), (None, None));
+        assert!(!cycle(&[]).unwrap().sandbox);
+        // Anonymous means no credentials.
+        let err = cycle(&["--sandbox", "--username", "u"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = cycle(&["--sandbox", "--username", "u", "--password", "p"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

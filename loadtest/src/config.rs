@@ -292,6 +292,8 @@ pub struct CycleConfig {
     pub username: Option<String>,
     /// Optional CONNECT password.
     pub password: Option<String>,
+    /// `--sandbox`: anonymous clients on purpose (no username, so no password either).
+    pub sandbox: bool,
     /// Number of simulated clients.
     pub clients: usize,
     /// Run-unique part of the client ids.

@@ -39,6 +39,9 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
     if config.clients == 0 {
         bail!("--clients must be at least 1");
     }
+    if config.sandbox && (config.username.is_some() || config.password.is_some()) {
+        bail!("--sandbox clients are anonymous: no --username or --password");
+    }
     validate_topic_template(&config.topic).map_err(|e| anyhow!("--topic: {e}"))?;
     let broker = net::probe(&config.broker, "broker").await?;
     let dialer = if broker.ip().is_loopback() && config.run.source_addresses > 1 {
@@ -91,6 +94,7 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
             rate: config.run.load.rate(),
             protocol: config.run.protocol.as_str().to_string(),
             topic: config.topic.clone(),
+            sandbox: config.sandbox,
             ramp: config.run.load.ramp(),
         },
         config.run.protocol,

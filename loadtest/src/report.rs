@@ -103,6 +103,9 @@ pub enum ReportConfig {
         protocol: String,
         /// The `--topic` template (`{client_id}` not substituted).
         topic: String,
+        /// `--sandbox` (anonymous clients); absent from the JSON without it.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        sandbox: bool,
         /// Open-model `--ramp` (`seconds:rate,...`); absent from the JSON without one.
         #[serde(skip_serializing_if = "Option::is_none")]
         ramp: Option<String>,
@@ -334,11 +337,17 @@ impl Report {
                 rate,
                 protocol,
                 topic,
+                sandbox,
                 ramp,
                 ..
             } => format!(
-                "{}, protocol {protocol}, topic {topic}",
-                load_text(*concurrency, *rate, ramp.as_deref())
+                "{}, protocol {protocol}, topic {topic}{}",
+                load_text(*concurrency, *rate, ramp.as_deref()),
+                if *sandbox {
+                    ", sandbox (anonymous)"
+                } else {
+                    ""
+                }
             ),
         }
     }
@@ -632,6 +641,34 @@ mod tests {
     }
 
     #[test]
+    fn cycle_sandbox_is_reported() {
+        let r = Report::build(
+            Scenario::Cycle,
+            ReportConfig::Cycle {
+                clients: 1,
+                concurrency: Some(1),
+                rate: None,
+                protocol: "5".into(),
+                topic: "cycle/{client_id}".into(),
+                sandbox: true,
+                ramp: None,
+            },
+            Protocol::V5,
+            1,
+            &Stats::new(3),
+            0.25,
+            ServerMetrics::default(),
+        );
+        let v: Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["config"]["sandbox"], true);
+        assert!(
+            r.to_table().contains("sandbox (anonymous)"),
+            "{}",
+            r.to_table()
+        );
+    }
+
+    #[test]
     fn cycle_json_shape() {
         let mut stats = Stats::new(3);
         stats.record(&Outcome {
@@ -653,6 +690,7 @@ mod tests {
                 rate: Some(50.0),
                 protocol: "3.1.1".into(),
                 topic: "acme/{client_id}/cycle".into(),
+                sandbox: false,
                 ramp: None,
             },
             Protocol::V311,

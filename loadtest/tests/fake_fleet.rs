@@ -51,6 +51,8 @@ struct Fleet {
     operational_url: Mutex<String>,
     /// Topics the echo broker echoed on (`cycle`).
     echoed: Mutex<Vec<String>>,
+    /// Whether each CONNECT to the echo broker carried a username (`cycle`).
+    echo_logins: Mutex<Vec<bool>>,
 }
 
 // ---------------------------------------------------------------- HTTP
@@ -319,7 +321,10 @@ async fn serve_mqtt(mut stream: TcpStream, fleet: &Fleet, role: Role) -> std::io
                 v5 = is_v5;
                 cid = client_id;
                 let ok = match role {
-                    Role::Echo => true,
+                    Role::Echo => {
+                        fleet.echo_logins.lock().unwrap().push(login.is_some());
+                        true
+                    }
                     Role::Provisioning => {
                         let requests = fleet.requests.lock().unwrap();
                         requests.get(&cid).is_some_and(|r| {
@@ -680,15 +685,19 @@ async fn cycle_against_an_echo_broker() {
     let fleet = Arc::new(Fleet::default());
     let api = start_api(fleet.clone());
     let broker = start_mqtt(fleet.clone(), Role::Echo).await;
-    for (protocol, topic) in [
-        (Protocol::V5, "cycle/{client_id}"),
-        (Protocol::V311, "acme/{client_id}/cycle"),
+    for (protocol, topic, sandbox) in [
+        (Protocol::V5, "cycle/{client_id}", false),
+        (Protocol::V311, "acme/{client_id}/cycle", false),
+        (Protocol::V5, "cycle/{client_id}", true),
     ] {
         fleet.echoed.lock().unwrap().clear();
+        fleet.echo_logins.lock().unwrap().clear();
+        let login = |s: &str| (!sandbox).then(|| s.to_string());
         let config = CycleConfig {
             broker: BrokerAddr::parse(&broker.to_string()).unwrap(),
-            username: Some("u".into()),
-            password: Some("p".into()),
+            username: login("u"),
+            password: login("p"),
+            sandbox,
             clients: 40,
             run_id: "cyc".into(),
             topic: topic.into(),
@@ -706,6 +715,14 @@ async fn cycle_against_an_echo_broker() {
         assert_eq!(v["scenario"], "cycle");
         assert_eq!(v["clients"]["completed"], 40);
         assert_eq!(v["config"]["topic"], topic);
+        // `sandbox` is reported only when set (the key is an addition to LOADTEST.md's).
+        assert_eq!(
+            v["config"].get("sandbox"),
+            sandbox.then_some(&Value::Bool(true))
+        );
+        // --sandbox: every CONNECT anonymous; otherwise every one with the username.
+        let logins = fleet.echo_logins.lock().unwrap().clone();
+        assert_eq!(logins, vec![!sandbox; 40]);
         assert!(v["cycles_per_second"].as_f64().unwrap() > 0.0);
         for phase in ["connect", "roundtrip", "total"] {
             assert!(v["latency_ms"][phase]["p99"].is_number(), "{phase}");

@@ -521,3 +521,6 @@ pub async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
     panic!("condition not reached in 10 s");
 }
+
+pub mod binary;
+pub mod raw;
