@@ -7,9 +7,10 @@
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use fleetgate_hooks::{Action, ConnectFacts, EndpointKind, Protocol, Refusal, Session};
@@ -20,7 +21,9 @@ use ntex_mqtt::v5::codec::{DisconnectReasonCode, PublishAckReason, SubscribeAckR
 use ntex_mqtt::{Control, MqttError, MqttServer, QoS, v3, v5};
 use tokio::sync::Notify;
 
-use super::{Broker, Delivery, Door, Kick, Message, Properties, Retain, SubOpts, split_shared};
+use super::{
+    Broker, Delivery, Door, Kick, Kicker, Message, Properties, Retain, SubOpts, split_shared,
+};
 use crate::{BrokerError, Sink, facts, refusal_v5, refuse_v3};
 use fleetgate_app::App;
 use fleetgate_metrics::Slot;
@@ -220,7 +223,7 @@ async fn admit(
         }
     };
     let notify = Arc::new(Notify::new());
-    let kick = Arc::new(AtomicU8::new(0));
+    let kicker = Arc::new(Kicker::default());
     let mut conn = Conn {
         _slot: slot,
         app: app.clone(),
@@ -252,7 +255,7 @@ async fn admit(
         asked.clean_start,
         asked.expiry,
         notify.clone(),
-        kick.clone(),
+        kicker.clone(),
         || conn.who.hooks.as_ref().map(|s| app.hooks.connected(s)),
     );
     conn.session = attached.session;
@@ -261,12 +264,32 @@ async fn admit(
         drop(ntex::rt::spawn(write));
     }
     app.metrics.connect(name, "accepted");
-    spawn_drain(&conn, sink, notify, kick);
+    spawn_kick_watch(&sink, kicker);
+    spawn_drain(&conn, sink, notify);
     Ok((conn, attached.present))
 }
 
+/// Closes the connection when the broker asks (takeover: 5.0 DISCONNECT 0x8E; revoked user:
+/// 0x87). The task ends with the connection.
+fn spawn_kick_watch(sink: &Sink, kicker: Arc<Kicker>) {
+    let sink = sink.clone();
+    drop(ntex::rt::spawn(async move {
+        let why = kicker.kicked().await;
+        sink.close(match why {
+            Kick::Revoked => DisconnectReasonCode::NotAuthorized,
+            Kick::TakenOver | Kick::None => DisconnectReasonCode::SessionTakenOver,
+        });
+    }));
+}
+
 /// Sends the session's deliveries on the connection's worker until the connection closes.
-fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>, kick: Arc<AtomicU8>) {
+///
+/// QoS 1 deliveries are pipelined up to the client's receive maximum. A QoS 2 delivery is
+/// waited for to its PUBCOMP before the next QoS 1 or 2 one goes: ntex-mqtt 8.2 keeps one
+/// acknowledgement queue per connection and expects every acknowledgement at its front, so a
+/// PUBCOMP arriving while later PUBLISHes wait for their acknowledgements would be taken for a
+/// protocol error.
+fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
     let (broker, session, generation) = (conn.broker.clone(), conn.session, conn.generation);
     let inflight = conn.inflight.clone();
     let metrics = conn.app.metrics.clone();
@@ -280,17 +303,6 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>, kick: Arc<AtomicU8>
         let mut seq: u64 = 0;
         loop {
             notify.notified().await;
-            match kick.load(Ordering::SeqCst) {
-                k if k == Kick::TakenOver as u8 => {
-                    sink.close(DisconnectReasonCode::SessionTakenOver);
-                    return;
-                }
-                k if k == Kick::Revoked as u8 => {
-                    sink.close(DisconnectReasonCode::NotAuthorized);
-                    return;
-                }
-                _ => {}
-            }
             if !sink.is_open() {
                 return;
             }
@@ -314,29 +326,53 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>, kick: Arc<AtomicU8>
                 }
                 seq += 1;
                 let key = seq;
+                let qos = d.qos;
                 inflight.borrow_mut().insert(key, d);
-                let inflight = inflight.clone();
-                drop(ntex::rt::spawn(async move {
-                    if send.await {
+                let done = {
+                    let inflight = inflight.clone();
+                    async move {
+                        // Delivered at PUBACK / PUBREC: a connection lost later must not
+                        // resend it as a new PUBLISH.
+                        let Some(release) = send.await else {
+                            return false;
+                        };
                         inflight.borrow_mut().remove(&key);
+                        match release {
+                            Some(r) => r.await,
+                            None => true,
+                        }
                     }
-                }));
+                };
+                if qos == 2 {
+                    if !done.await {
+                        return;
+                    }
+                } else {
+                    drop(ntex::rt::spawn(done));
+                }
             }
         }
     }));
 }
 
-/// Starts sending one delivery; the future says whether the client acknowledged it (QoS 1:
-/// PUBACK; QoS 2: PUBREC, then PUBREL/PUBCOMP follow). `None` when the packet is larger than
-/// the client accepts. The PUBLISH is encoded before this returns, so deliveries keep their
-/// order.
+/// The rest of an outbound QoS 2 flow after PUBREC: PUBREL sent, PUBCOMP awaited; true once
+/// complete.
+type Release = Pin<Box<dyn Future<Output = bool>>>;
+
+/// A delivery on its way: resolves when the client acknowledged it (QoS 0: at once; QoS 1:
+/// PUBACK; QoS 2: PUBREC, with the [`Release`] still to await), `None` when the connection
+/// closed first.
+type Sent = Pin<Box<dyn Future<Output = Option<Option<Release>>>>>;
+
+/// Starts sending one delivery; `None` when the packet is larger than the client accepts. The
+/// PUBLISH is encoded before this returns, so deliveries keep their order.
 fn send(
     sink: &Sink,
     d: &Delivery,
     now: Instant,
     max_packet: Option<u32>,
     aliases: &mut Aliases,
-) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = bool>>>> {
+) -> Option<Sent> {
     let payload = d.msg.payload.clone();
     match sink {
         Sink::V3(s) => {
@@ -347,22 +383,18 @@ fn send(
             Some(match d.qos {
                 0 => {
                     let _ = b.send_at_most_once(payload);
-                    Box::pin(async { true })
+                    Box::pin(async { Some(None) })
                 }
                 1 => {
                     let f = b.send_at_least_once(payload);
-                    Box::pin(async move { f.await.is_ok() })
+                    Box::pin(async move { f.await.ok().map(|_| None) })
                 }
                 _ => {
                     let f = b.send_exactly_once(payload);
                     Box::pin(async move {
-                        match f.await {
-                            Ok(rec) => {
-                                drop(ntex::rt::spawn(rec.release()));
-                                true
-                            }
-                            Err(_) => false,
-                        }
+                        let rec = f.await.ok()?;
+                        let release: Release = Box::pin(async move { rec.release().await.is_ok() });
+                        Some(Some(release))
                     })
                 }
             })
@@ -376,11 +408,7 @@ fn send(
                 p.response_topic.clone_from(&m.props.response_topic);
                 p.correlation_data.clone_from(&m.props.correlation);
                 p.message_expiry_interval = m.expiry_left(now).and_then(NonZeroU32::new);
-                p.subscription_ids = d
-                    .sub_ids
-                    .iter()
-                    .filter_map(|i| NonZeroU32::new(*i))
-                    .collect();
+                p.subscription_ids = d.sub_ids.iter().filter_map(|i| NonZeroU32::new(*i)).collect();
                 p.topic_alias = alias;
             };
             // Measured with the whole topic and an alias, the largest form it can take, and
@@ -401,22 +429,18 @@ fn send(
             Some(match d.qos {
                 0 => {
                     let _ = b.send_at_most_once(payload);
-                    Box::pin(async { true })
+                    Box::pin(async { Some(None) })
                 }
                 1 => {
                     let f = b.send_at_least_once(payload);
-                    Box::pin(async move { f.await.is_ok() })
+                    Box::pin(async move { f.await.ok().map(|_| None) })
                 }
                 _ => {
                     let f = b.send_exactly_once(payload);
                     Box::pin(async move {
-                        match f.await {
-                            Ok(rec) => {
-                                drop(ntex::rt::spawn(rec.release()));
-                                true
-                            }
-                            Err(_) => false,
-                        }
+                        let rec = f.await.ok()?;
+                        let release: Release = Box::pin(async move { rec.release().await.is_ok() });
+                        Some(Some(release))
                     })
                 }
             })
@@ -453,21 +477,16 @@ async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool)
     match conn.broker.retain(&msg) {
         Retain::QuotaExceeded if v5 => return Published::Quota,
         Retain::QuotaExceeded => {
-            conn.broker.route(strip_retain(&msg));
+            conn.broker.route(Message {
+                retain: false,
+                ..Message::clone(&msg)
+            });
             return Published::Ok;
         }
         Retain::Kept => {}
     }
     let persisted = conn.broker.persist_retained(&msg);
-    conn.broker.route(Message {
-        topic: msg.topic.clone(),
-        payload: msg.payload.clone(),
-        qos: msg.qos,
-        retain: true,
-        props: msg.props.clone(),
-        expires: msg.expires,
-        from: msg.from,
-    });
+    conn.broker.route(Message::clone(&msg));
     // Acknowledged = durable (PROTOCOL.md 6.2).
     match persisted.await {
         Ok(()) => Published::Ok,
@@ -475,18 +494,6 @@ async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool)
             tracing::error!(error = %e, "could not store a retained message");
             Published::NotStored
         }
-    }
-}
-
-fn strip_retain(m: &Message) -> Message {
-    Message {
-        topic: m.topic.clone(),
-        payload: m.payload.clone(),
-        qos: m.qos,
-        retain: false,
-        props: m.props.clone(),
-        expires: m.expires,
-        from: m.from,
     }
 }
 

@@ -22,7 +22,7 @@ pub struct Properties {
 }
 
 /// A published message; immutable once routed, shared by every session it goes to.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Message {
     /// Topic name.
     pub topic: ByteString,

@@ -85,24 +85,44 @@ pub enum Kick {
     Revoked = 2,
 }
 
-/// The link between a session and its live connection.
-#[derive(Clone)]
-pub struct Link {
-    /// Connection generation (distinguishes a takeover's old connection from the new).
-    pub generation: u64,
-    /// Woken when the queue has something, or the connection is kicked.
-    pub notify: Arc<Notify>,
-    /// Why to close ([`Kick`] as u8).
-    pub kick: Arc<AtomicU8>,
-    /// The user of the connection (revocations).
-    pub username: Arc<str>,
+/// How the broker asks a connection to close: a reason and a wake-up, watched by a task of
+/// the connection apart from its delivery task (which may be waiting for an acknowledgement).
+#[derive(Default)]
+pub struct Kicker {
+    why: AtomicU8,
+    notify: Notify,
 }
 
-impl Link {
+impl Kicker {
     fn kick(&self, why: Kick) {
-        self.kick.store(why as u8, Ordering::SeqCst);
+        self.why.store(why as u8, Ordering::SeqCst);
         self.notify.notify_one();
     }
+
+    /// Resolves when the connection must close, with the reason.
+    pub async fn kicked(&self) -> Kick {
+        loop {
+            self.notify.notified().await;
+            match self.why.load(Ordering::SeqCst) {
+                1 => return Kick::TakenOver,
+                2 => return Kick::Revoked,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The link between a session and its live connection.
+#[derive(Clone)]
+struct Link {
+    /// Connection generation (distinguishes a takeover's old connection from the new).
+    generation: u64,
+    /// Woken when the queue has something.
+    notify: Arc<Notify>,
+    /// Asks the connection to close.
+    kicker: Arc<Kicker>,
+    /// The user of the connection (revocations).
+    username: Arc<str>,
 }
 
 /// Key of a session: account (empty in the sandbox) and client ID.
@@ -373,21 +393,21 @@ impl Broker {
         clean_start: bool,
         expiry: Option<Duration>,
         notify: Arc<Notify>,
-        kick: Arc<AtomicU8>,
+        kicker: Arc<Kicker>,
         connected: impl FnOnce() -> R,
     ) -> (Attached, R) {
         let generation = self.id();
         let link = Link {
             generation,
             notify,
-            kick,
+            kicker,
             username: Arc::from(username),
         };
         let mut core = self.core.lock();
         let r = connected();
         if let Some(&old) = core.by_key.get(&key) {
             if let Some(l) = core.sessions.get_mut(&old).and_then(|s| s.link.take()) {
-                l.kick(Kick::TakenOver);
+                l.kicker.kick(Kick::TakenOver);
             }
             if clean_start {
                 core.remove_session(old);
@@ -460,14 +480,17 @@ impl Broker {
                 }
             }
         }
+        let mut now = None;
         if let Some((msg, delay)) = will {
+            // A will waits for the lower of its delay and the session's expiry, and goes at
+            // once when the session ends with the connection.
             let delay = match expiry {
-                Some(e) if ends || e < delay => e.min(delay),
-                _ => delay,
+                _ if ends => Duration::ZERO,
+                Some(e) => e.min(delay),
+                None => delay,
             };
-            let delay = if ends { Duration::ZERO } else { delay };
             if delay.is_zero() {
-                self.route_locked(&mut core, msg);
+                now = Some(msg);
             } else {
                 core.wills.push(PendingWill {
                     due: Instant::now() + delay,
@@ -480,7 +503,25 @@ impl Broker {
         if ends {
             core.remove_session(session);
         }
+        drop(core);
+        if let Some(msg) = now {
+            self.publish_will(msg);
+        }
         current
+    }
+
+    /// Publishes a will: routed like any message, and kept as the topic's retained message when
+    /// its retain flag is set (written to the store without waiting: no client waits for it).
+    fn publish_will(&self, msg: Message) {
+        if msg.retain {
+            let msg = Arc::new(msg);
+            if self.retain(&msg) == Retain::Kept {
+                drop(self.persist_retained(&msg));
+            }
+            self.route(Message::clone(&msg));
+        } else {
+            self.route(msg);
+        }
     }
 
     /// Takes the next delivery for the connection `generation` of `session`; `None` when the
@@ -618,11 +659,9 @@ impl Broker {
     /// with every matching subscription identifier) and to one member of each matching
     /// `$share` group.
     pub fn route(&self, msg: Message) {
-        let mut core = self.core.lock();
-        self.route_locked(&mut core, msg);
-    }
-
-    fn route_locked(&self, core: &mut Core, msg: Message) {
+        let mut guard = self.core.lock();
+        // Through a plain reference, so that its fields can be borrowed apart.
+        let core = &mut *guard;
         let msg = Arc::new(msg);
         let topic = msg.topic.as_str();
         let max_queue = self.limits.max_queue;
@@ -712,7 +751,7 @@ impl Broker {
             if let Some(l) = &s.link
                 && &*l.username == username
             {
-                l.kick(Kick::Revoked);
+                l.kicker.kick(Kick::Revoked);
             }
         }
     }
@@ -749,6 +788,7 @@ impl Broker {
             core.remove_session(*id);
         }
         let wills = std::mem::take(&mut core.wills);
+        let mut due = Vec::new();
         for w in wills {
             let resumed = core
                 .sessions
@@ -762,10 +802,14 @@ impl Broker {
                 || expired.contains(&w.session)
                 || !core.sessions.contains_key(&w.session)
             {
-                self.route_locked(&mut core, w.msg);
+                due.push(w.msg);
             } else {
                 core.wills.push(w);
             }
+        }
+        drop(core);
+        for msg in due {
+            self.publish_will(msg);
         }
     }
 }

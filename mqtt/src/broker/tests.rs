@@ -2,7 +2,6 @@
 //! their queues as a connection's drain task would.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use fleetgate_storage::{Store, StoreOptions};
@@ -61,7 +60,7 @@ fn opts(qos: u8, id: Option<u32>) -> SubOpts {
 
 /// Attaches `client` (clean start unless `resume`) with `expiry`.
 fn attach(b: &Broker, client: &str, resume: bool, expiry: Option<Duration>) -> Attached {
-    let link = (Arc::new(Notify::new()), Arc::new(AtomicU8::new(0)));
+    let link = (Arc::new(Notify::new()), Arc::new(Kicker::default()));
     let key = (String::new(), client.to_string());
     b.attach(key, "", !resume, expiry, link.0, link.1, || ()).0
 }
