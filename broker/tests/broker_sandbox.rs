@@ -92,8 +92,9 @@ fn keep_alive_is_enforced_at_one_and_a_half_times() {
             let left = until.saturating_sub(start.elapsed());
             std::thread::sleep(left.min(Duration::from_millis(900)));
         }
+        // A short read: a connection the broker already closed shows as end of stream.
         assert!(
-            !silent.closed(Duration::ZERO),
+            !silent.closed(Duration::from_millis(20)),
             "closed before 1.5 x keep alive (v5={v5})"
         );
         assert!(
