@@ -222,11 +222,21 @@ fn namespace(session: &Session) -> Vec<String> {
     match session {
         Session::Provisioning { .. } => vec![format!("$EDC/{a}/{c}/PROV-V1/REPLY/#")],
         Session::Device { .. } => vec![format!("$EDC/{a}/{c}/#"), format!("{a}/{c}/#")],
+        Session::Account { .. } => unreachable!("the strategy makes no account users"),
     }
 }
 
 fn in_namespace(session: &Session, topic: &str) -> bool {
     namespace(session).iter().any(|s| ref_matches(s, topic))
+}
+
+/// What a device may publish beyond its own namespace: Kura replies and notifications to a
+/// requester of its account (PROTOCOL.md 6.1).
+fn in_publish_namespace(session: &Session, topic: &str) -> bool {
+    let (a, c) = (session.account(), session.client_id());
+    in_namespace(session, topic)
+        || ref_matches(&format!("$EDC/{a}/+/+/REPLY/#"), topic)
+        || ref_matches(&format!("$EDC/{a}/+/+/NOTIFY/{c}/#"), topic)
 }
 
 fn fill_levels(session: &Session) -> Vec<String> {
@@ -294,6 +304,9 @@ proptest! {
             candidates.push(instantiate(&ns, &fill, seed));
         }
         candidates.push(format!("$EDC/{}/{}/PROV-V1/EXEC/provision", s.account(), s.client_id()));
+        candidates.push(format!("$EDC/{}/fleetgate/CONF-V1/REPLY/r-1", s.account()));
+        candidates.push(format!("$EDC/{}/app/DEPLOY-V2/NOTIFY/{}/x", s.account(), s.client_id()));
+        candidates.push(format!("$EDC/{}/app/DEPLOY-V2/NOTIFY/other/x", s.account()));
         for t in candidates {
             let allowed = may_publish(&s, &t).is_allowed();
             let expected = safe(&s)
@@ -301,7 +314,8 @@ proptest! {
                     Session::Provisioning { account, client_id } => {
                         t == format!("$EDC/{account}/{client_id}/PROV-V1/EXEC/provision")
                     }
-                    Session::Device { .. } => in_namespace(&s, &t),
+                    Session::Device { .. } => in_publish_namespace(&s, &t),
+                    Session::Account { .. } => unreachable!("the strategy makes no account users"),
                 };
             prop_assert_eq!(allowed, expected, "{:?} publishing to {:?}", s, t);
         }
