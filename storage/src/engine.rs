@@ -59,10 +59,14 @@ pub enum Table {
     Tokens,
     /// key -> raw value
     Meta,
+    /// username -> AccountUser
+    AccountUsers,
+    /// account, username -> ()
+    AccountUsersByAccount,
 }
 
 impl Table {
-    const ALL: [Table; 14] = [
+    const ALL: [Table; 16] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -77,6 +81,8 @@ impl Table {
         Table::Devices,
         Table::Tokens,
         Table::Meta,
+        Table::AccountUsers,
+        Table::AccountUsersByAccount,
     ];
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -95,6 +101,8 @@ impl Table {
             Table::Devices => "devices",
             Table::Tokens => "tokens",
             Table::Meta => "meta",
+            Table::AccountUsers => "account_users",
+            Table::AccountUsersByAccount => "account_users_by_account",
         })
     }
 }
