@@ -108,8 +108,8 @@ fn connected(client_id: &str, username: &str) -> ConnectedSession {
         account: "acme".into(),
         client_id: client_id.into(),
         username: username.into(),
-        peer: "127.0.0.1:6000".into(),
-        protocol: "3.1.1".into(),
+        peer: Some("127.0.0.1:6000".into()),
+        protocol: Some("3.1.1".into()),
     }
 }
 

@@ -85,10 +85,10 @@ pub struct ConnectedSession {
     pub client_id: String,
     /// The user it connected with.
     pub username: String,
-    /// Peer `ip:port`.
-    pub peer: String,
-    /// `3.1.1` or `5.0`.
-    pub protocol: String,
+    /// Peer `ip:port`, when the door knows it.
+    pub peer: Option<String>,
+    /// `3.1.1` or `5.0`, when the door knows it.
+    pub protocol: Option<String>,
 }
 
 /// A device's operational session began: its connection entry becomes CONNECTED with
@@ -110,8 +110,8 @@ pub fn record_connected(session: ConnectedSession, now: Timestamp) -> Op<()> {
             .unwrap_or_else(|| super::unprovisioned_connection(&account, &client_id));
         c.status = ConnectionStatus::Connected;
         c.last_connected_on = Some(now);
-        c.peer = Some(peer);
-        c.protocol = Some(protocol);
+        c.peer = peer;
+        c.protocol = protocol;
         tx.put(Table::DeviceConnections, ck.clone(), &c);
         if username != format!("{client_id}@{account}") {
             return Ok(());
