@@ -797,7 +797,7 @@ fn write_identity(
     let existing: Option<Device> = tx.get(Table::Devices, &ck)?;
     let existed = existing.is_some();
     let device = Device {
-        status: DEVICE_ENABLED.into(),
+        status: DeviceStatus::Enabled,
         provisioned_on: Some(now),
         provision_request_id: Some(r.id.clone()),
         awaiting_execution: Some(execution_id.to_string()),

@@ -464,8 +464,8 @@ pub struct Device {
     pub account: String,
     /// Client ID.
     pub client_id: String,
-    /// `ENABLED` ([`DEVICE_ENABLED`]); `DISABLED` and `MOVED` belong to later features.
-    pub status: String,
+    /// `ENABLED` today; `DISABLED` and `MOVED` belong to later features.
+    pub status: DeviceStatus,
     /// A name given when the entry was created with the API.
     #[serde(default)]
     pub display_name: Option<String>,
@@ -489,8 +489,17 @@ pub struct Device {
     pub birth_on: Option<Timestamp>,
 }
 
-/// The registry status of an enabled device.
-pub const DEVICE_ENABLED: &str = "ENABLED";
+/// A registry entry's status (API.md "Devices").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeviceStatus {
+    /// In service.
+    Enabled,
+    /// Taken out of service.
+    Disabled,
+    /// Moved to another account or instance (`movedTo`).
+    Moved,
+}
 
 impl Device {
     /// A fresh, enabled entry with nothing known yet.
@@ -498,7 +507,7 @@ impl Device {
         Device {
             account,
             client_id,
-            status: DEVICE_ENABLED.into(),
+            status: DeviceStatus::Enabled,
             display_name: None,
             provisioned_on: None,
             provision_request_id: None,
