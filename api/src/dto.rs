@@ -132,13 +132,11 @@ pub fn device_user(u: &DeviceUser) -> wire::User {
         reserved_for: u.reserved_for.clone(),
         enabled: u.enabled,
         created_on: u.created_on,
-        password: None,
     }
 }
 
-/// The view of an account user (never its hash), carrying `password`: the generated one, only
-/// in the answer of the create that generated it.
-pub fn account_user(u: &AccountUser, password: Option<String>) -> wire::User {
+/// The view of an account user (never its hash).
+pub fn account_user(u: &AccountUser) -> wire::User {
     wire::User {
         username: u.username.clone(),
         kind: wire::UserKind::Account,
@@ -146,7 +144,6 @@ pub fn account_user(u: &AccountUser, password: Option<String>) -> wire::User {
         reserved_for: None,
         enabled: u.enabled,
         created_on: u.created_on,
-        password: password.map(wire::Secret::from),
     }
 }
 

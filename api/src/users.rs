@@ -16,7 +16,7 @@ use std::sync::Arc;
 use fleetgate_auth_hook::credentials::{fast_hash, generate_password};
 use fleetgate_storage::ops::{self, NewAccountUser, StoredUser, UserPatch};
 use fleetgate_storage::validate::MIN_PASSWORD_LENGTH;
-use fleetgate_wire::{User, UserList};
+use fleetgate_wire::{User, UserCreated, UserList};
 use ntex::http::header;
 use ntex::web::HttpResponse;
 use ntex::web::types::State;
@@ -31,7 +31,7 @@ use fleetgate_app::App;
 fn view(u: &StoredUser) -> User {
     match u {
         StoredUser::Device(d) => dto::device_user(d),
-        StoredUser::Account(a) => dto::account_user(a, None),
+        StoredUser::Account(a) => dto::account_user(a),
     }
 }
 
@@ -41,7 +41,7 @@ fn view(u: &StoredUser) -> User {
     params(("account" = String, Path, description = "Target account")),
     request_body = super::dto::UserInput,
     responses(
-        (status = 201, description = "Created; a generated `password` is shown this once", body = User),
+        (status = 201, description = "Created; a generated `password` is shown this once", body = UserCreated),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account", body = Problem, content_type = "application/problem+json"),
@@ -88,7 +88,10 @@ pub async fn create_user(
                 created.username.replace('@', "%40")
             ),
         )
-        .json(&dto::account_user(&created, generated)))
+        .json(&UserCreated {
+            user: dto::account_user(&created),
+            password: generated.map(Into::into),
+        }))
 }
 
 /// The operational users of an account: device users, then account users, each by username
@@ -113,7 +116,7 @@ pub async fn list_users(
     let items = devices
         .iter()
         .map(dto::device_user)
-        .chain(apps.iter().map(|u| dto::account_user(u, None)))
+        .chain(apps.iter().map(dto::account_user))
         .collect();
     Ok(HttpResponse::Ok().json(&UserList { items }))
 }

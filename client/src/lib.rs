@@ -27,7 +27,8 @@ pub use error::Error;
 use types::{
     Account, AccountList, BulkCreated, Device, DevicePage, DeviceQuery, Execution, ExecutionList,
     Health, NewAccount, NewDevice, NewUser, Problem, ProvisionRequest, ProvisionRequestInput,
-    RequestPage, RequestQuery, Secret, TokenCreated, User, UserList, UserPatch, encode,
+    RequestPage, RequestQuery, Secret, TokenCreated, User, UserCreated, UserList, UserPatch,
+    encode,
 };
 
 pub use fleetgate_wire::MAX_BULK_ITEMS;
@@ -364,7 +365,7 @@ impl Client {
     // Operational users
 
     /// `POST .../users`: an account user; a generated password is in the answer, this once.
-    pub fn create_user(&self, account: &str, user: &NewUser) -> Result<User> {
+    pub fn create_user(&self, account: &str, user: &NewUser) -> Result<UserCreated> {
         self.json("POST", &users_path(account), Some(user))
     }
 

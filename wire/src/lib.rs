@@ -318,7 +318,16 @@ pub struct User {
     pub enabled: bool,
     /// Creation time.
     pub created_on: DateTime<Utc>,
-    /// The generated password: only in the answer of the create that generated it.
+}
+
+/// `POST .../users` -> 201: the user, with the generated password when the request named
+/// none (shown this once; API.md "Account users").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserCreated {
+    /// The user.
+    #[serde(flatten)]
+    pub user: User,
+    /// The generated password: only here, and only when one was generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub password: Option<Secret>,
@@ -664,8 +673,16 @@ mod tests {
         let u = json!({"username": "dash@acme", "kind": "ACCOUNT", "permissions": ["data:read"],
             "reservedFor": null, "enabled": true, "createdOn": "2026-12-01T17:26:15Z"});
         let user: User = serde_json::from_value(u.clone()).unwrap();
-        assert_eq!((user.kind, &user.password), (UserKind::Account, &None));
+        assert_eq!(user.kind, UserKind::Account);
         assert_eq!(serde_json::to_value(&user).unwrap(), u);
+        let mut c = u.clone();
+        c["password"] = json!("Gen3rated-Passw0rd!");
+        let created: UserCreated = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(created.user, user);
+        assert_eq!(serde_json::to_value(&created).unwrap(), c);
+        assert!(!format!("{created:?}").contains("Gen3rated"));
+        let plain: UserCreated = serde_json::from_value(u.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&plain).unwrap(), u);
     }
 
     #[test]
