@@ -259,7 +259,7 @@ impl Hooks {
         stored_hash: &str,
     ) -> Result<bool, PoolError> {
         self.verifier
-            .verify_provision_password(username, password, stored_hash)
+            .verify_password(username, password, stored_hash)
             .await
     }
 
@@ -296,7 +296,7 @@ impl Hooks {
         let password = facts.password.as_deref().unwrap_or_default();
         match self
             .verifier
-            .verify_provision_password(pending.username(), password, pending.password_hash())
+            .verify_password(pending.username(), password, pending.password_hash())
             .await
         {
             Err(PoolError::Busy) => Err(Refusal::ServerBusy),
@@ -344,7 +344,7 @@ impl Hooks {
         let password = facts.password.as_deref().unwrap_or_default();
         match self
             .verifier
-            .verify_provision_password(&user.username, password, &user.password_hash)
+            .verify_password(&user.username, password, &user.password_hash)
             .await
         {
             Err(PoolError::Busy) => return Err(Refusal::ServerBusy),
