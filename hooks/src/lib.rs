@@ -210,8 +210,9 @@ pub struct Hooks {
 const REVOCATION_BACKLOG: usize = 1024;
 
 impl Hooks {
-    /// Hooks over `store`: provision passwords are verified on `pool`, credential failures
-    /// limited by `limits`, and provisioning sessions confined to `provisioning_account`.
+    /// Hooks over `store`: provision passwords and account users' chosen passwords are
+    /// verified on `pool`, provisioning credential failures limited by `limits`, and
+    /// provisioning sessions confined to `provisioning_account`.
     pub fn new(
         store: Store,
         pool: VerifyPool,
@@ -232,8 +233,9 @@ impl Hooks {
     }
 
     /// Ends the open sessions of `username` at every door listening (API.md "Account users":
-    /// disabling or deleting a user, or removing `broker:connect`). Call it after the change
-    /// is committed, so that the user's reconnect is refused.
+    /// disabling or deleting a user, removing `broker:connect` or another permission its
+    /// sessions were admitted with, a forced device delete). Call it after the change is
+    /// committed, so that the user's reconnect is refused.
     pub fn revoke(&self, username: &str) {
         // No receiver (no door with live sessions) is not an error: nothing to close.
         let _ = self.revoked.send(Arc::from(username));
@@ -244,7 +246,8 @@ impl Hooks {
         self.revoked.subscribe()
     }
 
-    /// The verification pool (the admin API hashes new provision passwords on it).
+    /// The verification pool (the admin API hashes new provision passwords and account users'
+    /// chosen passwords on it).
     pub fn pool(&self) -> &VerifyPool {
         self.verifier.pool()
     }
