@@ -96,7 +96,7 @@ pub struct Account {
 
 /// A provision user: the shared or per-device credential devices present at CONNECT on the
 /// provisioning endpoint. Owned by exactly one account.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionUser {
     /// At least 3 of `[A-Za-z0-9_-]`, unique in the instance.
@@ -110,6 +110,17 @@ pub struct ProvisionUser {
     /// Creation time.
     #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
+}
+
+impl std::fmt::Debug for ProvisionUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash is a secret too.
+        f.debug_struct("ProvisionUser")
+            .field("username", &self.username)
+            .field("account", &self.account)
+            .field("request_count", &self.request_count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Status of a provision request (PROTOCOL.md section 5).
@@ -327,7 +338,7 @@ pub struct Execution {
 }
 
 /// A user of a target account that devices connect with on the operational endpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceUser {
     /// `CID@ACCOUNT` for generated users.
@@ -354,6 +365,18 @@ pub struct DeviceUser {
 
 fn enabled_by_default() -> bool {
     true
+}
+
+impl std::fmt::Debug for DeviceUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash is a secret too.
+        f.debug_struct("DeviceUser")
+            .field("username", &self.username)
+            .field("permissions", &self.permissions)
+            .field("reserved_for", &self.reserved_for)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An account user (`NAME@ACCOUNT`): an application, dashboard or operator on the operational
@@ -628,6 +651,41 @@ mod tests {
         r.password_length = Some(30);
         assert_eq!(r.effective_password_length(24), 30);
         assert_eq!(r.effective_password_length(40), 40);
+    }
+
+    #[test]
+    fn users_debug_hides_their_hashes() {
+        let device = DeviceUser {
+            username: "dev-1@acme".into(),
+            account: "acme".into(),
+            password_hash: "hs256$SALT$MAC".into(),
+            permissions: vec![],
+            reserved_for: None,
+            enabled: true,
+            created_on: t(0),
+            modified_on: t(0),
+        };
+        let provision = ProvisionUser {
+            username: "fleet".into(),
+            account: "acme".into(),
+            password_hash: "$argon2id$PHC".into(),
+            request_count: 1,
+            created_on: t(0),
+        };
+        let app = AccountUser {
+            username: "dash@acme".into(),
+            name: "dash".into(),
+            account: "acme".into(),
+            password_hash: "$argon2id$APP".into(),
+            permissions: vec![],
+            enabled: true,
+            created_on: t(0),
+            modified_on: t(0),
+        };
+        let shown = format!("{device:?} {provision:?} {app:?}");
+        for secret in ["MAC", "PHC", "APP"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]
