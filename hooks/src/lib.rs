@@ -467,7 +467,7 @@ impl Hooks {
     /// BIRTH (`$EDC/ACCOUNT/CID/MQTT/BIRTH` of that very device) the registry records its
     /// facts (PROTOCOL.md 6.3): the write is submitted before this returns and the future
     /// resolves once committed. Any other PUBLISH returns a ready future and allocates
-    /// nothing; a BIRTH that is not a KuraPayload is logged and ignored.
+    /// nothing; a BIRTH that is not a KuraPayload (plain or gzip) is logged and ignored.
     pub fn published(
         &self,
         session: &Session,
@@ -485,7 +485,7 @@ impl Hooks {
                     self.clock.now(),
                 ))),
                 Err(e) => {
-                    tracing::warn!(client_id = %d.client_id, error = %e, "BIRTH is not a KuraPayload; ignored");
+                    tracing::warn!(client_id = %d.client_id, error = %e, "BIRTH ignored");
                     None
                 }
             });
