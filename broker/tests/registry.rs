@@ -27,8 +27,9 @@ fn connection(s: &TestServer, client_id: &str) -> Option<ConnectionStatus> {
         .map(|c| c.status)
 }
 
-/// The one execution of the request that provisioned `client_id`.
-fn execution(s: &TestServer, client_id: &str) -> Value {
+/// The executions listing of the request that provisioned `client_id`, and its first
+/// execution (with its log).
+fn executions(s: &TestServer, client_id: &str) -> (Value, Value) {
     let request = device(s, client_id)["provisionRequestId"]
         .as_str()
         .unwrap()
@@ -38,12 +39,11 @@ fn execution(s: &TestServer, client_id: &str) -> Value {
     let id = list["items"][0]["id"].as_str().unwrap().to_string();
     let (status, one) = get(s, &format!("{base}/{id}"));
     assert_eq!(status, 200);
-    // The listing carries it too.
-    assert_eq!(
-        list["items"][0]["operationalConnectedOn"],
-        one["operationalConnectedOn"]
-    );
-    one
+    (list, one)
+}
+
+fn execution(s: &TestServer, client_id: &str) -> Value {
+    executions(s, client_id).1
 }
 
 #[test]
@@ -163,6 +163,9 @@ async fn operational_connected_on(v: Version) {
         e["operationalConnectedOn"].as_str().map(str::to_string)
     })
     .await;
+    // The listing carries it too.
+    let (list, _) = executions(&s, "dev-1");
+    assert_eq!(list["items"][0]["operationalConnectedOn"], first.as_str());
     let shown = device(&s, "dev-1");
     assert_eq!(shown["connection"], "CONNECTED");
     assert!(
