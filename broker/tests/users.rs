@@ -79,9 +79,20 @@ async fn data_read_receives_telemetry(v: Version) {
         (topic.as_str(), payload.as_slice()),
         ("acme/dev-1/temperature", b"21.5".as_slice())
     );
-    // data:read gives no write: the device sees nothing of the application's PUBLISH.
+    // data:write reaches the device's topics; data:read alone does not.
     dev.subscribe("acme/dev-1/#", 0).await;
     assert_eq!(dev.suback().await, vec![0]);
+    let pw = app_user(&s, "control", &["broker:connect", "data:write"], None);
+    let control = app(&s, v, "control-1", "control", &pw).await;
+    control.publish("acme/dev-1/cmd", 0, b"on".to_vec()).await;
+    let (topic, payload) = dev
+        .publish_received(Duration::from_secs(5))
+        .await
+        .expect("the device gets the command");
+    assert_eq!(
+        (topic.as_str(), payload.as_slice()),
+        ("acme/dev-1/cmd", b"on".as_slice())
+    );
     dash.publish("acme/dev-1/cmd", 0, b"x".to_vec()).await;
     assert!(
         dev.publish_received(Duration::from_millis(500))
