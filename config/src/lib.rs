@@ -474,10 +474,7 @@ impl Config {
             ("auth.ban", self.auth.ban),
             ("auth.verify_deadline", self.auth.verify_deadline),
             ("server.shutdown_timeout", self.server.shutdown_timeout),
-            (
-                "operational.session_expiry",
-                self.operational.session_expiry,
-            ),
+            ("operational.session_expiry", self.operational.session_expiry),
         ] {
             if !(0.0..1.0e7).contains(&v) {
                 return bad(k, "must be a number of seconds");
@@ -493,10 +490,7 @@ impl Config {
         }
         let sandbox = &self.operational.sandbox;
         if !sandbox.listen.is_empty() && sandbox.address().is_none() {
-            return bad(
-                "operational.sandbox.listen",
-                "must be empty or ADDRESS:PORT",
-            );
+            return bad("operational.sandbox.listen", "must be empty or ADDRESS:PORT");
         }
         if let Some(f) = sandbox
             .deny_subscribe
