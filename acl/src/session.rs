@@ -1,5 +1,6 @@
 //! The ACL hook: session identity + filter/topic -> [`Decision`].
 
+use crate::permission::{Permission, Permissions};
 use crate::topic::{valid_topic_filter, valid_topic_name, within_levels};
 
 /// The outcome of an ACL check. The default is [`Decision::Deny`].
@@ -45,22 +46,33 @@ pub enum Session {
         /// The MQTT client identifier.
         client_id: String,
     },
+    /// An account user (an application) on the operational endpoint (PROTOCOL.md 6.1).
+    Account {
+        /// The user's account.
+        account: String,
+        /// The MQTT client identifier it connected with.
+        client_id: String,
+        /// What its permissions let it reach.
+        permissions: Permissions,
+    },
 }
 
 impl Session {
     /// The account: `PA` for a provisioning session, the target account for a device.
     pub fn account(&self) -> &str {
         match self {
-            Session::Provisioning { account, .. } | Session::Device { account, .. } => account,
+            Session::Provisioning { account, .. }
+            | Session::Device { account, .. }
+            | Session::Account { account, .. } => account,
         }
     }
 
     /// The MQTT client identifier.
     pub fn client_id(&self) -> &str {
         match self {
-            Session::Provisioning { client_id, .. } | Session::Device { client_id, .. } => {
-                client_id
-            }
+            Session::Provisioning { client_id, .. }
+            | Session::Device { client_id, .. }
+            | Session::Account { client_id, .. } => client_id,
         }
     }
 
@@ -79,10 +91,17 @@ impl Session {
     }
 }
 
-/// May `session` SUBSCRIBE to `filter`? Deny by default.
+/// The Kura request methods an account user with `device:manage` may publish (PROTOCOL.md 7).
+const KURA_METHODS: [&str; 5] = ["GET", "PUT", "POST", "DEL", "EXEC"];
+
+/// May `session` SUBSCRIBE to `filter`? Deny by default. The broker strips `$share/GROUP/`
+/// before asking, so `filter` is always a plain filter.
 ///
 /// - Provisioning: only filters within `$EDC/PA/CID/PROV-V1/REPLY/#`.
 /// - Device: only filters within `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`.
+/// - Account user (PROTOCOL.md 6.1): within `ACCOUNT/#` with `data:read`, within
+///   `$EDC/ACCOUNT/+/MQTT/#` with `device:read`, within `$EDC/ACCOUNT/CID/#` (its own replies
+///   and notifications) with `device:manage`.
 pub fn may_subscribe(session: &Session, filter: &str) -> Decision {
     let Some((account, client_id)) = session.safe_parts() else {
         return Decision::Deny;
@@ -100,13 +119,25 @@ pub fn may_subscribe(session: &Session, filter: &str) -> Decision {
             within_levels(levels(), ["$EDC", account, client_id, "#"].into_iter())
                 || within_levels(levels(), [account, client_id, "#"].into_iter())
         }
+        Session::Account { permissions, .. } => {
+            (permissions.has(Permission::DataRead)
+                && within_levels(levels(), [account, "#"].into_iter()))
+                || (permissions.has(Permission::DeviceRead)
+                    && within_levels(levels(), ["$EDC", account, "+", "MQTT", "#"].into_iter()))
+                || (permissions.has(Permission::DeviceManage)
+                    && within_levels(levels(), ["$EDC", account, client_id, "#"].into_iter()))
+        }
     })
 }
 
 /// May `session` PUBLISH to `topic`? Deny by default.
 ///
 /// - Provisioning: only exactly `$EDC/PA/CID/PROV-V1/EXEC/provision`.
-/// - Device: only topics matched by `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`.
+/// - Device: topics matched by `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`, and Kura replies and
+///   notifications to a requester of its account: `$EDC/ACCOUNT/+/+/REPLY/#` and
+///   `$EDC/ACCOUNT/+/+/NOTIFY/CID/#`.
+/// - Account user: inside `ACCOUNT/#` with `data:write`; Kura requests
+///   `$EDC/ACCOUNT/+/+/GET|PUT|POST|DEL|EXEC/#` with `device:manage`.
 pub fn may_publish(session: &Session, topic: &str) -> Decision {
     let Some((account, client_id)) = session.safe_parts() else {
         return Decision::Deny;
@@ -122,6 +153,25 @@ pub fn may_publish(session: &Session, topic: &str) -> Decision {
         Session::Device { .. } => {
             within_levels(levels(), ["$EDC", account, client_id, "#"].into_iter())
                 || within_levels(levels(), [account, client_id, "#"].into_iter())
+                || within_levels(
+                    levels(),
+                    ["$EDC", account, "+", "+", "REPLY", "#"].into_iter(),
+                )
+                || within_levels(
+                    levels(),
+                    ["$EDC", account, "+", "+", "NOTIFY", client_id, "#"].into_iter(),
+                )
+        }
+        Session::Account { permissions, .. } => {
+            (permissions.has(Permission::DataWrite)
+                && within_levels(levels(), [account, "#"].into_iter()))
+                || (permissions.has(Permission::DeviceManage)
+                    && KURA_METHODS.iter().any(|&method| {
+                        within_levels(
+                            levels(),
+                            ["$EDC", account, "+", "+", method, "#"].into_iter(),
+                        )
+                    }))
         }
     })
 }

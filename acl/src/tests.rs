@@ -452,6 +452,185 @@ fn device_publish() {
     }
 }
 
+/// An account user `app-1` of `acme` with `permissions`.
+fn app(permissions: &[Permission]) -> Session {
+    Session::Account {
+        account: "acme".into(),
+        client_id: "app-1".into(),
+        permissions: Permissions::of(permissions),
+    }
+}
+
+#[test]
+fn device_publishes_kura_replies_and_its_own_notifications() {
+    let rows: &[(&str, Decision)] = &[
+        ("$EDC/acme/fleetgate/CONF-V1/REPLY/r-1", Decision::Allow),
+        ("$EDC/acme/app-1/CMD-V1/REPLY/r-2", Decision::Allow),
+        ("$EDC/acme/app-1/CMD-V1/REPLY", Decision::Allow),
+        (
+            "$EDC/acme/app-1/DEPLOY-V2/NOTIFY/dev-1/download",
+            Decision::Allow,
+        ),
+        ("$EDC/acme/app-1/DEPLOY-V2/NOTIFY/dev-1", Decision::Allow),
+        (
+            "$EDC/acme/app-1/DEPLOY-V2/NOTIFY/dev-2/download",
+            Decision::Deny,
+        ),
+        ("$EDC/acme/app-1/DEPLOY-V2/NOTIFY", Decision::Deny),
+        ("$EDC/other/app-1/CMD-V1/REPLY/r-2", Decision::Deny),
+        ("$EDC/acme/app-1/CMD-V1/EXEC/command", Decision::Deny),
+        ("$EDC/acme/app-1/REPLY/x", Decision::Deny),
+        ("acme/app-1/CMD-V1/REPLY/r-2", Decision::Deny),
+    ];
+    for (topic, want) in rows {
+        assert_eq!(may_publish(&device(), topic), *want, "{topic:?}");
+    }
+    // Subscriptions do not widen: replies to others are not the device's to read.
+    assert_eq!(
+        may_subscribe(&device(), "$EDC/acme/+/+/REPLY/#"),
+        Decision::Deny
+    );
+}
+
+#[test]
+fn account_user_subscribe() {
+    use Permission::*;
+    let all = [BrokerConnect, DataRead, DataWrite, DeviceRead, DeviceManage];
+    // (permissions, filter, decision)
+    let rows: &[(&[Permission], &str, Decision)] = &[
+        (&[DataRead], "acme/#", Decision::Allow),
+        (&[DataRead], "acme/+/data", Decision::Allow),
+        (&[DataRead], "acme/dev-1/#", Decision::Allow),
+        (&[DataRead], "acme", Decision::Allow),
+        (&[DataRead], "other/#", Decision::Deny),
+        (&[DataRead], "+/dev-1/#", Decision::Deny),
+        (&[DataRead], "$EDC/acme/+/MQTT/#", Decision::Deny),
+        (&[DataWrite], "acme/#", Decision::Deny),
+        (&[DeviceRead], "$EDC/acme/+/MQTT/#", Decision::Allow),
+        (&[DeviceRead], "$EDC/acme/dev-1/MQTT/BIRTH", Decision::Allow),
+        (&[DeviceRead], "$EDC/acme/+/MQTT/+", Decision::Allow),
+        (&[DeviceRead], "$EDC/acme/+/+/#", Decision::Deny),
+        (&[DeviceRead], "$EDC/acme/dev-1/#", Decision::Deny),
+        (&[DeviceRead], "$EDC/acme/#", Decision::Deny),
+        (&[DeviceRead], "$EDC/other/+/MQTT/#", Decision::Deny),
+        (&[DeviceRead], "acme/#", Decision::Deny),
+        (&[DeviceManage], "$EDC/acme/app-1/#", Decision::Allow),
+        (
+            &[DeviceManage],
+            "$EDC/acme/app-1/CONF-V1/REPLY/+",
+            Decision::Allow,
+        ),
+        (&[DeviceManage], "$EDC/acme/app-2/#", Decision::Deny),
+        (&[DeviceManage], "$EDC/acme/+/MQTT/#", Decision::Deny),
+        (&[DeviceManage], "$EDC/other/app-1/#", Decision::Deny),
+        (&[BrokerConnect], "acme/#", Decision::Deny),
+        (&[], "acme/#", Decision::Deny),
+        (&all, "#", Decision::Deny),
+        (&all, "+/#", Decision::Deny),
+        (&all, "+", Decision::Deny),
+        (&all, "$EDC/#", Decision::Deny),
+        (&all, "$EDC/+/+/MQTT/#", Decision::Deny),
+        (&all, "other/#", Decision::Deny),
+        (&all, "$EDC/other/+/MQTT/#", Decision::Deny),
+        (&all, "$share/g/acme/#", Decision::Deny),
+        (&all, "acme/#/x", Decision::Deny),
+        (&all, "", Decision::Deny),
+    ];
+    for (permissions, filter, want) in rows {
+        assert_eq!(
+            may_subscribe(&app(permissions), filter),
+            *want,
+            "{permissions:?} {filter:?}"
+        );
+    }
+}
+
+#[test]
+fn account_user_publish() {
+    use Permission::*;
+    let all = [BrokerConnect, DataRead, DataWrite, DeviceRead, DeviceManage];
+    let rows: &[(&[Permission], &str, Decision)] = &[
+        (&[DataWrite], "acme/dev-1/cmd", Decision::Allow),
+        (&[DataWrite], "acme", Decision::Allow),
+        (&[DataWrite], "other/dev-1/cmd", Decision::Deny),
+        (
+            &[DataWrite],
+            "$EDC/acme/dev-1/CONF-V1/GET/configurations",
+            Decision::Deny,
+        ),
+        (&[DataRead], "acme/dev-1/cmd", Decision::Deny),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/CONF-V1/GET/configurations",
+            Decision::Allow,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/CONF-V1/PUT/configurations/pid",
+            Decision::Allow,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/DEPLOY-V2/POST/x",
+            Decision::Allow,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/DEPLOY-V2/DEL/x",
+            Decision::Allow,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/CMD-V1/EXEC/command",
+            Decision::Allow,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/CMD-V1/EXEC",
+            Decision::Allow,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/CMD-V1/REPLY/r-1",
+            Decision::Deny,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/MQTT/BIRTH",
+            Decision::Deny,
+        ),
+        (
+            &[DeviceManage],
+            "$EDC/acme/dev-1/CMD-V1/exec/command",
+            Decision::Deny,
+        ),
+        (&[DeviceManage], "$EDC/acme/dev-1/GET", Decision::Deny),
+        (
+            &[DeviceManage],
+            "$EDC/other/dev-1/CONF-V1/GET/configurations",
+            Decision::Deny,
+        ),
+        (&[DeviceManage], "acme/dev-1/cmd", Decision::Deny),
+        (&[DeviceRead], "$EDC/acme/dev-1/MQTT/BIRTH", Decision::Deny),
+        (&all, "other/x", Decision::Deny),
+        (
+            &all,
+            "$EDC/other/dev-1/CONF-V1/GET/configurations",
+            Decision::Deny,
+        ),
+        (&all, "$SYS/x", Decision::Deny),
+        (&all, "acme/+", Decision::Deny),
+        (&all, "", Decision::Deny),
+    ];
+    for (permissions, topic, want) in rows {
+        assert_eq!(
+            may_publish(&app(permissions), topic),
+            *want,
+            "{permissions:?} {topic:?}"
+        );
+    }
+}
+
 #[test]
 fn unsafe_identities_are_denied_everything() {
     let identities: &[(&str, &str)] = &[
@@ -478,6 +657,11 @@ fn unsafe_identities_are_denied_everything() {
             Session::Device {
                 account: account.to_string(),
                 client_id: client_id.to_string(),
+            },
+            Session::Account {
+                account: account.to_string(),
+                client_id: client_id.to_string(),
+                permissions: Permissions::of(&Permission::ALL),
             },
         ] {
             // Built the way the session's own topics are built.
@@ -575,6 +759,33 @@ fn deny_by_default() {
     }
     assert!(device_allowed.contains("sub acme/dev-1/#"));
     assert!(device_allowed.contains("pub $EDC/acme/dev-1/REPLY"));
+
+    // An account user with no permission may do nothing at all, and one with every
+    // permission only what PROTOCOL.md 6.1's table names, all inside its own account.
+    let nothing = app(&[]);
+    let everything = app(&Permission::ALL);
+    for s in universe.iter().map(String::as_str).chain(extra) {
+        assert_eq!(may_subscribe(&nothing, s), Decision::Deny, "sub {s}");
+        assert_eq!(may_publish(&nothing, s), Decision::Deny, "pub {s}");
+        for (what, decision) in [
+            ("sub", may_subscribe(&everything, s)),
+            ("pub", may_publish(&everything, s)),
+        ] {
+            if decision.is_allowed() {
+                assert!(
+                    s == "acme" || s.starts_with("acme/") || s.starts_with("$EDC/acme/"),
+                    "{what} {s}"
+                );
+            }
+        }
+    }
+    for refused in ["#", "+/#", "$EDC/#", "+", "$EDC/+/#"] {
+        assert_eq!(
+            may_subscribe(&everything, refused),
+            Decision::Deny,
+            "{refused}"
+        );
+    }
 }
 
 #[test]

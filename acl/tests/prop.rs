@@ -12,8 +12,8 @@
 use std::collections::BTreeSet;
 
 use fleetgate_acl::{
-    Session, SubscriptionTree, filter_is_within, filter_matches, may_publish, may_subscribe,
-    valid_topic_filter, valid_topic_name,
+    Permission, Permissions, Session, SubscriptionTree, filter_is_within, filter_matches,
+    may_publish, may_subscribe, valid_topic_filter, valid_topic_name,
 };
 use proptest::prelude::*;
 
@@ -222,11 +222,21 @@ fn namespace(session: &Session) -> Vec<String> {
     match session {
         Session::Provisioning { .. } => vec![format!("$EDC/{a}/{c}/PROV-V1/REPLY/#")],
         Session::Device { .. } => vec![format!("$EDC/{a}/{c}/#"), format!("{a}/{c}/#")],
+        Session::Account { .. } => unreachable!("the strategy makes no account users"),
     }
 }
 
 fn in_namespace(session: &Session, topic: &str) -> bool {
     namespace(session).iter().any(|s| ref_matches(s, topic))
+}
+
+/// What a device may publish beyond its own namespace: Kura replies and notifications to a
+/// requester of its account (PROTOCOL.md 6.1).
+fn in_publish_namespace(session: &Session, topic: &str) -> bool {
+    let (a, c) = (session.account(), session.client_id());
+    in_namespace(session, topic)
+        || ref_matches(&format!("$EDC/{a}/+/+/REPLY/#"), topic)
+        || ref_matches(&format!("$EDC/{a}/+/+/NOTIFY/{c}/#"), topic)
 }
 
 fn fill_levels(session: &Session) -> Vec<String> {
@@ -238,8 +248,110 @@ fn fill_levels(session: &Session) -> Vec<String> {
 
 // ---------------------------------------------------------------- properties
 
+/// Containment in a scope of literal and `+` levels ending in `/#`, level by level: the
+/// filter's levels under the scope's literals are those literals, under its `+` any single
+/// level (not `#`, which would reach deeper than one level there).
+fn within_scope(filter: &str, scope: &str) -> bool {
+    let prefix: Vec<&str> = scope.strip_suffix("/#").unwrap().split('/').collect();
+    let levels: Vec<&str> = filter.split('/').collect();
+    ref_valid_filter(filter)
+        && levels.len() >= prefix.len()
+        && prefix
+            .iter()
+            .zip(&levels)
+            .all(|(p, l)| if *p == "+" { *l != "#" } else { p == l })
+}
+
+/// An account user with any set of permissions.
+fn account_user() -> impl Strategy<Value = Session> {
+    (
+        account_or_cid(),
+        account_or_cid(),
+        prop::collection::vec(prop::sample::select(Permission::ALL.to_vec()), 0..5),
+    )
+        .prop_map(|(account, client_id, permissions)| Session::Account {
+            account,
+            client_id,
+            permissions: Permissions::of(&permissions),
+        })
+}
+
+/// PROTOCOL.md 6.1's table for an account user: the topics it may reach, as filters.
+fn account_scopes(session: &Session, publish: bool) -> Vec<String> {
+    let Session::Account {
+        account: a,
+        client_id: c,
+        permissions,
+    } = session
+    else {
+        unreachable!("account users only")
+    };
+    let mut scopes = Vec::new();
+    if publish {
+        if permissions.has(Permission::DataWrite) {
+            scopes.push(format!("{a}/#"));
+        }
+        if permissions.has(Permission::DeviceManage) {
+            for m in ["GET", "PUT", "POST", "DEL", "EXEC"] {
+                scopes.push(format!("$EDC/{a}/+/+/{m}/#"));
+            }
+        }
+    } else {
+        if permissions.has(Permission::DataRead) {
+            scopes.push(format!("{a}/#"));
+        }
+        if permissions.has(Permission::DeviceRead) {
+            scopes.push(format!("$EDC/{a}/+/MQTT/#"));
+        }
+        if permissions.has(Permission::DeviceManage) {
+            scopes.push(format!("$EDC/{a}/{c}/#"));
+        }
+    }
+    scopes
+}
+
 proptest! {
     #![proptest_config(cases(2000))]
+
+    /// An account user reaches exactly its table's scopes, never anything of another account.
+    #[test]
+    fn account_users_follow_the_table(
+        s in account_user(),
+        f in filter(),
+        t in topic(),
+        seeds in prop::collection::vec(any::<usize>(), 1..6),
+    ) {
+        let fill = fill_levels(&s);
+        let mut filters = vec![f];
+        let mut topics = vec![t];
+        for scope in account_scopes(&s, false).iter().chain(&account_scopes(&s, true)) {
+            filters.push(scope.clone());
+            filters.push(narrow(scope, &fill, seeds[0]));
+            filters.push(widen(scope, &seeds));
+            topics.push(instantiate(scope, &fill, seeds[0]));
+        }
+        for f in filters {
+            let allowed = may_subscribe(&s, &f).is_allowed();
+            let expected = safe(&s)
+                && ref_valid_filter(&f)
+                && account_scopes(&s, false).iter().any(|scope| within_scope(&f, scope));
+            prop_assert_eq!(allowed, expected, "{:?} subscribing to {:?}", s, f);
+        }
+        for t in topics {
+            let allowed = may_publish(&s, &t).is_allowed();
+            let expected = safe(&s)
+                && ref_valid_name(&t)
+                && account_scopes(&s, true).iter().any(|scope| ref_matches(scope, &t));
+            prop_assert_eq!(allowed, expected, "{:?} publishing to {:?}", s, t);
+            if allowed {
+                let a = s.account();
+                prop_assert!(
+                    t == a || t.starts_with(&format!("{a}/")) || t.starts_with(&format!("$EDC/{a}/")),
+                    "{:?} may publish {:?}, outside its account", s, t
+                );
+            }
+        }
+    }
 
     #[test]
     fn validity_agrees_with_reference(f in filter(), t in topic()) {
@@ -294,6 +406,9 @@ proptest! {
             candidates.push(instantiate(&ns, &fill, seed));
         }
         candidates.push(format!("$EDC/{}/{}/PROV-V1/EXEC/provision", s.account(), s.client_id()));
+        candidates.push(format!("$EDC/{}/fleetgate/CONF-V1/REPLY/r-1", s.account()));
+        candidates.push(format!("$EDC/{}/app/DEPLOY-V2/NOTIFY/{}/x", s.account(), s.client_id()));
+        candidates.push(format!("$EDC/{}/app/DEPLOY-V2/NOTIFY/other/x", s.account()));
         for t in candidates {
             let allowed = may_publish(&s, &t).is_allowed();
             let expected = safe(&s)
@@ -301,7 +416,8 @@ proptest! {
                     Session::Provisioning { account, client_id } => {
                         t == format!("$EDC/{account}/{client_id}/PROV-V1/EXEC/provision")
                     }
-                    Session::Device { .. } => in_namespace(&s, &t),
+                    Session::Device { .. } => in_publish_namespace(&s, &t),
+                    Session::Account { .. } => unreachable!("the strategy makes no account users"),
                 };
             prop_assert_eq!(allowed, expected, "{:?} publishing to {:?}", s, t);
         }

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use fleetgate_storage::{
-    Account, ConnectionStatus, Coupling, Device, DeviceConnection, DeviceUser, Execution, LogLevel,
-    Outcome, ProvisionRequest, RequestStatus,
+    Account, AccountUser, Birth, ConnectionStatus, Coupling, Device, DeviceConnection,
+    DeviceStatus, DeviceUser, Execution, LogLevel, Outcome, ProvisionRequest, RequestStatus,
 };
 use fleetgate_wire as wire;
 use utoipa::ToSchema;
@@ -109,6 +109,7 @@ pub fn execution(e: &Execution, with_log: bool) -> wire::Execution {
         outcome: outcome(e.outcome),
         protocol: e.protocol.clone(),
         peer: e.peer.clone(),
+        operational_connected_on: e.operational_connected_on,
         log: with_log.then(|| {
             e.log
                 .iter()
@@ -123,12 +124,52 @@ pub fn execution(e: &Execution, with_log: bool) -> wire::Execution {
 }
 
 /// The view of a device user (never its hash).
-pub fn user(u: &DeviceUser) -> wire::User {
+pub fn device_user(u: &DeviceUser) -> wire::User {
     wire::User {
         username: u.username.clone(),
+        kind: wire::UserKind::Device,
         permissions: u.permissions.clone(),
         reserved_for: u.reserved_for.clone(),
+        enabled: u.enabled,
         created_on: u.created_on,
+    }
+}
+
+/// The view of an account user (never its hash).
+pub fn account_user(u: &AccountUser) -> wire::User {
+    wire::User {
+        username: u.username.clone(),
+        kind: wire::UserKind::Account,
+        permissions: u.permissions.clone(),
+        reserved_for: None,
+        enabled: u.enabled,
+        created_on: u.created_on,
+    }
+}
+
+fn device_status(s: DeviceStatus) -> wire::DeviceStatus {
+    match s {
+        DeviceStatus::Enabled => wire::DeviceStatus::Enabled,
+        DeviceStatus::Disabled => wire::DeviceStatus::Disabled,
+        DeviceStatus::Moved => wire::DeviceStatus::Moved,
+    }
+}
+
+fn birth(b: &Birth) -> wire::Birth {
+    wire::Birth {
+        display_name: b.display_name.clone(),
+        model_name: b.model_name.clone(),
+        model_id: b.model_id.clone(),
+        serial_number: b.serial_number.clone(),
+        firmware_version: b.firmware_version.clone(),
+        os: b.os.clone(),
+        os_version: b.os_version.clone(),
+        jvm_version: b.jvm_version.clone(),
+        kura_version: b.kura_version.clone(),
+        application_framework_version: b.application_framework_version.clone(),
+        connection_interface: b.connection_interface.clone(),
+        connection_ip: b.connection_ip.clone(),
+        application_ids: b.application_ids.clone(),
     }
 }
 
@@ -137,7 +178,9 @@ pub fn device(d: &Device, c: Option<&DeviceConnection>, account: &Account) -> wi
     let requested = c.map_or(Coupling::Inherited, |c| c.coupling);
     wire::Device {
         client_id: d.client_id.clone(),
-        status: d.status.clone(),
+        status: device_status(d.status),
+        moved_to: d.moved_to.clone(),
+        display_name: d.display_name.clone(),
         connection: connection(c.map_or(ConnectionStatus::NeverConnected, |c| c.status)),
         coupling: coupling(requested),
         effective_coupling: coupling(requested.resolve(account.default_coupling)),
@@ -145,6 +188,10 @@ pub fn device(d: &Device, c: Option<&DeviceConnection>, account: &Account) -> wi
         provisioned_on: d.provisioned_on,
         provision_request_id: d.provision_request_id.clone(),
         last_connected_on: c.and_then(|c| c.last_connected_on),
+        peer: c.and_then(|c| c.peer.clone()),
+        protocol: c.and_then(|c| c.protocol.clone()),
+        birth: d.birth.as_ref().map(birth),
+        birth_on: d.birth_on,
     }
 }
 
@@ -224,4 +271,50 @@ pub struct BulkInput {
     /// 1 to 10,000 requests, created all or nothing.
     #[schema(min_items = 1, max_items = 10000)]
     pub requests: Vec<RequestInput>,
+}
+
+/// `POST .../users` body.
+#[derive(Debug, ToSchema)]
+#[schema(as = UserInput)]
+#[allow(dead_code)]
+pub struct UserInput {
+    /// 1 to 64 of `[A-Za-z0-9._-]`; the username `NAME@ACCOUNT` must be free in the instance.
+    #[schema(pattern = r"^[A-Za-z0-9._-]+$", min_length = 1, max_length = 64)]
+    pub name: String,
+    /// At least 12 characters, at most 256 bytes; write-only. Omitted: one is generated and
+    /// returned once as `password`.
+    #[schema(min_length = 12, max_length = 256, format = Password)]
+    pub password: Option<String>,
+    /// A subset of `broker:connect`, `data:read`, `data:write`, `device:read`,
+    /// `device:manage` (default none).
+    pub permissions: Option<Vec<String>>,
+}
+
+/// `PATCH .../users/{username}` body: the fields given change. Device users take only
+/// `enabled`.
+#[derive(Debug, ToSchema)]
+#[schema(as = UserPatchInput)]
+#[allow(dead_code)]
+pub struct UserPatchInput {
+    /// New permissions (account users).
+    pub permissions: Option<Vec<String>>,
+    /// New password, at least 12 characters (account users); write-only.
+    #[schema(min_length = 12, max_length = 256, format = Password)]
+    pub password: Option<String>,
+    /// Enable or disable; disabling ends the user's open sessions.
+    pub enabled: Option<bool>,
+}
+
+/// `POST .../devices` body.
+#[derive(Debug, ToSchema)]
+#[schema(as = DeviceInput)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInput {
+    /// 1 to 255 of `[A-Za-z0-9._:@-]`; not in the registry yet (409).
+    #[schema(pattern = r"^[A-Za-z0-9._:@-]+$", min_length = 1, max_length = 255)]
+    pub client_id: String,
+    /// 1 to 255 characters.
+    #[schema(min_length = 1, max_length = 255)]
+    pub display_name: Option<String>,
 }

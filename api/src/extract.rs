@@ -115,6 +115,13 @@ pub struct DevicePath {
     pub client_id: String,
 }
 
+/// `{username}`: an operational user.
+#[derive(Debug, serde::Deserialize)]
+pub struct UserPath {
+    /// `NAME@ACCOUNT` or `CID@ACCOUNT`.
+    pub username: String,
+}
+
 /// The `{account}` segment: every route that takes a [`Target`] has one.
 #[derive(serde::Deserialize)]
 struct AccountPath {

@@ -5,7 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use fleetgate_storage::validate::{
-    ACCOUNT_COUPLING, AccountInput, AccountSpec, RequestInput, RequestSpec,
+    ACCOUNT_COUPLING, AccountInput, AccountSpec, AccountUserInput, AccountUserSpec, DeviceInput,
+    DeviceSpec, RequestInput, RequestSpec, UserPatchInput, UserPatchSpec,
 };
 use fleetgate_storage::{Coupling, FieldError, Timestamp};
 use serde_json::{Map, Value};
@@ -79,6 +80,25 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A list of strings.
+    fn strings(&mut self, name: &'static str) -> Option<Vec<String>> {
+        let items = match self.value(name)? {
+            Value::Array(items) => items,
+            _ => {
+                self.wrong(name, "must be an array of strings");
+                return None;
+            }
+        };
+        let strings: Option<Vec<String>> = items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect();
+        if strings.is_none() {
+            self.wrong(name, "must be an array of strings");
+        }
+        strings
+    }
+
     /// A coupling spelled exactly; `unknown` is the message for any other string.
     fn coupling(&mut self, name: &'static str, unknown: &str) -> Option<Coupling> {
         let s = self.string(name)?;
@@ -140,6 +160,38 @@ pub fn account_spec(body: &Value) -> Result<AccountSpec, Vec<FieldError>> {
         name: f.string("name"),
         min_password_length: f.integer("minPasswordLength"),
         default_coupling: f.coupling("defaultCoupling", ACCOUNT_COUPLING),
+    };
+    f.finish(input.validate())
+}
+
+/// Parses and validates a `POST .../users` body.
+pub fn account_user_spec(body: &Value) -> Result<AccountUserSpec, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let input = AccountUserInput {
+        name: f.string("name"),
+        password: f.string("password"),
+        permissions: f.strings("permissions"),
+    };
+    f.finish(input.validate())
+}
+
+/// Parses and validates a `PATCH .../users/{username}` body.
+pub fn user_patch_spec(body: &Value) -> Result<UserPatchSpec, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let input = UserPatchInput {
+        permissions: f.strings("permissions"),
+        password: f.string("password"),
+        enabled: f.boolean("enabled"),
+    };
+    f.finish(input.validate())
+}
+
+/// Parses and validates a `POST .../devices` body.
+pub fn device_spec(body: &Value) -> Result<DeviceSpec, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let input = DeviceInput {
+        client_id: f.string("clientId"),
+        display_name: f.string("displayName"),
     };
     f.finish(input.validate())
 }
@@ -388,5 +440,46 @@ mod tests {
             assert!(account_spec(&json!({"name": "a", "minPasswordLength": bad})).is_err());
         }
         assert!(account_spec(&json!({"name": "a", "defaultCoupling": "INHERITED"})).is_err());
+    }
+
+    #[test]
+    fn user_and_device_bodies() {
+        let spec = account_user_spec(&json!({"name": "dash", "password": "twelve chars",
+            "permissions": ["broker:connect"]}))
+        .unwrap();
+        assert_eq!(spec.permissions, ["broker:connect"]);
+        let fields = |r: Result<(), Vec<FieldError>>| -> Vec<String> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(
+            fields(account_user_spec(&json!({"name": 1, "permissions": "data:read"})).map(drop)),
+            ["name", "permissions"]
+        );
+        assert_eq!(
+            fields(
+                account_user_spec(&json!({"name": "a", "permissions": ["data:read", 2]})).map(drop)
+            ),
+            ["permissions"]
+        );
+        assert_eq!(
+            fields(user_patch_spec(&json!({"enabled": "no", "password": "short"})).map(drop)),
+            ["password", "enabled"]
+        );
+        let p = user_patch_spec(&json!({"enabled": false})).unwrap();
+        assert_eq!(p.enabled, Some(false));
+        assert_eq!(
+            fields(device_spec(&json!({"displayName": "x"})).map(drop)),
+            ["clientId"]
+        );
+        assert_eq!(
+            device_spec(&json!({"clientId": "dev-1"}))
+                .unwrap()
+                .client_id,
+            "dev-1"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The admin REST API (API.md) on ntex::web: accounts, tokens, provision requests, executions,
-//! users and devices under `/api/v1`, plus `/healthz`, `/metrics` and the OpenAPI document.
+//! operational users (account users and device users) and the device registry under `/api/v1`, plus `/healthz`, `/metrics` and the OpenAPI document.
 //!
 //! Every route is declared once, in [`ROUTES`]'s table below: the same table registers the
 //! handlers ([`configure`]) and is checked against the generated OpenAPI document, so the
@@ -8,22 +8,25 @@
 //! naming the field) into storage's typed inputs, whose `validate()` applies the field rules.
 //! Every route, the 405 answers and the catch-all 404 run inside [`request_id::RequestId`]: a
 //! request id and a tracing span per request, returned as `X-Request-Id`.
-//! The API never returns a provision password, a hash, a token other than at its creation, or
-//! an activation key after its creation.
+//! The API never returns a provision password, a hash, a token other than at its creation, an
+//! activation key after its creation, or an account user's password (a generated one is in
+//! its creation's answer only).
 //!
 //! It must not reach into the MQTT endpoints nor hold rules of its own: provision passwords are
-//! verified and hashed through the hooks' pool, previews come from `fleetgate-exchange`, field
+//! verified and hashed through the hooks' pool (so are account users' chosen passwords; user
+//! changes that end sessions are announced with the hooks' `revoke`), previews come from `fleetgate-exchange`, field
 //! rules from storage's `validate()`, and the JSON shapes are `fleetgate-wire`'s.
 
 pub mod accounts;
+pub mod devices;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod input;
 pub mod openapi;
-pub mod records;
 pub mod request_id;
 pub mod requests;
+pub mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,9 +71,15 @@ routes! {
     get "/api/v1/accounts/{account}/provision-requests/{id}/configuration-preview" => requests::configuration_preview;
     get "/api/v1/accounts/{account}/provision-requests/{id}/executions" => requests::list_executions;
     get "/api/v1/accounts/{account}/provision-requests/{id}/executions/{executionId}" => requests::get_execution;
-    get "/api/v1/accounts/{account}/users" => records::list_users;
-    get "/api/v1/accounts/{account}/devices" => records::list_devices;
-    get "/api/v1/accounts/{account}/devices/{clientId}" => records::get_device;
+    post "/api/v1/accounts/{account}/users" => users::create_user;
+    get "/api/v1/accounts/{account}/users" => users::list_users;
+    get "/api/v1/accounts/{account}/users/{username}" => users::get_user;
+    patch "/api/v1/accounts/{account}/users/{username}" => users::update_user;
+    delete "/api/v1/accounts/{account}/users/{username}" => users::delete_user;
+    post "/api/v1/accounts/{account}/devices" => devices::create_device;
+    get "/api/v1/accounts/{account}/devices" => devices::list_devices;
+    get "/api/v1/accounts/{account}/devices/{clientId}" => devices::get_device;
+    delete "/api/v1/accounts/{account}/devices/{clientId}" => devices::delete_device;
 }
 
 /// One path's methods and routes, while grouping the route table.

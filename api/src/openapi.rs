@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, dto, error, records, requests};
+use super::{accounts, devices, dto, error, requests, users};
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
 struct BearerAuth;
@@ -48,16 +48,23 @@ impl Modify for BearerAuth {
         requests::configuration_preview,
         requests::list_executions,
         requests::get_execution,
-        records::list_users,
-        records::list_devices,
-        records::get_device,
+        users::create_user,
+        users::list_users,
+        users::get_user,
+        users::update_user,
+        users::delete_user,
+        devices::create_device,
+        devices::list_devices,
+        devices::get_device,
+        devices::delete_device,
     ),
-    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput)),
+    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput)),
     modifiers(&BearerAuth),
     tags(
         (name = "accounts", description = "Target accounts and their API tokens (admin token)"),
         (name = "provision requests", description = "Enrollment orders of devices and their executions"),
-        (name = "target-account records", description = "What provisioning wrote: device users and devices"),
+        (name = "users", description = "Operational users: account users (applications) and the device users provisioning created (PROTOCOL.md 6.1)"),
+        (name = "devices", description = "The Device Registry: entries, connection state and BIRTH facts (PROTOCOL.md 6.3)"),
         (name = "operations", description = "Health, metrics and this document (no auth)"),
     )
 )]
@@ -168,10 +175,12 @@ mod tests {
     /// The fields the API names in its errors for `body` (the schema picks the validator).
     fn refused(schema: &str, body: &Value) -> Vec<String> {
         let now = chrono::Utc::now();
-        let result = if schema == "AccountInput" {
-            input::account_spec(body).map(|_| ())
-        } else {
-            input::request_spec(body, MIN_PASSWORD_LENGTH, now).map(|_| ())
+        let result = match schema {
+            "AccountInput" => input::account_spec(body).map(|_| ()),
+            "UserInput" => input::account_user_spec(body).map(|_| ()),
+            "UserPatchInput" => input::user_patch_spec(body).map(|_| ()),
+            "DeviceInput" => input::device_spec(body).map(|_| ()),
+            _ => input::request_spec(body, MIN_PASSWORD_LENGTH, now).map(|_| ()),
         };
         result
             .err()
@@ -190,7 +199,13 @@ mod tests {
     fn input_limits_agree_with_the_validator() {
         let doc = json();
         let mut checked = Vec::new();
-        for schema in ["ProvisionRequestInput", "AccountInput"] {
+        for schema in [
+            "ProvisionRequestInput",
+            "AccountInput",
+            "UserInput",
+            "UserPatchInput",
+            "DeviceInput",
+        ] {
             let properties = doc["components"]["schemas"][schema]["properties"]
                 .as_object()
                 .unwrap();
@@ -212,12 +227,19 @@ mod tests {
                             } else {
                                 json!(n)
                             };
-                            if schema == "AccountInput" {
-                                let mut body = json!({"name": "acme"});
-                                body[field.as_str()] = value;
-                                body
-                            } else {
-                                request_with(field, value)
+                            let base = match schema {
+                                "AccountInput" => Some(json!({"name": "acme"})),
+                                "UserInput" => Some(json!({"name": "dash"})),
+                                "UserPatchInput" => Some(json!({})),
+                                "DeviceInput" => Some(json!({"clientId": "dev-1"})),
+                                _ => None,
+                            };
+                            match base {
+                                Some(mut body) => {
+                                    body[field.as_str()] = value;
+                                    body
+                                }
+                                None => request_with(field, value),
                             }
                         })
                     });
@@ -252,6 +274,9 @@ mod tests {
             "name.maxLength",
             "minPasswordLength.minimum",
             "minPasswordLength.maximum",
+            "password.minLength",
+            "password.maxLength",
+            "displayName.maxLength",
         ] {
             assert!(
                 checked.iter().any(|c| c == limit),

@@ -46,8 +46,9 @@ fn concurrency(app: &App) -> usize {
     fleetgate_config::threads_or_cores(app.config.auth.verify_threads)
 }
 
-/// argon2-hashes a new provision password on the verification pool (never on the event loop).
-async fn hash_password(app: &App, password: &str) -> Result<String, ApiError> {
+/// argon2-hashes a new provision password or a chosen account-user password on the
+/// verification pool (never on the event loop).
+pub(crate) async fn hash_password(app: &App, password: &str) -> Result<String, ApiError> {
     let slot = Arc::new(Mutex::new(None));
     let (out, params, password) = (slot.clone(), app.argon2, password.to_string());
     let ran = app
@@ -353,7 +354,8 @@ pub async fn bulk_create(
     Ok(HttpResponse::Created().json(&BulkCreated { created }))
 }
 
-fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+/// The query string's pairs, decoded.
+pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
     Query::<Vec<(String, String)>>::from_query(req.query_string())
         .map(Query::into_inner)
         .map_err(|e| ApiError::invalid("query", format!("cannot decode the query string: {e}")))
@@ -594,6 +596,21 @@ pub async fn update_request(
     Ok(HttpResponse::Ok().json(&dto::request(&updated, &account, now, key)))
 }
 
+/// The `force` query parameter of a delete (default false).
+pub(crate) fn force(req: &HttpRequest) -> Result<bool, ApiError> {
+    let mut force = false;
+    for (k, v) in query_pairs(req)? {
+        if k == "force" {
+            force = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => return Err(ApiError::invalid("force", "must be true or false")),
+            };
+        }
+    }
+    Ok(force)
+}
+
 /// Deletes a request and its executions; a `RUNNING` one only with `force=true`.
 #[utoipa::path(
     delete, path = "/api/v1/accounts/{account}/provision-requests/{id}", tag = "provision requests",
@@ -619,16 +636,7 @@ pub async fn delete_request(
         path: IdPath { id },
     }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut force = false;
-    for (k, v) in query_pairs(&req)? {
-        if k == "force" {
-            force = match v.as_str() {
-                "true" | "1" => true,
-                "false" | "0" | "" => false,
-                _ => return Err(ApiError::invalid("force", "must be true or false")),
-            };
-        }
-    }
+    let force = force(&req)?;
     app.store
         .write_async(ops::delete_request(account.name, id, force))
         .await?;

@@ -85,6 +85,13 @@ pub fn fast_hash(secret: &str) -> String {
     format!("{FAST_PREFIX}${}${}", B64.encode(salt), B64.encode(mac))
 }
 
+/// Whether `stored` is a [`fast_hash`] (a generated secret's), not an argon2 PHC string.
+pub fn is_fast_hash(stored: &str) -> bool {
+    stored
+        .strip_prefix(FAST_PREFIX)
+        .is_some_and(|rest| rest.starts_with('$'))
+}
+
 /// Verifies a secret against [`fast_hash`]'s output in constant time.
 pub fn fast_verify(secret: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');
@@ -184,6 +191,10 @@ mod tests {
         assert!(!fast_verify("s3cret", "garbage"));
         assert_ne!(h, fast_hash("s3cret"));
         assert!(!h.contains("s3cret"));
+        assert!(is_fast_hash(&h));
+        let argon = Argon2Params::cheap_for_tests().hash("s3cret").unwrap();
+        assert!(!is_fast_hash(&argon));
+        assert!(!is_fast_hash("hs256"));
     }
 
     #[test]

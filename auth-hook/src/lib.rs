@@ -4,7 +4,7 @@
 //!
 //! It owns:
 //! - the decision steps of PROTOCOL.md section 2 ([`provisioning`]) and section 6.1
-//!   ([`operational`]), over small input types of its own, so that a Mosquitto plugin can link
+//!   ([`operational`]: device users and account users), over small input types of its own, so that a Mosquitto plugin can link
 //!   this crate and `fleetgate-acl` without the store;
 //! - credential hashing and verification ([`credentials`]), the bounded verification pool
 //!   ([`pool`]), the verification cache ([`cache`]) with its single-flight front
@@ -166,6 +166,19 @@ pub struct DeviceSession {
     pub client_id: String,
     /// The device user.
     pub username: String,
+}
+
+/// An accepted operational session of an account user (an application).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountSession {
+    /// Account.
+    pub account: String,
+    /// The client ID it connected with.
+    pub client_id: String,
+    /// The account user, `NAME@ACCOUNT`.
+    pub username: String,
+    /// Its permissions (PROTOCOL.md 6.1), as stored.
+    pub permissions: Vec<String>,
 }
 
 #[cfg(test)]

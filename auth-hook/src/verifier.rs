@@ -1,6 +1,7 @@
-//! Provision-password verification: the cache first, else one argon2 run on the bounded pool,
-//! shared by every concurrent caller with the same username, password and stored hash (single
-//! flight: a fleet sharing one credential connecting at once pays one verify).
+//! argon2 password verification (provision passwords, account users' chosen passwords): the
+//! cache first, else one argon2 run on the bounded pool, shared by every concurrent caller with
+//! the same username, password and stored hash (single flight: a fleet sharing one credential
+//! connecting at once pays one verify).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use crate::pool::{PoolError, VerifyPool};
 type InflightKey = ([u8; 32], String);
 type Waiter = tokio::sync::oneshot::Sender<Result<bool, PoolError>>;
 
-/// The provision-password verifier (CONNECTs and the admin API's password checks).
+/// The argon2 password verifier (CONNECTs of provisioning devices and account users, and the
+/// admin API's provision-password checks).
 pub struct Verifier {
     pool: VerifyPool,
     cache: VerifyCache,
@@ -40,10 +42,9 @@ impl Verifier {
         &self.pool
     }
 
-    /// Verifies a provision password against its stored hash: from the cache, else on the
-    /// pool. Concurrent verifications of the same username, password and hash share one
+    /// Verifies a password against its stored argon2 hash: from the cache, else on the pool. Concurrent verifications of the same username, password and hash share one
     /// argon2 run. `Err(Busy)` when the pool could not take it in time.
-    pub async fn verify_provision_password(
+    pub async fn verify_password(
         &self,
         username: &str,
         password: &[u8],
@@ -145,7 +146,7 @@ mod tests {
         let results = block_on(async {
             // Polled together: all 20 are in flight before the first verification ends.
             futures::future::join_all(
-                (0..20).map(|_| v.verify_provision_password("fleet", b"shared-pass", &hash)),
+                (0..20).map(|_| v.verify_password("fleet", b"shared-pass", &hash)),
             )
             .await
         });
@@ -160,20 +161,17 @@ mod tests {
         let old = p.hash("old-pass").unwrap();
         block_on(async {
             assert_eq!(
-                v.verify_provision_password("fleet", b"old-pass", &old)
-                    .await,
+                v.verify_password("fleet", b"old-pass", &old).await,
                 Ok(true)
             );
             // Cached now; the stored hash changes with the new password.
             let new = p.hash("new-pass").unwrap();
             assert_eq!(
-                v.verify_provision_password("fleet", b"old-pass", &new)
-                    .await,
+                v.verify_password("fleet", b"old-pass", &new).await,
                 Ok(false)
             );
             assert_eq!(
-                v.verify_provision_password("fleet", b"new-pass", &new)
-                    .await,
+                v.verify_password("fleet", b"new-pass", &new).await,
                 Ok(true)
             );
         });
@@ -184,18 +182,9 @@ mod tests {
         let v = verifier();
         let hash = Argon2Params::cheap_for_tests().hash("pw").unwrap();
         block_on(async {
-            assert_eq!(
-                v.verify_provision_password("u", b"pw", &hash).await,
-                Ok(true)
-            );
-            assert_eq!(
-                v.verify_provision_password("u", b"pw", &hash).await,
-                Ok(true)
-            );
-            assert_eq!(
-                v.verify_provision_password("u", b"no", &hash).await,
-                Ok(false)
-            );
+            assert_eq!(v.verify_password("u", b"pw", &hash).await, Ok(true));
+            assert_eq!(v.verify_password("u", b"pw", &hash).await, Ok(true));
+            assert_eq!(v.verify_password("u", b"no", &hash).await, Ok(false));
         });
         // The hit skipped the pool; the wrong password ran (and is never cached).
         assert_eq!(v.pool().stats().verified.load(Ordering::Relaxed), 2);

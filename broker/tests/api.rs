@@ -1517,8 +1517,10 @@ fn executions_users_and_devices() {
         users["items"][0],
         json!({
             "username": "dev-1@acme",
+            "kind": "DEVICE",
             "permissions": ["broker:connect", "vpn:connect"],
             "reservedFor": "dev-1",
+            "enabled": true,
             "createdOn": users["items"][0]["createdOn"],
         })
     );

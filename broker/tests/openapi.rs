@@ -78,8 +78,11 @@ fn every_operation_documents_auth_and_problems() {
             .flat_map(|p| p.keys())
         {
             let lower = property.to_ascii_lowercase();
+            // The one exception API.md names: an account user created without a password gets
+            // a generated one, returned once in the 201 (`UserCreated`, that answer only).
+            let generated_once = name == "UserCreated" && property == "password";
             assert!(
-                !lower.contains("password") || lower.ends_with("passwordlength"),
+                !lower.contains("password") || lower.ends_with("passwordlength") || generated_once,
                 "{name} returns {property}"
             );
             assert!(

@@ -1,5 +1,5 @@
 //! `fleetgate-cli`: the `fleetgate` admin commands (`request`, `executions`, `account`, `token`,
-//! `device`), which the `fleetgate` binary mounts next to `serve`.
+//! `user`, `device`), which the `fleetgate` binary mounts next to `serve`.
 //!
 //! It owns the command line of those commands, the bulk-file readers (CSV, JSON lines) and the
 //! human output (tables, `field  value` records; the API's JSON with `--json`). Every call goes
@@ -14,7 +14,8 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fleetgate_client::Client;
 use fleetgate_client::types::{
-    Coupling, Items, NewAccount, Problem, ProvisionRequestInput, RequestQuery, Secret,
+    Coupling, DeviceQuery, Items, NewAccount, NewDevice, NewUser, Problem, ProvisionRequestInput,
+    RequestQuery, Secret, UserPatch,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -82,6 +83,15 @@ pub enum ClientCommand {
         #[command(subcommand)]
         /// What to do.
         command: TokenCommand,
+    },
+    /// Operational users of an account: account users (applications) and device users.
+    User {
+        #[command(flatten)]
+        /// Connection options.
+        client: ClientArgs,
+        #[command(subcommand)]
+        /// What to do.
+        command: UserCommand,
     },
     /// Devices of an account.
     Device {
@@ -340,15 +350,95 @@ pub enum TokenCommand {
     },
 }
 
+/// `fleetgate user ...`.
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account user NAME@ACCOUNT (without --password one is generated and printed
+    /// once).
+    Create {
+        /// NAME: 1 to 64 of A-Z a-z 0-9 . _ -.
+        name: String,
+        /// A chosen password, at least 12 characters (also read from FLEETGATE_USER_PASSWORD).
+        #[arg(
+            long,
+            env = "FLEETGATE_USER_PASSWORD",
+            hide_env_values = true,
+            value_name = "PASSWORD"
+        )]
+        password: Option<Secret>,
+        /// A permission (repeat): broker:connect, data:read, data:write, device:read,
+        /// device:manage.
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+    },
+    /// List the users of --account (device users and account users).
+    List,
+    /// Show one user.
+    Show {
+        /// NAME@ACCOUNT or CID@ACCOUNT.
+        username: String,
+    },
+    /// Change a user: permissions, password and enabled (a device user: enabled only).
+    Update {
+        /// NAME@ACCOUNT or CID@ACCOUNT.
+        username: String,
+        /// Replace the permissions with these (repeat); --no-permissions removes them all.
+        #[arg(long = "permission", value_name = "PERMISSION")]
+        permissions: Vec<String>,
+        /// Remove every permission.
+        #[arg(long, conflicts_with = "permissions")]
+        no_permissions: bool,
+        /// A new chosen password (also read from FLEETGATE_USER_PASSWORD).
+        #[arg(
+            long,
+            env = "FLEETGATE_USER_PASSWORD",
+            hide_env_values = true,
+            value_name = "PASSWORD"
+        )]
+        password: Option<Secret>,
+        /// Enable the user.
+        #[arg(long)]
+        enable: bool,
+        /// Disable the user (its open sessions end).
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+    },
+    /// Delete an account user (its open sessions end).
+    Delete {
+        /// NAME@ACCOUNT.
+        username: String,
+    },
+}
+
 /// `fleetgate device ...`.
 #[derive(Subcommand, Debug)]
 pub enum DeviceCommand {
-    /// List the devices of --account.
-    List,
-    /// Show one device.
+    /// Register a device before provisioning.
+    Create {
+        /// Client ID.
+        client_id: String,
+        /// A name for people.
+        #[arg(long, value_name = "NAME")]
+        display_name: Option<String>,
+    },
+    /// List the devices of --account (every page).
+    List {
+        /// Only this connection state (NEVER_CONNECTED, CONNECTED, DISCONNECTED).
+        #[arg(long, value_name = "STATE")]
+        connection: Option<String>,
+    },
+    /// Show one device, with its BIRTH facts.
     Show {
         /// Client ID.
         client_id: String,
+    },
+    /// Delete a device with its device user and connection.
+    Delete {
+        /// Client ID.
+        client_id: String,
+        /// Delete even while CONNECTED (and disconnect it).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -367,6 +457,9 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Token { client, command } => {
             token(&connect(&client), &client, command, &mut out)
+        }
+        ClientCommand::User { client, command } => {
+            user(&connect(&client), &client, command, &mut out)
         }
         ClientCommand::Device { client, command } => {
             device(&connect(&client), &client, command, &mut out)
@@ -908,6 +1001,88 @@ fn token(api: &Client, c: &ClientArgs, cmd: TokenCommand, out: &mut String) -> a
     Ok(())
 }
 
+fn user(api: &Client, c: &ClientArgs, cmd: UserCommand, out: &mut String) -> anyhow::Result<()> {
+    let account = account_of(c)?;
+    let cols = [
+        "username",
+        "kind",
+        "permissions",
+        "reservedFor",
+        "enabled",
+        "createdOn",
+    ];
+    match cmd {
+        UserCommand::Create {
+            name,
+            password,
+            permissions,
+        } => {
+            let created = value(&api.create_user(
+                &account,
+                &NewUser {
+                    name: Some(name),
+                    password,
+                    permissions: Some(permissions),
+                },
+            )?)?;
+            if c.json {
+                out.push_str(&pretty(&created));
+            } else {
+                out.push_str(&details(&created, &cols));
+                if created.get("password").is_some() {
+                    out.push_str(
+                        "\nThe generated password is shown only this once: store it now.\n",
+                    );
+                }
+            }
+        }
+        UserCommand::List => {
+            let items = api.list_users(&account)?;
+            out.push_str(&listing(&value(&Items { items })?, &cols, c.json));
+        }
+        UserCommand::Show { username } => {
+            let shown = api.get_user(&account, &username)?;
+            out.push_str(&one(&value(&shown)?, &cols, c.json));
+        }
+        UserCommand::Update {
+            username,
+            permissions,
+            no_permissions,
+            password,
+            enable,
+            disable,
+        } => {
+            let patch = UserPatch {
+                permissions: (no_permissions || !permissions.is_empty()).then_some(permissions),
+                password,
+                enabled: if enable {
+                    Some(true)
+                } else if disable {
+                    Some(false)
+                } else {
+                    None
+                },
+            };
+            if patch == UserPatch::default() {
+                bail!(
+                    "nothing to change: give --permission, --no-permissions, --password, --enable or --disable"
+                );
+            }
+            let changed = api.update_user(&account, &username, &patch)?;
+            out.push_str(&one(&value(&changed)?, &cols, c.json));
+        }
+        UserCommand::Delete { username } => {
+            api.delete_user(&account, &username)?;
+            if c.json {
+                out.push_str(&pretty(&json!({ "deleted": username })));
+            } else {
+                let _ = writeln!(out, "deleted {username}");
+            }
+        }
+    }
+    Ok(())
+}
+
 fn device(
     api: &Client,
     c: &ClientArgs,
@@ -925,13 +1100,50 @@ fn device(
         "lastConnectedOn",
     ];
     match cmd {
-        DeviceCommand::List => {
-            let items = api.list_devices(&account)?;
+        DeviceCommand::Create {
+            client_id,
+            display_name,
+        } => {
+            let created = api.create_device(
+                &account,
+                &NewDevice {
+                    client_id: Some(client_id),
+                    display_name,
+                },
+            )?;
+            out.push_str(&one(&value(&created)?, &cols, c.json));
+        }
+        DeviceCommand::List { connection } => {
+            let items = api.all_devices(
+                &account,
+                &DeviceQuery {
+                    connection,
+                    ..DeviceQuery::default()
+                },
+            )?;
             out.push_str(&listing(&value(&Items { items })?, &cols, c.json));
         }
         DeviceCommand::Show { client_id } => {
             let shown = api.get_device(&account, &client_id)?;
-            out.push_str(&one(&value(&shown)?, &cols, c.json));
+            let mut all = cols.to_vec();
+            all.extend([
+                "displayName",
+                "movedTo",
+                "peer",
+                "protocol",
+                "provisionRequestId",
+                "birthOn",
+                "birth",
+            ]);
+            out.push_str(&one(&value(&shown)?, &all, c.json));
+        }
+        DeviceCommand::Delete { client_id, force } => {
+            api.delete_device(&account, &client_id, force)?;
+            if c.json {
+                out.push_str(&pretty(&json!({ "deleted": client_id })));
+            } else {
+                let _ = writeln!(out, "deleted {client_id}");
+            }
         }
     }
     Ok(())

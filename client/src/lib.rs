@@ -25,9 +25,10 @@ use serde::de::DeserializeOwned;
 
 pub use error::Error;
 use types::{
-    Account, AccountList, BulkCreated, Device, DeviceList, Execution, ExecutionList, Health,
-    NewAccount, Problem, ProvisionRequest, ProvisionRequestInput, RequestPage, RequestQuery,
-    Secret, TokenCreated, User, UserList, encode,
+    Account, AccountList, BulkCreated, Device, DevicePage, DeviceQuery, Execution, ExecutionList,
+    Health, NewAccount, NewDevice, NewUser, Problem, ProvisionRequest, ProvisionRequestInput,
+    RequestPage, RequestQuery, Secret, TokenCreated, User, UserCreated, UserList, UserPatch,
+    encode,
 };
 
 pub use fleetgate_wire::MAX_BULK_ITEMS;
@@ -360,20 +361,82 @@ impl Client {
         ))
     }
 
-    /// `GET /api/v1/accounts/{account}/users`.
-    pub fn list_users(&self, account: &str) -> Result<Vec<User>> {
-        let path = format!("/api/v1/accounts/{}/users", encode(account));
-        Ok(self.get::<UserList>(&path)?.items)
+    // ------------------------------------------------------------------------------------
+    // Operational users
+
+    /// `POST .../users`: an account user; a generated password is in the answer, this once.
+    pub fn create_user(&self, account: &str, user: &NewUser) -> Result<UserCreated> {
+        self.json("POST", &users_path(account), Some(user))
     }
 
-    /// `GET /api/v1/accounts/{account}/devices`.
-    pub fn list_devices(&self, account: &str) -> Result<Vec<Device>> {
-        Ok(self.get::<DeviceList>(&devices_path(account))?.items)
+    /// `GET /api/v1/accounts/{account}/users`: device users and account users.
+    pub fn list_users(&self, account: &str) -> Result<Vec<User>> {
+        Ok(self.get::<UserList>(&users_path(account))?.items)
+    }
+
+    /// `GET .../users/{username}`.
+    pub fn get_user(&self, account: &str, username: &str) -> Result<User> {
+        self.get(&user_path(account, username))
+    }
+
+    /// `PATCH .../users/{username}`: the fields set change.
+    pub fn update_user(&self, account: &str, username: &str, patch: &UserPatch) -> Result<User> {
+        self.json("PATCH", &user_path(account, username), Some(patch))
+    }
+
+    /// `DELETE .../users/{username}` (account users).
+    pub fn delete_user(&self, account: &str, username: &str) -> Result<()> {
+        self.call("DELETE", &user_path(account, username), None)
+            .map(drop)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Devices
+
+    /// `POST .../devices`: a registry entry before provisioning.
+    pub fn create_device(&self, account: &str, device: &NewDevice) -> Result<Device> {
+        self.json("POST", &devices_path(account), Some(device))
+    }
+
+    /// `GET .../devices` with a filter and paging: one page.
+    pub fn list_devices(&self, account: &str, query: &DeviceQuery) -> Result<DevicePage> {
+        self.get(&format!(
+            "{}{}",
+            devices_path(account),
+            query.to_query_string()
+        ))
+    }
+
+    /// Every device matching `query`'s filter, walking the pages (its `limit` and `after` are
+    /// ignored).
+    pub fn all_devices(&self, account: &str, query: &DeviceQuery) -> Result<Vec<Device>> {
+        let mut items = Vec::new();
+        let mut query = DeviceQuery {
+            after: None,
+            limit: Some(PAGE),
+            ..query.clone()
+        };
+        loop {
+            let page = self.list_devices(account, &query)?;
+            items.extend(page.items);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(items),
+            }
+        }
     }
 
     /// `GET /api/v1/accounts/{account}/devices/{clientId}`.
     pub fn get_device(&self, account: &str, client_id: &str) -> Result<Device> {
-        self.get(&format!("{}/{}", devices_path(account), encode(client_id)))
+        self.get(&device_path(account, client_id))
+    }
+
+    /// `DELETE .../devices/{clientId}`, with `?force=true` to delete (and disconnect) a
+    /// CONNECTED one.
+    pub fn delete_device(&self, account: &str, client_id: &str, force: bool) -> Result<()> {
+        let q = if force { "?force=true" } else { "" };
+        let path = format!("{}{q}", device_path(account, client_id));
+        self.call("DELETE", &path, None).map(drop)
     }
 }
 
@@ -449,6 +512,18 @@ fn request_path(account: &str, id: &str) -> String {
 
 fn devices_path(account: &str) -> String {
     format!("/api/v1/accounts/{}/devices", encode(account))
+}
+
+fn device_path(account: &str, client_id: &str) -> String {
+    format!("{}/{}", devices_path(account), encode(client_id))
+}
+
+fn users_path(account: &str) -> String {
+    format!("/api/v1/accounts/{}/users", encode(account))
+}
+
+fn user_path(account: &str, username: &str) -> String {
+    format!("{}/{}", users_path(account), encode(username))
 }
 
 #[cfg(test)]

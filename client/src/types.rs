@@ -8,10 +8,11 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 pub use fleetgate_wire::{
-    Account, AccountList, BulkCreated, ConnectionStatus, Coupling, Device, DeviceList, Execution,
-    ExecutionList, FieldError, Health, LogLevel, LogLine, NewAccount, Outcome, Problem,
-    ProvisionRequest, ProvisionRequestInput, Rejection, RequestPage, RequestStatus, Secret,
-    TokenCreated, User, UserList,
+    Account, AccountList, Birth, BulkCreated, ConnectionStatus, Coupling, Device, DevicePage,
+    DeviceStatus, Execution, ExecutionList, FieldError, Health, LogLevel, LogLine, NewAccount,
+    NewDevice, NewUser, Outcome, Problem, ProvisionRequest, ProvisionRequestInput, Rejection,
+    RequestPage, RequestStatus, Secret, TokenCreated, User, UserCreated, UserKind, UserList,
+    UserPatch,
 };
 
 /// A list in the API's `{"items": [...]}` form, of any record: for callers that print lists
@@ -60,6 +61,39 @@ impl RequestQuery {
     }
 }
 
+/// Filters and paging of `GET .../devices`. `connection` is sent as given: the server
+/// validates it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceQuery {
+    /// Only this connection state (`NEVER_CONNECTED`, `CONNECTED`, `DISCONNECTED`).
+    pub connection: Option<String>,
+    /// Page size (server default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// Cursor: the `next` of the previous page.
+    pub after: Option<String>,
+}
+
+impl DeviceQuery {
+    /// The query string, `?`-prefixed (empty when nothing is set).
+    pub fn to_query_string(&self) -> String {
+        let mut q = String::new();
+        let mut add = |k: &str, v: &str| {
+            q.push(if q.is_empty() { '?' } else { '&' });
+            let _ = write!(q, "{k}={}", encode(v));
+        };
+        if let Some(l) = self.limit {
+            add("limit", &l.to_string());
+        }
+        if let Some(c) = &self.connection {
+            add("connection", c);
+        }
+        if let Some(a) = &self.after {
+            add("after", a);
+        }
+        q
+    }
+}
+
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved characters pass).
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -91,5 +125,15 @@ mod tests {
             q.to_query_string(),
             "?limit=10&status=CREATED&clientId=a%20b&after=c%2Fd"
         );
+        let d = DeviceQuery {
+            connection: Some("CONNECTED".into()),
+            limit: Some(5),
+            after: Some("a:b".into()),
+        };
+        assert_eq!(
+            d.to_query_string(),
+            "?limit=5&connection=CONNECTED&after=a%3Ab"
+        );
+        assert_eq!(DeviceQuery::default().to_query_string(), "");
     }
 }

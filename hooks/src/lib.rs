@@ -8,7 +8,10 @@
 //! - [`Hooks::authorize`]: may this session subscribe to a filter or publish to a topic? Doors
 //!   without a connection of their own get the session with [`Hooks::identify`];
 //! - [`Hooks::connected`] / [`Hooks::disconnected`]: a session began or ended (the device
-//!   registry's connection status; nothing for provisioning sessions).
+//!   registry's connection status, peer and protocol, and the provisioning execution's
+//!   `operationalConnectedOn`; nothing for provisioning sessions or account users);
+//! - [`Hooks::published`]: a PUBLISH was accepted (a device's Kura BIRTH fills the registry's
+//!   BIRTH facts; anything else costs a comparison and nothing more).
 //!
 //! It also carries the one signal that goes the other way: [`Hooks::revoke`] tells every
 //! door that a user's open sessions must end (disabled, deleted, lost `broker:connect`), and
@@ -22,23 +25,26 @@
 
 mod store;
 
+mod birth;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fleetgate_acl as acl;
 use fleetgate_auth_hook::limiter::FailureLimiter;
-use fleetgate_auth_hook::operational::{authenticate_device, identify_device};
+use fleetgate_auth_hook::operational::{self as operational, Admitted, Step};
 use fleetgate_auth_hook::pool::{PoolError, VerifyPool};
 use fleetgate_auth_hook::provisioning::{self, CredentialFailure, ProvisionCandidate};
 use fleetgate_auth_hook::verifier::Verifier;
 use fleetgate_auth_hook::{AuthMetrics, Clock, check_client_id};
-use fleetgate_storage::ops::{self, Attempt};
+use fleetgate_storage::ops::{self, Attempt, ConnectedSession};
 use fleetgate_storage::{ConnectionStatus, Store};
 
 pub use fleetgate_acl::Decision;
 pub use fleetgate_auth_hook::limiter::LimitConfig;
 pub use fleetgate_auth_hook::{
-    ConnectFacts, DeviceSession, Protocol, ProvisioningSession, Refusal,
+    AccountSession, ConnectFacts, DeviceSession, Protocol, ProvisioningSession, Refusal,
 };
 
 /// Which kind of endpoint a CONNECT arrived at: the decision rules differ, not the door.
@@ -57,34 +63,78 @@ pub enum Identity {
     Provisioning(ProvisioningSession),
     /// A provisioned device on the operational endpoint.
     Device(DeviceSession),
+    /// An account user (an application) on the operational endpoint.
+    Account(AccountSession),
 }
 
-/// An accepted session: its identity, and the ACL identity derived from it once at CONNECT
-/// (so that [`Hooks::authorize`] allocates nothing per packet).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An accepted session: its identity, the user name it connected with, the ACL identity
+/// derived once at CONNECT (so that [`Hooks::authorize`] allocates nothing per packet), and
+/// the connection's peer and protocol when the door has a connection (for the registry).
+#[derive(Clone, Debug)]
 pub struct Session {
     identity: Identity,
+    username: String,
     acl: acl::Session,
+    peer: Option<SocketAddr>,
+    protocol: Option<Protocol>,
 }
 
+/// Two sessions are the same when they are the same identity with the same user name; where
+/// the door learnt it from (a connection, or [`Hooks::identify`]) does not matter.
+impl PartialEq for Session {
+    fn eq(&self, other: &Session) -> bool {
+        self.identity == other.identity && self.username == other.username
+    }
+}
+
+impl Eq for Session {}
+
 impl Session {
-    fn provisioning(session: ProvisioningSession, provisioning_account: &str) -> Session {
+    fn provisioning(
+        session: ProvisioningSession,
+        provisioning_account: &str,
+        facts: &ConnectFacts,
+    ) -> Session {
         Session {
             acl: acl::Session::Provisioning {
                 account: provisioning_account.to_string(),
                 client_id: session.client_id.clone(),
             },
+            username: facts.username.clone().unwrap_or_default(),
             identity: Identity::Provisioning(session),
+            peer: Some(facts.peer),
+            protocol: Some(facts.protocol),
         }
     }
 
-    fn device(session: DeviceSession) -> Session {
+    fn operational(admitted: Admitted, facts: Option<&ConnectFacts>) -> Session {
+        let (username, acl, identity) = match admitted {
+            Admitted::Device(d) => (
+                d.username.clone(),
+                acl::Session::Device {
+                    account: d.account.clone(),
+                    client_id: d.client_id.clone(),
+                },
+                Identity::Device(d),
+            ),
+            Admitted::Account(a) => (
+                a.username.clone(),
+                acl::Session::Account {
+                    account: a.account.clone(),
+                    client_id: a.client_id.clone(),
+                    permissions: acl::Permissions::from_names(
+                        a.permissions.iter().map(String::as_str),
+                    ),
+                },
+                Identity::Account(a),
+            ),
+        };
         Session {
-            acl: acl::Session::Device {
-                account: session.account.clone(),
-                client_id: session.client_id.clone(),
-            },
-            identity: Identity::Device(session),
+            identity,
+            username,
+            acl,
+            peer: facts.map(|f| f.peer),
+            protocol: facts.map(|f| f.protocol),
         }
     }
 
@@ -98,34 +148,39 @@ impl Session {
         self.acl.client_id()
     }
 
-    /// The account whose topics the session lives in: the provisioning account for a
-    /// provisioning session, the user's account on the operational endpoint.
-    pub fn account(&self) -> &str {
-        self.acl.account()
+    /// The user name it connected with: `CID@ACCOUNT` or `NAME@ACCOUNT` on the operational
+    /// endpoint, the provision username on the provisioning endpoint.
+    pub fn username(&self) -> &str {
+        &self.username
     }
 
-    /// The operational user (`CID@ACCOUNT`); empty for a provisioning session, which has no
-    /// user of its own.
-    pub fn username(&self) -> &str {
-        match &self.identity {
-            Identity::Device(d) => &d.username,
-            Identity::Provisioning(_) => "",
-        }
+    /// The account whose topics it lives in: the device's or user's account, or the
+    /// provisioning account for a provisioning session.
+    pub fn account(&self) -> &str {
+        self.acl.account()
     }
 
     /// The provisioning identity, for a provisioning session.
     pub fn as_provisioning(&self) -> Option<&ProvisioningSession> {
         match &self.identity {
             Identity::Provisioning(p) => Some(p),
-            Identity::Device(_) => None,
+            Identity::Device(_) | Identity::Account(_) => None,
         }
     }
 
-    /// The device identity, for an operational session.
+    /// The device identity, for a device's operational session.
     pub fn as_device(&self) -> Option<&DeviceSession> {
         match &self.identity {
             Identity::Device(d) => Some(d),
-            Identity::Provisioning(_) => None,
+            Identity::Provisioning(_) | Identity::Account(_) => None,
+        }
+    }
+
+    /// The account-user identity, for an application's operational session.
+    pub fn as_account_user(&self) -> Option<&AccountSession> {
+        match &self.identity {
+            Identity::Account(a) => Some(a),
+            Identity::Provisioning(_) | Identity::Device(_) => None,
         }
     }
 }
@@ -155,8 +210,9 @@ pub struct Hooks {
 const REVOCATION_BACKLOG: usize = 1024;
 
 impl Hooks {
-    /// Hooks over `store`: provision passwords are verified on `pool`, credential failures
-    /// limited by `limits`, and provisioning sessions confined to `provisioning_account`.
+    /// Hooks over `store`: provision passwords and account users' chosen passwords are
+    /// verified on `pool`, provisioning credential failures limited by `limits`, and
+    /// provisioning sessions confined to `provisioning_account`.
     pub fn new(
         store: Store,
         pool: VerifyPool,
@@ -177,8 +233,9 @@ impl Hooks {
     }
 
     /// Ends the open sessions of `username` at every door listening (API.md "Account users":
-    /// disabling or deleting a user, or removing `broker:connect`). Call it after the change
-    /// is committed, so that the user's reconnect is refused.
+    /// disabling or deleting a user, removing `broker:connect` or another permission its
+    /// sessions were admitted with, a forced device delete). Call it after the change is
+    /// committed, so that the user's reconnect is refused.
     pub fn revoke(&self, username: &str) {
         // No receiver (no door with live sessions) is not an error: nothing to close.
         let _ = self.revoked.send(Arc::from(username));
@@ -189,7 +246,8 @@ impl Hooks {
         self.revoked.subscribe()
     }
 
-    /// The verification pool (the admin API hashes new provision passwords on it).
+    /// The verification pool (the admin API hashes new provision passwords and account users'
+    /// chosen passwords on it).
     pub fn pool(&self) -> &VerifyPool {
         self.verifier.pool()
     }
@@ -204,15 +262,17 @@ impl Hooks {
         stored_hash: &str,
     ) -> Result<bool, PoolError> {
         self.verifier
-            .verify_provision_password(username, password, stored_hash)
+            .verify_password(username, password, stored_hash)
             .await
     }
 
     /// Decides a CONNECT on an endpoint of kind `endpoint`. Provisioning (PROTOCOL.md 2):
     /// bans, the candidate request, the password on the pool, the window; it records a
     /// `REJECTED` execution or the request's `lastRejection` as the protocol says. Operational
-    /// (PROTOCOL.md 6.1): device users inline (keyed fast hash, no pool), `broker:connect`,
-    /// reservation and coupling; it writes nothing (see [`Hooks::connected`]).
+    /// (PROTOCOL.md 6.1): device users inline (keyed fast hash, no pool), account users with a
+    /// chosen password on the pool and its cache; `enabled`, `broker:connect`, reservation and
+    /// coupling, a registry device's client ID refused to applications; it writes nothing (see
+    /// [`Hooks::connected`]).
     pub async fn authenticate(
         &self,
         endpoint: EndpointKind,
@@ -220,25 +280,47 @@ impl Hooks {
     ) -> Result<Session, Refusal> {
         match endpoint {
             EndpointKind::Provisioning => self.authenticate_provisioning(facts).await,
-            EndpointKind::Operational => self.authenticate_operational(facts),
+            EndpointKind::Operational => self.authenticate_operational(facts).await,
         }
     }
 
-    /// The operational decision, synchronous: it never waits (no pool, one store snapshot).
-    /// [`Hooks::authenticate`] with [`EndpointKind::Operational`] is this.
-    pub fn authenticate_operational(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
-        let directory = store::Directory::new(&self.store);
-        authenticate_device(&directory, facts).map(Session::device)
+    /// The operational decision. It waits only for an account user's argon2 password (device
+    /// users and generated passwords are verified inline, from one store snapshot).
+    async fn authenticate_operational(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
+        let pending = {
+            let directory = store::Directory::new(&self.store);
+            match operational::authenticate(&directory, facts)? {
+                Step::Admitted(admitted) => {
+                    return Ok(Session::operational(admitted, Some(facts)));
+                }
+                Step::VerifyPassword(pending) => pending,
+            }
+        };
+        let password = facts.password.as_deref().unwrap_or_default();
+        match self
+            .verifier
+            .verify_password(pending.username(), password, pending.password_hash())
+            .await
+        {
+            Err(PoolError::Busy) => Err(Refusal::ServerBusy),
+            Ok(false) => Err(Refusal::BadCredentials),
+            // The rules after the password read the store again: a user disabled while its
+            // password was verified is refused.
+            Ok(true) => pending
+                .admit(&store::Directory::new(&self.store))
+                .map(|admitted| Session::operational(admitted, Some(facts))),
+        }
     }
 
     /// The operational session of a client authenticated earlier, without its password, for
     /// doors that ask per topic or per event with no connection of their own (HOOKS.md: EMQX
     /// authz and events, VerneMQ `auth_on_publish`, mosquitto-go-auth `/acl`). Every rule of
     /// [`Hooks::authenticate`] but the password applies to the current records, so a user
-    /// removed or re-coupled since is refused at once.
+    /// removed, disabled or re-coupled since is refused at once.
     pub fn identify(&self, client_id: &str, username: &str) -> Result<Session, Refusal> {
         let directory = store::Directory::new(&self.store);
-        identify_device(&directory, client_id, username).map(Session::device)
+        operational::identify(&directory, client_id, username)
+            .map(|admitted| Session::operational(admitted, None))
     }
 
     async fn authenticate_provisioning(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
@@ -265,7 +347,7 @@ impl Hooks {
         let password = facts.password.as_deref().unwrap_or_default();
         match self
             .verifier
-            .verify_provision_password(&user.username, password, &user.password_hash)
+            .verify_password(&user.username, password, &user.password_hash)
             .await
         {
             Err(PoolError::Busy) => return Err(Refusal::ServerBusy),
@@ -285,7 +367,11 @@ impl Hooks {
             expires_on: request.expires_on,
         };
         match provisioning::accept(&facts.client_id, candidate, now) {
-            Ok(session) => Ok(Session::provisioning(session, &self.provisioning_account)),
+            Ok(session) => Ok(Session::provisioning(
+                session,
+                &self.provisioning_account,
+                facts,
+            )),
             Err(rejected) => {
                 let attempt = Attempt {
                     request_id: rejected.request_id,
@@ -339,40 +425,83 @@ impl Hooks {
         }
     }
 
-    /// The session began: a device's registry status becomes CONNECTED. The write is
-    /// submitted before this returns (so a caller holding a lock submits status writes in the
-    /// order it changes ownership); the future resolves when it is committed. Nothing for a
-    /// provisioning session.
+    /// The session began: a device's registry status becomes CONNECTED, with
+    /// `lastConnectedOn`, peer and protocol; the first time the device connects with the
+    /// identity a provisioning execution gave it, that execution records
+    /// `operationalConnectedOn` (PROTOCOL.md 6.3). The write is submitted before this returns
+    /// (so a caller holding a lock submits status writes in the order it changes ownership);
+    /// the future resolves when it is committed. Nothing for a provisioning session or an
+    /// account user.
     pub fn connected(&self, session: &Session) -> impl Future<Output = ()> + 'static {
-        self.set_status(session, ConnectionStatus::Connected)
+        let write = session.as_device().map(|device| {
+            self.store.write_async(ops::record_connected(
+                ConnectedSession {
+                    account: device.account.clone(),
+                    client_id: device.client_id.clone(),
+                    username: device.username.clone(),
+                    peer: session.peer.map(|p| p.to_string()),
+                    protocol: session.protocol.map(|p| p.as_str().to_string()),
+                },
+                self.clock.now(),
+            ))
+        });
+        logged(write, "could not record the connection status")
     }
 
     /// The session ended: a device's registry status becomes DISCONNECTED; submitted and
-    /// resolved as [`Hooks::connected`]. Nothing for a provisioning session.
+    /// resolved as [`Hooks::connected`]. Nothing for a provisioning session or an account
+    /// user.
     pub fn disconnected(&self, session: &Session) -> impl Future<Output = ()> + 'static {
-        self.set_status(session, ConnectionStatus::Disconnected)
-    }
-
-    fn set_status(
-        &self,
-        session: &Session,
-        status: ConnectionStatus,
-    ) -> impl Future<Output = ()> + 'static {
         let write = session.as_device().map(|device| {
             self.store.write_async(ops::set_connection_status(
                 device.account.clone(),
                 device.client_id.clone(),
-                status,
+                ConnectionStatus::Disconnected,
                 self.clock.now(),
             ))
         });
-        async move {
-            if let Some(write) = write
-                && let Err(e) = write.await
-            {
-                tracing::error!(error = %e, "could not record the connection status");
-            }
-        }
+        logged(write, "could not record the connection status")
+    }
+
+    /// The broker accepted `session`'s PUBLISH of `payload` to `topic`. On a device's Kura
+    /// BIRTH (`$EDC/ACCOUNT/CID/MQTT/BIRTH` of that very device) the registry records its
+    /// facts (PROTOCOL.md 6.3): the write is submitted before this returns and the future
+    /// resolves once committed. Any other PUBLISH returns a ready future and allocates
+    /// nothing; a BIRTH that is not a KuraPayload (plain or gzip) is logged and ignored.
+    pub fn published(
+        &self,
+        session: &Session,
+        topic: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = ()> + 'static {
+        let write = session
+            .as_device()
+            .filter(|d| birth::is_birth_topic(topic, &d.account, &d.client_id))
+            .and_then(|d| match birth::decode(payload) {
+                Ok(facts) => Some(self.store.write_async(ops::record_birth(
+                    d.account.clone(),
+                    d.client_id.clone(),
+                    facts,
+                    self.clock.now(),
+                ))),
+                Err(e) => {
+                    tracing::warn!(client_id = %d.client_id, error = %e, "BIRTH ignored");
+                    None
+                }
+            });
+        logged(write, "could not record the BIRTH facts")
+    }
+}
+
+/// Awaits a submitted write, if any, logging its failure (bookkeeping: the session goes on).
+async fn logged<W>(write: Option<W>, what: &'static str)
+where
+    W: Future<Output = Result<(), fleetgate_storage::StoreError>> + 'static,
+{
+    if let Some(write) = write
+        && let Err(e) = write.await
+    {
+        tracing::error!(error = %e, "{what}");
     }
 }
 

@@ -1,9 +1,10 @@
-//! The store side of the decisions: the records a CONNECT needs, read from one snapshot and
-//! handed to the pure decision code in its own types (moved, not copied).
+//! The store side of the decisions: the records a CONNECT needs (device users, account users,
+//! coupling rules, the registry), read from one snapshot and handed to the pure decision code
+//! in its own types (moved, not copied).
 
 use std::cell::OnceCell;
 
-use fleetgate_auth_hook::operational::{CouplingRule, DeviceDirectory, DeviceUser};
+use fleetgate_auth_hook::operational::{AccountUser, CouplingRule, DeviceDirectory, DeviceUser};
 use fleetgate_auth_hook::{ConnectFacts, Refusal};
 use fleetgate_storage::{Coupling, ProvisionRequest, ProvisionUser, Reader, Store, StoreError};
 
@@ -61,7 +62,21 @@ impl DeviceDirectory for Directory<'_> {
             password_hash: u.password_hash,
             permissions: u.permissions,
             reserved_for: u.reserved_for,
+            enabled: u.enabled,
         }))
+    }
+
+    fn account_user(&self, username: &str) -> Result<Option<AccountUser>, StoreError> {
+        Ok(self.reader()?.account_user(username)?.map(|u| AccountUser {
+            account: u.account,
+            password_hash: u.password_hash,
+            permissions: u.permissions,
+            enabled: u.enabled,
+        }))
+    }
+
+    fn registered_device(&self, account: &str, client_id: &str) -> Result<bool, StoreError> {
+        Ok(self.reader()?.device(account, client_id)?.is_some())
     }
 
     fn coupling(&self, account: &str, client_id: &str) -> Result<Option<CouplingRule>, StoreError> {

@@ -573,3 +573,251 @@ fn identify_gives_the_session_of_a_door_without_connections() {
     block_on(f.hooks.connected(&s));
     assert_eq!(f.status("dev-1"), Some(ConnectionStatus::Connected));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Account users, BIRTH facts, operationalConnectedOn.
+
+const APP_PASSWORD: &str = "dashboard passphrase";
+
+impl Fixture {
+    /// An account user `NAME@acme` with `permissions`; a chosen password is argon2-hashed, a
+    /// `None` one gets the keyed fast hash of [`DEVICE_PASSWORD`] (a generated password).
+    fn app(&self, name: &str, permissions: &[&str], chosen: bool) {
+        let password_hash = if chosen {
+            Argon2Params::cheap_for_tests().hash(APP_PASSWORD).unwrap()
+        } else {
+            fast_hash(DEVICE_PASSWORD)
+        };
+        self.store
+            .write(ops::create_account_user(
+                "acme".into(),
+                ops::NewAccountUser {
+                    name: name.into(),
+                    password_hash,
+                    permissions: permissions.iter().map(ToString::to_string).collect(),
+                },
+                t(0),
+            ))
+            .unwrap();
+    }
+}
+
+#[test]
+fn account_users_connect_with_argon2_on_the_pool_and_generated_passwords_inline() {
+    let f = fixture(LimitConfig::default());
+    f.provisioned("dev-1", Coupling::Loose, false);
+    f.app("dash", &["broker:connect", "data:read"], true);
+    f.app("gen", &["broker:connect"], false);
+    f.app("mute", &["data:read"], false);
+    let op = EndpointKind::Operational;
+    let s = f.connect(op, "app-1", "dash@acme", APP_PASSWORD).unwrap();
+    assert_eq!(s.username(), "dash@acme");
+    assert_eq!(s.account(), "acme");
+    assert_eq!(s.client_id(), "app-1");
+    assert!(s.as_account_user().is_some() && s.as_device().is_none());
+    assert_eq!(f.verified(), 1);
+    // The second CONNECT is a cache hit; a wrong password runs argon2 again and is refused.
+    f.connect(op, "app-2", "dash@acme", APP_PASSWORD).unwrap();
+    assert_eq!(f.verified(), 1);
+    assert_eq!(
+        f.connect(op, "app-1", "dash@acme", "wrong password!"),
+        Err(Refusal::BadCredentials)
+    );
+    assert_eq!(f.verified(), 2);
+    // Generated passwords never touch the pool.
+    f.connect(op, "app-1", "gen@acme", DEVICE_PASSWORD).unwrap();
+    assert_eq!(f.verified(), 2);
+    for (client_id, username, password, want) in [
+        ("app-1", "gen@acme", "nope", Refusal::BadCredentials),
+        (
+            "app-1",
+            "nobody@acme",
+            DEVICE_PASSWORD,
+            Refusal::BadCredentials,
+        ),
+        (
+            "app-1",
+            "mute@acme",
+            DEVICE_PASSWORD,
+            Refusal::NotAuthorized,
+        ),
+        // A device's client ID is never taken over by an application.
+        ("dev-1", "gen@acme", DEVICE_PASSWORD, Refusal::NotAuthorized),
+        ("dev-1", "dash@acme", APP_PASSWORD, Refusal::NotAuthorized),
+    ] {
+        assert_eq!(
+            f.connect(op, client_id, username, password),
+            Err(want),
+            "{client_id} {username}"
+        );
+    }
+    // Disabled: refused, by connect and identify alike.
+    f.store
+        .write(ops::update_user(
+            "acme".into(),
+            "gen@acme".into(),
+            ops::UserPatch {
+                enabled: Some(false),
+                ..ops::UserPatch::default()
+            },
+            t(0),
+        ))
+        .unwrap();
+    assert_eq!(
+        f.connect(op, "app-1", "gen@acme", DEVICE_PASSWORD),
+        Err(Refusal::NotAuthorized)
+    );
+    assert_eq!(
+        f.hooks.identify("app-1", "gen@acme"),
+        Err(Refusal::NotAuthorized)
+    );
+    assert!(f.hooks.identify("app-9", "dash@acme").is_ok());
+    // Account users have no registry status.
+    block_on(f.hooks.connected(&s));
+    assert_eq!(f.status("app-1"), None);
+}
+
+#[test]
+fn account_user_topics_follow_its_permissions() {
+    let f = fixture(LimitConfig::default());
+    f.app(
+        "ops",
+        &["broker:connect", "device:read", "device:manage"],
+        false,
+    );
+    let s = f
+        .connect(
+            EndpointKind::Operational,
+            "app-1",
+            "ops@acme",
+            DEVICE_PASSWORD,
+        )
+        .unwrap();
+    for (action, allowed) in [
+        (Action::Subscribe("$EDC/acme/+/MQTT/#"), true),
+        (Action::Subscribe("$EDC/acme/app-1/#"), true),
+        (
+            Action::Publish("$EDC/acme/dev-1/CONF-V1/GET/configurations"),
+            true,
+        ),
+        (Action::Subscribe("acme/#"), false),
+        (Action::Publish("acme/dev-1/cmd"), false),
+        (Action::Subscribe("$EDC/other/+/MQTT/#"), false),
+        (Action::Subscribe("#"), false),
+        (Action::Subscribe("$EDC/#"), false),
+    ] {
+        assert_eq!(
+            f.hooks.authorize(&s, action).is_allowed(),
+            allowed,
+            "{action:?}"
+        );
+    }
+}
+
+#[test]
+fn connected_records_peer_protocol_and_operational_connected_on_once() {
+    let f = fixture(LimitConfig::default());
+    f.provisioned("dev-1", Coupling::Loose, false);
+    let s = f
+        .connect(
+            EndpointKind::Operational,
+            "dev-1",
+            "dev-1@acme",
+            DEVICE_PASSWORD,
+        )
+        .unwrap();
+    let stamp = || {
+        let read = f.store.read().unwrap();
+        let d = read.device("acme", "dev-1").unwrap().unwrap();
+        let request = d.provision_request_id.unwrap();
+        read.executions(&request).unwrap()[0].operational_connected_on
+    };
+    assert_eq!(stamp(), None);
+    *f.clock.0.lock() = t(9);
+    block_on(f.hooks.connected(&s));
+    assert_eq!(stamp(), Some(t(9)));
+    let c = f
+        .store
+        .read()
+        .unwrap()
+        .device_connection("acme", "dev-1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.peer.as_deref(), Some("127.0.0.1:40000"));
+    assert_eq!(c.protocol.as_deref(), Some("3.1.1"));
+    *f.clock.0.lock() = t(20);
+    block_on(f.hooks.connected(&s));
+    assert_eq!(stamp(), Some(t(9)));
+}
+
+#[test]
+fn a_devices_birth_fills_the_registry_and_other_publishes_do_nothing() {
+    let f = fixture(LimitConfig::default());
+    f.provisioned("dev-1", Coupling::Loose, false);
+    f.provisioned("dev-2", Coupling::Loose, false);
+    f.app("dash", &["broker:connect", "data:write"], false);
+    let s = f
+        .connect(
+            EndpointKind::Operational,
+            "dev-1",
+            "dev-1@acme",
+            DEVICE_PASSWORD,
+        )
+        .unwrap();
+    let app = f
+        .connect(
+            EndpointKind::Operational,
+            "app-1",
+            "dash@acme",
+            DEVICE_PASSWORD,
+        )
+        .unwrap();
+    let birth = fleetgate_kura::Payload::new()
+        .with_str("model_name", "Raspberry Pi 4")
+        .with_str("kura_version", "5.4.0")
+        .encode();
+    let birth_of = |cid: &str| {
+        f.store
+            .read()
+            .unwrap()
+            .device("acme", cid)
+            .unwrap()
+            .unwrap()
+            .birth
+    };
+    // Another device's BIRTH topic, another topic, an application: nothing.
+    block_on(f.hooks.published(&s, "$EDC/acme/dev-2/MQTT/BIRTH", &birth));
+    block_on(f.hooks.published(&s, "$EDC/acme/dev-1/MQTT/DC", &birth));
+    block_on(
+        f.hooks
+            .published(&app, "$EDC/acme/dev-1/MQTT/BIRTH", &birth),
+    );
+    // Not a KuraPayload: ignored.
+    block_on(
+        f.hooks
+            .published(&s, "$EDC/acme/dev-1/MQTT/BIRTH", b"\xff\xff"),
+    );
+    assert_eq!(birth_of("dev-1"), None);
+    assert_eq!(birth_of("dev-2"), None);
+    *f.clock.0.lock() = t(5);
+    block_on(f.hooks.published(&s, "$EDC/acme/dev-1/MQTT/BIRTH", &birth));
+    let d = f
+        .store
+        .read()
+        .unwrap()
+        .device("acme", "dev-1")
+        .unwrap()
+        .unwrap();
+    let b = d.birth.unwrap();
+    assert_eq!(b.model_name.as_deref(), Some("Raspberry Pi 4"));
+    assert_eq!(b.kura_version.as_deref(), Some("5.4.0"));
+    assert_eq!(d.birth_on, Some(t(5)));
+}
+
+#[test]
+fn revocations_reach_every_listening_door() {
+    let f = fixture(LimitConfig::default());
+    let mut door = f.hooks.revocations();
+    f.hooks.revoke("dash@acme");
+    assert_eq!(door.try_recv().unwrap().as_ref(), "dash@acme");
+}

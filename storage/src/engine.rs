@@ -63,10 +63,14 @@ pub enum Table {
     Retained,
     /// broker space, account, client id -> StoredSession
     BrokerSessions,
+    /// username -> AccountUser
+    AccountUsers,
+    /// account, username -> ()
+    AccountUsersByAccount,
 }
 
 impl Table {
-    const ALL: [Table; 16] = [
+    const ALL: [Table; 18] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -83,6 +87,8 @@ impl Table {
         Table::Meta,
         Table::Retained,
         Table::BrokerSessions,
+        Table::AccountUsers,
+        Table::AccountUsersByAccount,
     ];
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -103,6 +109,8 @@ impl Table {
             Table::Meta => "meta",
             Table::Retained => "retained",
             Table::BrokerSessions => "broker_sessions",
+            Table::AccountUsers => "account_users",
+            Table::AccountUsersByAccount => "account_users_by_account",
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Fleetgate's storage: the domain records (accounts, provision users, provision requests,
-//! executions, device users, device connections, registry entries, API tokens), the field rules
+//! executions, device users, account users, device connections, registry entries with their
+//! BIRTH facts, API tokens), the field rules
 //! of the admin API applied to typed values ([`validate`]), the lifecycle rules of provision
 //! requests, and their persistence in redb.
 //!
@@ -30,7 +31,10 @@ use std::sync::Arc;
 pub use engine::{CommitObserver, Tx};
 pub use read::Reader;
 pub use records::*;
-pub use validate::{AccountInput, AccountSpec, FieldError, RequestInput, RequestSpec};
+pub use validate::{
+    AccountInput, AccountSpec, AccountUserInput, AccountUserSpec, DeviceInput, DeviceSpec,
+    FieldError, RequestInput, RequestSpec, UserPatchInput, UserPatchSpec,
+};
 
 /// Errors of the store. Domain refusals carry field-level detail for the admin API.
 ///
@@ -80,6 +84,12 @@ pub enum RecordKind {
     /// A provision request.
     #[error("provision request")]
     ProvisionRequest,
+    /// A device user or account user.
+    #[error("user")]
+    User,
+    /// A registry entry.
+    #[error("device")]
+    Device,
 }
 
 /// Why a stored record could not be decoded.

@@ -9,6 +9,12 @@ use crate::records::*;
 use crate::validate::{AccountSpec, FieldError, RequestSpec};
 use crate::{RecordKind, StoreError};
 
+mod registry;
+mod users;
+
+pub use registry::*;
+pub use users::*;
+
 /// A boxed write operation.
 pub type Op<T> = Box<dyn FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send>;
 
@@ -197,6 +203,26 @@ fn check_client_free(
     }
 }
 
+/// Fails with 409 when the device username `CID@ACCOUNT` a request would create is an account
+/// user's (API.md "Account users": usernames are unique in the instance).
+fn check_not_account_user(
+    tx: &Tx<'_, '_>,
+    account: &str,
+    client_id: &str,
+) -> Result<(), StoreError> {
+    let username = format!("{client_id}@{account}");
+    if tx
+        .get_raw(Table::AccountUsers, username.as_bytes())?
+        .is_some()
+    {
+        return Err(StoreError::conflict(
+            "clientId",
+            format!("{username} is the username of an account user"),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes a request and its indexes; `previous` is its stored version, if any (written by this
 /// function, so its index entries exist). Index entries whose key did not change are not
 /// rewritten: each redb insert copies the B-tree path it touches, and the two writes of every
@@ -302,6 +328,7 @@ pub fn create_requests(
         for (i, row) in rows.into_iter().enumerate() {
             let spec = row.spec;
             let checked = check_client_free(tx, &spec.client_id, None, now)
+                .and_then(|()| check_not_account_user(tx, &account, &spec.client_id))
                 .and_then(|()| settle_user(tx, &account, &spec.provision_username, &row.user, now));
             match checked {
                 Ok(()) => {}
@@ -348,6 +375,7 @@ pub fn update_request(
         }
         let spec = row.spec;
         check_client_free(tx, &spec.client_id, Some(&old.id), now)?;
+        check_not_account_user(tx, &account, &spec.client_id)?;
         // Settle before releasing: when the username is unchanged and this request is its
         // only user, releasing first would delete the user and turn the plan stale.
         settle_user(tx, &account, &spec.provision_username, &row.user, now)?;
@@ -433,9 +461,15 @@ fn line(at: Timestamp, level: LogLevel, message: impl Into<String>) -> LogLine {
     }
 }
 
-fn new_execution(a: &Attempt, account: &str, outcome: Outcome, log: Vec<LogLine>) -> Execution {
+fn new_execution(
+    id: String,
+    a: &Attempt,
+    account: &str,
+    outcome: Outcome,
+    log: Vec<LogLine>,
+) -> Execution {
     Execution {
-        id: new_id(),
+        id,
         request_id: a.request_id.clone(),
         account: account.to_string(),
         started_on: a.now,
@@ -444,6 +478,7 @@ fn new_execution(a: &Attempt, account: &str, outcome: Outcome, log: Vec<LogLine>
         protocol: a.protocol.clone(),
         peer: a.peer.clone(),
         log,
+        operational_connected_on: None,
     }
 }
 
@@ -479,7 +514,7 @@ pub fn record_rejected_connect(attempt: Attempt, reason: String) -> Op<()> {
         ];
         put_execution(
             tx,
-            &new_execution(&attempt, &r.account, Outcome::Rejected, log),
+            &new_execution(new_id(), &attempt, &r.account, Outcome::Rejected, log),
         );
         Ok(())
     })
@@ -613,6 +648,7 @@ fn start_exchange(
             attempt.protocol, attempt.peer
         ),
     )];
+    let execution_id = new_id();
     let outcome = match action {
         ExchangeAction::Fail { code, reason } => {
             log.push(line(
@@ -625,12 +661,12 @@ fn start_exchange(
         }
         ExchangeAction::Provision(plan) => {
             let account = target_account(tx, &r.account)?;
-            write_identity(tx, &r, &account, &plan, now, &mut log)?;
+            write_identity(tx, &r, &account, &plan, &execution_id, now, &mut log)?;
             r.status = RequestStatus::Running;
             Outcome::Running
         }
     };
-    let execution = new_execution(&attempt, &r.account, outcome, log);
+    let execution = new_execution(execution_id, &attempt, &r.account, outcome, log);
     if outcome == Outcome::Running {
         r.running = Some(RunningExchange {
             execution_id: execution.id.clone(),
@@ -662,9 +698,19 @@ fn write_identity(
     r: &ProvisionRequest,
     account: &Account,
     plan: &IdentityPlan,
+    execution_id: &str,
     now: Timestamp,
     log: &mut Vec<LogLine>,
 ) -> Result<(), StoreError> {
+    if tx
+        .get_raw(Table::AccountUsers, plan.username.as_bytes())?
+        .is_some()
+    {
+        return Err(StoreError::conflict(
+            "username",
+            "the device username is an account user's",
+        ));
+    }
     let mut permissions = vec![PERMISSION_BROKER_CONNECT.to_string()];
     if r.vpn_access {
         permissions.push(PERMISSION_VPN_CONNECT.to_string());
@@ -704,6 +750,7 @@ fn write_identity(
                 password_hash: plan.password_hash.clone(),
                 permissions,
                 reserved_for,
+                enabled: true,
                 created_on: now,
                 modified_on: now,
             }
@@ -727,7 +774,9 @@ fn write_identity(
         status: connection
             .as_ref()
             .map_or(ConnectionStatus::NeverConnected, |c| c.status),
-        last_connected_on: connection.and_then(|c| c.last_connected_on),
+        last_connected_on: connection.as_ref().and_then(|c| c.last_connected_on),
+        peer: connection.as_ref().and_then(|c| c.peer.clone()),
+        protocol: connection.and_then(|c| c.protocol),
     };
     log.push(line(
         now,
@@ -743,14 +792,17 @@ fn write_identity(
         ),
     ));
     tx.put(Table::DeviceConnections, ck.clone(), &connection);
+    // An entry created with the API, or by an earlier provisioning, keeps what it knows
+    // (display name, BIRTH facts); the new identity waits for its first operational CONNECT.
+    let existing: Option<Device> = tx.get(Table::Devices, &ck)?;
+    let existed = existing.is_some();
     let device = Device {
-        account: account.name.clone(),
-        client_id: r.client_id.clone(),
-        status: "ENABLED".into(),
-        provisioned_on: now,
-        provision_request_id: r.id.clone(),
+        status: DeviceStatus::Enabled,
+        provisioned_on: Some(now),
+        provision_request_id: Some(r.id.clone()),
+        awaiting_execution: Some(execution_id.to_string()),
+        ..existing.unwrap_or_else(|| Device::new(account.name.clone(), r.client_id.clone()))
     };
-    let existed = tx.get_raw(Table::Devices, &ck)?.is_some();
     log.push(line(
         now,
         LogLevel::Info,
@@ -959,14 +1011,7 @@ pub fn set_connection_status(
         let ck = key(&[&account, &client_id]);
         let mut c = tx
             .get::<DeviceConnection>(Table::DeviceConnections, &ck)?
-            .unwrap_or(DeviceConnection {
-                account,
-                client_id,
-                coupling: Coupling::Inherited,
-                reserved_user: None,
-                status: ConnectionStatus::NeverConnected,
-                last_connected_on: None,
-            });
+            .unwrap_or_else(|| unprovisioned_connection(&account, &client_id));
         c.status = status;
         if status == ConnectionStatus::Connected {
             c.last_connected_on = Some(now);
@@ -974,4 +1019,19 @@ pub fn set_connection_status(
         tx.put(Table::DeviceConnections, ck, &c);
         Ok(())
     })
+}
+
+/// The connection entry of a device that connects without having been provisioned (LOOSE
+/// coupling let it in with another user of its account).
+fn unprovisioned_connection(account: &str, client_id: &str) -> DeviceConnection {
+    DeviceConnection {
+        account: account.to_string(),
+        client_id: client_id.to_string(),
+        coupling: Coupling::Inherited,
+        reserved_user: None,
+        status: ConnectionStatus::NeverConnected,
+        last_connected_on: None,
+        peer: None,
+        protocol: None,
+    }
 }

@@ -204,6 +204,30 @@ impl Reader {
         Ok(out)
     }
 
+    /// An account user by username.
+    pub fn account_user(&self, username: &str) -> Result<Option<AccountUser>, StoreError> {
+        self.snap.get(Table::AccountUsers, username.as_bytes())
+    }
+
+    /// Every account user of an account, by username.
+    pub fn account_users(&self, account: &str) -> Result<Vec<AccountUser>, StoreError> {
+        let mut names = Vec::new();
+        self.snap.scan(
+            Table::AccountUsersByAccount,
+            &key(&[account, ""]),
+            b"",
+            |k, _| {
+                names.push(last_part(k).to_string());
+                Ok(true)
+            },
+        )?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            out.extend(self.account_user(&n)?);
+        }
+        Ok(out)
+    }
+
     /// The device-connection entry of a client ID in an account.
     pub fn device_connection(
         &self,
@@ -222,6 +246,49 @@ impl Reader {
     /// Every registry entry of an account, by client ID.
     pub fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError> {
         self.values(Table::Devices, &key(&[account, ""]))
+    }
+
+    /// One page of an account's registry in client-ID order, each entry with its connection
+    /// entry, optionally only those in `connection` state (no connection entry counts as
+    /// `NEVER_CONNECTED`), starting after the client ID `after`.
+    pub fn list_devices(
+        &self,
+        account: &str,
+        connection: Option<ConnectionStatus>,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Page<(Device, Option<DeviceConnection>)>, StoreError> {
+        let prefix = key(&[account, ""]);
+        let mut start = prefix.clone();
+        if let Some(a) = after {
+            start.extend_from_slice(a.as_bytes());
+            // Strictly after the cursor.
+            start.push(0);
+        }
+        let mut items = Vec::new();
+        let mut more = false;
+        self.snap.scan(Table::Devices, &prefix, &start, |_, v| {
+            let d: Device = decode(v)?;
+            let c = self.device_connection(account, &d.client_id)?;
+            let status = c
+                .as_ref()
+                .map_or(ConnectionStatus::NeverConnected, |c| c.status);
+            if connection.is_some_and(|want| want != status) {
+                return Ok(true);
+            }
+            if items.len() == limit {
+                more = true;
+                return Ok(false);
+            }
+            items.push((d, c));
+            Ok(true)
+        })?;
+        let next = if more {
+            items.last().map(|(d, _)| d.client_id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 
     fn values<T: serde::de::DeserializeOwned>(

@@ -96,7 +96,7 @@ pub struct Account {
 
 /// A provision user: the shared or per-device credential devices present at CONNECT on the
 /// provisioning endpoint. Owned by exactly one account.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionUser {
     /// At least 3 of `[A-Za-z0-9_-]`, unique in the instance.
@@ -110,6 +110,17 @@ pub struct ProvisionUser {
     /// Creation time.
     #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
+}
+
+impl std::fmt::Debug for ProvisionUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash is a secret too.
+        f.debug_struct("ProvisionUser")
+            .field("username", &self.username)
+            .field("account", &self.account)
+            .field("request_count", &self.request_count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Status of a provision request (PROTOCOL.md section 5).
@@ -320,10 +331,14 @@ pub struct Execution {
     pub peer: String,
     /// Every step, in order.
     pub log: Vec<LogLine>,
+    /// When the provisioned device first connected to the operational endpoint with the
+    /// identity this execution gave it (PROTOCOL.md 6.3); `None` until then.
+    #[serde(default, serialize_with = "ts::ser_opt")]
+    pub operational_connected_on: Option<Timestamp>,
 }
 
 /// A user of a target account that devices connect with on the operational endpoint.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceUser {
     /// `CID@ACCOUNT` for generated users.
@@ -336,12 +351,67 @@ pub struct DeviceUser {
     pub permissions: Vec<String>,
     /// The client ID this user is reserved for, if any.
     pub reserved_for: Option<String>,
+    /// A disabled user cannot connect (API.md "Account users": only this is patchable on a
+    /// device user). Records written before the field existed are enabled.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
     /// Creation time.
     #[serde(serialize_with = "ts::ser")]
     pub created_on: Timestamp,
     /// Last password change.
     #[serde(serialize_with = "ts::ser")]
     pub modified_on: Timestamp,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl std::fmt::Debug for DeviceUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The hash is a secret too.
+        f.debug_struct("DeviceUser")
+            .field("username", &self.username)
+            .field("permissions", &self.permissions)
+            .field("reserved_for", &self.reserved_for)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An account user (`NAME@ACCOUNT`): an application, dashboard or operator on the operational
+/// endpoint, created with the API (API.md "Account users").
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountUser {
+    /// `NAME@ACCOUNT`, unique in the instance (device users included).
+    pub username: String,
+    /// The `NAME` part.
+    pub name: String,
+    /// Owning account.
+    pub account: String,
+    /// argon2id PHC string of a chosen password, or the keyed fast hash of a generated one.
+    pub password_hash: String,
+    /// PROTOCOL.md 6.1's permissions.
+    pub permissions: Vec<String>,
+    /// A disabled user cannot connect.
+    pub enabled: bool,
+    /// Creation time.
+    #[serde(serialize_with = "ts::ser")]
+    pub created_on: Timestamp,
+    /// Last change (permissions, password, enabled).
+    #[serde(serialize_with = "ts::ser")]
+    pub modified_on: Timestamp,
+}
+
+impl std::fmt::Debug for AccountUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountUser")
+            .field("username", &self.username)
+            .field("permissions", &self.permissions)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 // The connect decision reads this permission; its name belongs to the ACL crate, which the
@@ -363,6 +433,16 @@ pub enum ConnectionStatus {
 }
 
 impl ConnectionStatus {
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "NEVER_CONNECTED" => Some(ConnectionStatus::NeverConnected),
+            "CONNECTED" => Some(ConnectionStatus::Connected),
+            "DISCONNECTED" => Some(ConnectionStatus::Disconnected),
+            _ => None,
+        }
+    }
+
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -390,9 +470,16 @@ pub struct DeviceConnection {
     /// Last successful operational CONNECT.
     #[serde(serialize_with = "ts::ser_opt")]
     pub last_connected_on: Option<Timestamp>,
+    /// Peer `ip:port` of the last operational session.
+    #[serde(default)]
+    pub peer: Option<String>,
+    /// MQTT version (`3.1.1`, `5.0`) of the last operational session.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
-/// The device registry entry.
+/// The device registry entry: created by provisioning, or beforehand with the API (API.md
+/// "Devices"), and completed by the device's Kura BIRTH (PROTOCOL.md 6.3).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
@@ -400,13 +487,91 @@ pub struct Device {
     pub account: String,
     /// Client ID.
     pub client_id: String,
-    /// Always `ENABLED` today.
-    pub status: String,
-    /// When it was last provisioned.
-    #[serde(serialize_with = "ts::ser")]
-    pub provisioned_on: Timestamp,
+    /// `ENABLED` today; `DISABLED` and `MOVED` belong to later features.
+    pub status: DeviceStatus,
+    /// A name given when the entry was created with the API.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// When it was last provisioned; `None` for an entry created before provisioning.
+    #[serde(serialize_with = "ts::ser_opt")]
+    pub provisioned_on: Option<Timestamp>,
     /// The request that provisioned it.
-    pub provision_request_id: String,
+    pub provision_request_id: Option<String>,
+    /// The execution that gave the device its current identity, until the device connects with
+    /// it: then the execution's `operationalConnectedOn` is recorded and this is cleared.
+    #[serde(default)]
+    pub awaiting_execution: Option<String>,
+    /// Where it was moved to, if it was.
+    #[serde(default)]
+    pub moved_to: Option<String>,
+    /// Facts of its latest Kura BIRTH.
+    #[serde(default)]
+    pub birth: Option<Birth>,
+    /// When that BIRTH arrived.
+    #[serde(default, serialize_with = "ts::ser_opt")]
+    pub birth_on: Option<Timestamp>,
+}
+
+/// A registry entry's status (API.md "Devices").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeviceStatus {
+    /// In service.
+    Enabled,
+    /// Taken out of service.
+    Disabled,
+    /// Moved to another account or instance (`movedTo`).
+    Moved,
+}
+
+impl Device {
+    /// A fresh, enabled entry with nothing known yet.
+    pub fn new(account: String, client_id: String) -> Device {
+        Device {
+            account,
+            client_id,
+            status: DeviceStatus::Enabled,
+            display_name: None,
+            provisioned_on: None,
+            provision_request_id: None,
+            awaiting_execution: None,
+            moved_to: None,
+            birth: None,
+            birth_on: None,
+        }
+    }
+}
+
+/// The metrics of a Kura BIRTH the registry keeps (PROTOCOL.md 6.3), camelCase in JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Birth {
+    /// `display_name`.
+    pub display_name: Option<String>,
+    /// `model_name`.
+    pub model_name: Option<String>,
+    /// `model_id`.
+    pub model_id: Option<String>,
+    /// `serial_number`.
+    pub serial_number: Option<String>,
+    /// `firmware_version`.
+    pub firmware_version: Option<String>,
+    /// `os`.
+    pub os: Option<String>,
+    /// `os_version`.
+    pub os_version: Option<String>,
+    /// `jvm_version`.
+    pub jvm_version: Option<String>,
+    /// `kura_version`.
+    pub kura_version: Option<String>,
+    /// `application_framework_version`.
+    pub application_framework_version: Option<String>,
+    /// `connection_interface`.
+    pub connection_interface: Option<String>,
+    /// `connection_ip`.
+    pub connection_ip: Option<String>,
+    /// `application_ids`.
+    pub application_ids: Option<String>,
 }
 
 /// An account API token; the secret is stored only as a keyed hash.
@@ -486,6 +651,41 @@ mod tests {
         r.password_length = Some(30);
         assert_eq!(r.effective_password_length(24), 30);
         assert_eq!(r.effective_password_length(40), 40);
+    }
+
+    #[test]
+    fn users_debug_hides_their_hashes() {
+        let device = DeviceUser {
+            username: "dev-1@acme".into(),
+            account: "acme".into(),
+            password_hash: "hs256$SALT$MAC".into(),
+            permissions: vec![],
+            reserved_for: None,
+            enabled: true,
+            created_on: t(0),
+            modified_on: t(0),
+        };
+        let provision = ProvisionUser {
+            username: "fleet".into(),
+            account: "acme".into(),
+            password_hash: "$argon2id$PHC".into(),
+            request_count: 1,
+            created_on: t(0),
+        };
+        let app = AccountUser {
+            username: "dash@acme".into(),
+            name: "dash".into(),
+            account: "acme".into(),
+            password_hash: "$argon2id$APP".into(),
+            permissions: vec![],
+            enabled: true,
+            created_on: t(0),
+            modified_on: t(0),
+        };
+        let shown = format!("{device:?} {provision:?} {app:?}");
+        for secret in ["MAC", "PHC", "APP"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 
     #[test]

@@ -435,6 +435,229 @@ impl AccountInput {
 /// The rule of an account's `defaultCoupling` (an account has no coupling to inherit from).
 pub const ACCOUNT_COUPLING: &str = "must be LOOSE or STRICT";
 
+/// Longest account-user name.
+pub const MAX_USER_NAME: usize = 64;
+/// Shortest chosen account-user password, in characters.
+pub const MIN_USER_PASSWORD: usize = 12;
+/// Longest device display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 255;
+
+/// Whether `s` is a valid account-user name: 1 to 64 of `[A-Za-z0-9._-]`.
+pub fn valid_user_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_USER_NAME
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Checks a chosen account-user password (at least 12 characters, at most 256 bytes).
+fn check_user_password(e: &mut Errors, password: &str) {
+    if password.chars().count() < MIN_USER_PASSWORD {
+        e.add("password", "must be at least 12 characters");
+    } else if password.len() > MAX_CREDENTIAL {
+        e.add("password", "must be at most 256 bytes");
+    }
+}
+
+/// Parses permission names: every one must be in PROTOCOL.md 6.1's table. Duplicates go; the
+/// result is in the table's order.
+fn check_permissions(e: &mut Errors, names: &[String]) -> Vec<String> {
+    let mut known = Vec::new();
+    for n in names {
+        match fleetgate_acl::Permission::parse(n) {
+            Some(p) => known.push(p),
+            None => e.add(
+                "permissions",
+                format!(
+                    "unknown permission {n:?}: must be among {}",
+                    fleetgate_acl::Permission::ALL
+                        .map(|p| p.as_str())
+                        .join(", ")
+                ),
+            ),
+        }
+    }
+    known.sort();
+    known.dedup();
+    known.into_iter().map(|p| p.as_str().to_string()).collect()
+}
+
+/// A `POST .../users` body as the caller gave it: `None` is an absent field.
+#[derive(Clone, Default, PartialEq)]
+pub struct AccountUserInput {
+    /// `NAME`.
+    pub name: Option<String>,
+    /// A chosen password; absent: one is generated.
+    pub password: Option<String>,
+    /// Permissions (default none).
+    pub permissions: Option<Vec<String>>,
+}
+
+impl std::fmt::Debug for AccountUserInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountUserInput")
+            .field("name", &self.name)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated `POST .../users` body.
+#[derive(Clone, PartialEq)]
+pub struct AccountUserSpec {
+    /// `NAME`.
+    pub name: String,
+    /// The chosen password in clear (the caller hashes and drops it); `None`: generate one.
+    pub password: Option<String>,
+    /// Known permissions, deduplicated, in the table's order.
+    pub permissions: Vec<String>,
+}
+
+impl std::fmt::Debug for AccountUserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountUserSpec")
+            .field("name", &self.name)
+            .field("permissions", &self.permissions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccountUserInput {
+    /// Applies API.md's account-user rules.
+    pub fn validate(self) -> Result<AccountUserSpec, Vec<FieldError>> {
+        let mut e = Errors::default();
+        let name = e.required("name", self.name.as_deref());
+        if let Some(n) = name
+            && !valid_user_name(n)
+        {
+            e.add("name", "must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
+        }
+        if let Some(p) = &self.password {
+            check_user_password(&mut e, p);
+        }
+        let permissions = check_permissions(&mut e, self.permissions.as_deref().unwrap_or(&[]));
+        if !e.0.is_empty() {
+            return Err(e.0);
+        }
+        Ok(AccountUserSpec {
+            name: name.unwrap_or_default().to_string(),
+            password: self.password,
+            permissions,
+        })
+    }
+}
+
+/// A `PATCH .../users/{username}` body as the caller gave it.
+#[derive(Clone, Default, PartialEq)]
+pub struct UserPatchInput {
+    /// New permissions (account users only).
+    pub permissions: Option<Vec<String>>,
+    /// New chosen password (account users only).
+    pub password: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+impl std::fmt::Debug for UserPatchInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatchInput")
+            .field("permissions", &self.permissions)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated `PATCH .../users/{username}` body; `None` leaves a field as it is.
+#[derive(Clone, Default, PartialEq)]
+pub struct UserPatchSpec {
+    /// New permissions, known and deduplicated.
+    pub permissions: Option<Vec<String>>,
+    /// New chosen password in clear (the caller hashes and drops it).
+    pub password: Option<String>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+impl std::fmt::Debug for UserPatchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatchSpec")
+            .field("permissions", &self.permissions)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserPatchInput {
+    /// Applies the account-user rules to the fields given.
+    pub fn validate(self) -> Result<UserPatchSpec, Vec<FieldError>> {
+        let mut e = Errors::default();
+        if let Some(p) = &self.password {
+            check_user_password(&mut e, p);
+        }
+        let permissions = self
+            .permissions
+            .as_deref()
+            .map(|names| check_permissions(&mut e, names));
+        if !e.0.is_empty() {
+            return Err(e.0);
+        }
+        Ok(UserPatchSpec {
+            permissions,
+            password: self.password,
+            enabled: self.enabled,
+        })
+    }
+}
+
+/// A `POST .../devices` body as the caller gave it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeviceInput {
+    /// Client ID.
+    pub client_id: Option<String>,
+    /// Display name.
+    pub display_name: Option<String>,
+}
+
+/// A validated `POST .../devices` body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeviceSpec {
+    /// Client ID.
+    pub client_id: String,
+    /// Display name.
+    pub display_name: Option<String>,
+}
+
+impl DeviceInput {
+    /// Applies API.md's device rules (the client-ID rule of provision requests).
+    pub fn validate(self) -> Result<DeviceSpec, Vec<FieldError>> {
+        let mut e = Errors::default();
+        let client_id = e.required("clientId", self.client_id.as_deref());
+        if let Some(c) = client_id
+            && !valid_client_id(c)
+        {
+            e.add(
+                "clientId",
+                "must be 1 to 255 characters of A-Z a-z 0-9 . _ : @ -",
+            );
+        }
+        if let Some(d) = &self.display_name
+            && (d.trim().is_empty() || d.chars().count() > MAX_DISPLAY_NAME)
+        {
+            e.add(
+                "displayName",
+                "must be 1 to 255 characters, not only blanks",
+            );
+        }
+        if !e.0.is_empty() {
+            return Err(e.0);
+        }
+        Ok(DeviceSpec {
+            client_id: client_id.unwrap_or_default().to_string(),
+            display_name: self.display_name,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,5 +728,84 @@ mod tests {
         };
         assert_eq!(a.validate().unwrap_err()[0].field, "defaultCoupling");
         assert_eq!(check_broker_url("mqtt://h:0"), Err(BrokerUrlError::Port));
+    }
+
+    fn names(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn account_user_rules() {
+        let ok = AccountUserInput {
+            name: Some("dash.board_1-x".into()),
+            password: Some("twelve chars".into()),
+            permissions: names(&["data:read", "broker:connect", "data:read"]),
+        };
+        assert!(!format!("{ok:?}").contains("twelve"));
+        let spec = ok.validate().unwrap();
+        assert_eq!(spec.permissions, ["broker:connect", "data:read"]);
+        assert!(!format!("{spec:?}").contains("twelve"));
+        let generated = AccountUserInput {
+            name: Some("a".into()),
+            ..AccountUserInput::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!((generated.password, generated.permissions.len()), (None, 0));
+        let bad = AccountUserInput {
+            name: Some("a@b".into()),
+            password: Some("eleven char".into()),
+            permissions: names(&["vpn:connect"]),
+        };
+        let fields: Vec<String> = bad
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(fields, ["name", "password", "permissions"]);
+        assert!(!valid_user_name(&"a".repeat(65)));
+        assert!(valid_user_name(&"a".repeat(64)));
+        assert_eq!(
+            AccountUserInput::default().validate().unwrap_err()[0].field,
+            "name"
+        );
+    }
+
+    #[test]
+    fn patch_and_device_rules() {
+        let p = UserPatchInput {
+            permissions: names(&["device:manage"]),
+            password: Some("x".repeat(257)),
+            enabled: Some(false),
+        };
+        assert_eq!(p.validate().unwrap_err()[0].field, "password");
+        let p = UserPatchInput {
+            enabled: Some(false),
+            ..UserPatchInput::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!((p.permissions, p.enabled), (None, Some(false)));
+        let d = DeviceInput {
+            client_id: Some("dev-1".into()),
+            display_name: Some("Pump 1".into()),
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(d.display_name.as_deref(), Some("Pump 1"));
+        for bad in [
+            DeviceInput::default(),
+            DeviceInput {
+                client_id: Some("a/b".into()),
+                display_name: None,
+            },
+            DeviceInput {
+                client_id: Some("dev-1".into()),
+                display_name: Some(" ".into()),
+            },
+        ] {
+            assert!(bad.validate().is_err());
+        }
     }
 }

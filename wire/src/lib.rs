@@ -276,6 +276,10 @@ pub struct Execution {
     pub protocol: String,
     /// Peer address `ip:port`.
     pub peer: String,
+    /// When the provisioned device first connected to the operational endpoint with the
+    /// identity this execution gave it (PROTOCOL.md 6.3); null until then: a COMPLETED
+    /// execution whose device never arrived shows as such.
+    pub operational_connected_on: Option<DateTime<Utc>>,
     /// Every step, in order (single-execution endpoint only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Vec<LogLine>>,
@@ -288,25 +292,96 @@ pub struct ExecutionList {
     pub items: Vec<Execution>,
 }
 
-/// A device user of a target account (never its hash).
+/// Which kind of operational user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserKind {
+    /// Created by provisioning: `CID@ACCOUNT`.
+    Device,
+    /// Created with the API: `NAME@ACCOUNT`.
+    Account,
+}
+
+/// An operational user of a target account (never its hash).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
-    /// `CID@ACCOUNT`.
+    /// `CID@ACCOUNT` or `NAME@ACCOUNT`.
     pub username: String,
-    /// e.g. `broker:connect`, `vpn:connect`.
+    /// `DEVICE` or `ACCOUNT`.
+    pub kind: UserKind,
+    /// e.g. `broker:connect`, `data:read`, `vpn:connect`.
     pub permissions: Vec<String>,
     /// The client ID the user is reserved for, or null.
     pub reserved_for: Option<String>,
+    /// A disabled user cannot connect.
+    pub enabled: bool,
     /// Creation time.
     pub created_on: DateTime<Utc>,
+}
+
+/// `POST .../users` -> 201: the user, with the generated password when the request named
+/// none (shown this once; API.md "Account users").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct UserCreated {
+    /// The user.
+    #[serde(flatten)]
+    pub user: User,
+    /// The generated password: only here, and only when one was generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Secret>,
 }
 
 /// `GET .../users`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UserList {
-    /// Users by username.
+    /// Users by username (device users, then account users).
     pub items: Vec<User>,
+}
+
+/// A registry entry's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeviceStatus {
+    /// In service.
+    Enabled,
+    /// Taken out of service.
+    Disabled,
+    /// Moved elsewhere (`movedTo`).
+    Moved,
+}
+
+/// The facts of a device's latest Kura BIRTH (PROTOCOL.md 6.3).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Birth {
+    /// `display_name`.
+    pub display_name: Option<String>,
+    /// `model_name`.
+    pub model_name: Option<String>,
+    /// `model_id`.
+    pub model_id: Option<String>,
+    /// `serial_number`.
+    pub serial_number: Option<String>,
+    /// `firmware_version`.
+    pub firmware_version: Option<String>,
+    /// `os`.
+    pub os: Option<String>,
+    /// `os_version`.
+    pub os_version: Option<String>,
+    /// `jvm_version`.
+    pub jvm_version: Option<String>,
+    /// `kura_version`.
+    pub kura_version: Option<String>,
+    /// `application_framework_version`.
+    pub application_framework_version: Option<String>,
+    /// `connection_interface`.
+    pub connection_interface: Option<String>,
+    /// `connection_ip`.
+    pub connection_ip: Option<String>,
+    /// `application_ids`.
+    pub application_ids: Option<String>,
 }
 
 /// A device: its registry entry merged with its device-connection entry.
@@ -315,8 +390,12 @@ pub struct UserList {
 pub struct Device {
     /// Client ID.
     pub client_id: String,
-    /// Always `ENABLED` today.
-    pub status: String,
+    /// `ENABLED`, `DISABLED` or `MOVED`.
+    pub status: DeviceStatus,
+    /// Where it moved to, or null.
+    pub moved_to: Option<String>,
+    /// The name given when the entry was created with the API, or null.
+    pub display_name: Option<String>,
     /// Connection state.
     pub connection: ConnectionStatus,
     /// Coupling as requested (`INHERITED` = the account default).
@@ -325,19 +404,29 @@ pub struct Device {
     pub effective_coupling: Coupling,
     /// The user reserved for this client ID, or null.
     pub reserved_user: Option<String>,
-    /// When it was last provisioned.
-    pub provisioned_on: DateTime<Utc>,
-    /// The request that provisioned it.
-    pub provision_request_id: String,
+    /// When it was last provisioned; null for an entry created before provisioning.
+    pub provisioned_on: Option<DateTime<Utc>>,
+    /// The request that provisioned it, or null.
+    pub provision_request_id: Option<String>,
     /// Last successful operational CONNECT, or null.
     pub last_connected_on: Option<DateTime<Utc>>,
+    /// Peer `ip:port` of the last operational session, or null.
+    pub peer: Option<String>,
+    /// MQTT version of the last operational session (`3.1.1`, `5.0`), or null.
+    pub protocol: Option<String>,
+    /// Facts of the latest Kura BIRTH, or null.
+    pub birth: Option<Birth>,
+    /// When that BIRTH arrived, or null.
+    pub birth_on: Option<DateTime<Utc>>,
 }
 
-/// `GET .../devices`.
+/// One page of devices.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct DeviceList {
+pub struct DevicePage {
     /// Devices by client ID.
     pub items: Vec<Device>,
+    /// Cursor for `after=` to get the next page; null on the last page.
+    pub next: Option<String>,
 }
 
 /// `GET /healthz`.
@@ -477,6 +566,48 @@ pub struct ProvisionRequestInput {
     pub additional_configuration: Option<String>,
 }
 
+/// `POST .../users` body. Only what is set is sent: the server names each wrong field.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUser {
+    /// `NAME`: 1 to 64 of `[A-Za-z0-9._-]`; the username is `NAME@ACCOUNT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A chosen password (at least 12 characters); absent: one is generated and returned once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Permissions of PROTOCOL.md 6.1's table.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+}
+
+/// `PATCH .../users/{username}` body: only the fields set change.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPatch {
+    /// New permissions (account users only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// New chosen password (account users only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// Enable or disable (both kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// `POST .../devices` body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewDevice {
+    /// The device's client ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A name for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
 impl ProvisionRequestInput {
     /// Sets the provision password and its confirmation.
     pub fn with_password(mut self, password: &str) -> Self {
@@ -519,16 +650,39 @@ mod tests {
         assert_eq!(serde_json::to_value(&r).unwrap(), v);
 
         let e = json!({"id": "e1", "startedOn": "2026-12-01T17:26:15Z", "endedOn": null,
-            "outcome": "RUNNING", "protocol": "3.1.1", "peer": "127.0.0.1:5"});
+            "outcome": "RUNNING", "protocol": "3.1.1", "peer": "127.0.0.1:5",
+            "operationalConnectedOn": null});
         let x: Execution = serde_json::from_value(e.clone()).unwrap();
         assert_eq!(serde_json::to_value(&x).unwrap(), e);
         let d = json!({"clientId": "dev-1", "status": "ENABLED", "connection": "NEVER_CONNECTED",
             "coupling": "INHERITED", "effectiveCoupling": "LOOSE", "reservedUser": "dev-1@acme",
             "provisionedOn": "2026-12-01T17:26:15Z", "provisionRequestId": "r1",
-            "lastConnectedOn": null});
+            "lastConnectedOn": null, "movedTo": null, "displayName": "Pump 1", "peer": null,
+            "protocol": null, "birthOn": "2026-12-01T17:30:00Z",
+            "birth": {"displayName": "Pump 1", "modelName": "RPi", "modelId": null,
+                "serialNumber": null, "firmwareVersion": null, "os": "Linux", "osVersion": null,
+                "jvmVersion": null, "kuraVersion": "5.4.0", "applicationFrameworkVersion": null,
+                "connectionInterface": null, "connectionIp": null, "applicationIds": null}});
         let dev: Device = serde_json::from_value(d.clone()).unwrap();
         assert_eq!(dev.connection, ConnectionStatus::NeverConnected);
+        assert_eq!(
+            dev.birth.as_ref().unwrap().kura_version.as_deref(),
+            Some("5.4.0")
+        );
         assert_eq!(serde_json::to_value(&dev).unwrap(), d);
+        let u = json!({"username": "dash@acme", "kind": "ACCOUNT", "permissions": ["data:read"],
+            "reservedFor": null, "enabled": true, "createdOn": "2026-12-01T17:26:15Z"});
+        let user: User = serde_json::from_value(u.clone()).unwrap();
+        assert_eq!(user.kind, UserKind::Account);
+        assert_eq!(serde_json::to_value(&user).unwrap(), u);
+        let mut c = u.clone();
+        c["password"] = json!("Gen3rated-Passw0rd!");
+        let created: UserCreated = serde_json::from_value(c.clone()).unwrap();
+        assert_eq!(created.user, user);
+        assert_eq!(serde_json::to_value(&created).unwrap(), c);
+        assert!(!format!("{created:?}").contains("Gen3rated"));
+        let plain: UserCreated = serde_json::from_value(u.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&plain).unwrap(), u);
     }
 
     #[test]
@@ -539,8 +693,22 @@ mod tests {
             id: "t1".into(),
             token: "fgt_t1_SECRETSECRET".into(),
         };
-        let shown = format!("{r:?} {input:?} {t:?}");
-        for secret in ["KEY-123", "very-secret-pw", "SECRETSECRET"] {
+        let user = NewUser {
+            name: Some("dash".into()),
+            password: Some("chosen-passphrase".into()),
+            permissions: None,
+        };
+        let patch = UserPatch {
+            password: Some("chosen-passphrase".into()),
+            ..UserPatch::default()
+        };
+        let shown = format!("{r:?} {input:?} {t:?} {user:?} {patch:?}");
+        for secret in [
+            "KEY-123",
+            "very-secret-pw",
+            "SECRETSECRET",
+            "chosen-passphrase",
+        ] {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("<redacted>"));

@@ -522,5 +522,106 @@ pub async fn eventually<T>(mut f: impl FnMut() -> Option<T>) -> T {
     panic!("condition not reached in 10 s");
 }
 
+// ---- Added for the account-user and registry tests (users.rs, registry.rs).
+
+/// Any method with the admin token and an optional JSON body; returns (status, body).
+pub fn call(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", s.admin_url()))
+        .header("Authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("Content-Type", "application/json");
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    let mut r = agent.run(req.body(bytes).unwrap()).unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Enrolls `client_id` in `account` (created if needed) without the MQTT exchange: a request
+/// through the API, then the exchange's two commits as the provisioning endpoint makes them
+/// (its identity, then COMPLETED). Returns the generated operational password of
+/// `CID@ACCOUNT`.
+pub fn enroll(s: &TestServer, account: &str, client_id: &str) -> String {
+    use fleetgate_storage::ops;
+    let _ = post(
+        s,
+        "/api/v1/accounts",
+        &serde_json::json!({ "name": account }),
+    );
+    let r = create_request(
+        s,
+        account,
+        request_body(client_id, &format!("fleet-{account}"), "fleet-password-1"),
+    );
+    let password = fleetgate_auth_hook::credentials::generate_password(24);
+    let app = s.app();
+    let start = app
+        .store
+        .write(ops::begin_exchange(
+            ops::Attempt {
+                request_id: r["id"].as_str().unwrap().into(),
+                protocol: "3.1.1".into(),
+                peer: "127.0.0.1:40000".into(),
+                now: app.clock.now(),
+            },
+            "r-1".into(),
+            ops::ExchangeAction::Provision(ops::IdentityPlan {
+                username: format!("{client_id}@{account}"),
+                password_hash: fleetgate_auth_hook::credentials::fast_hash(&password),
+                configurations: 1,
+            }),
+        ))
+        .unwrap();
+    let ops::ExchangeStart::Started {
+        running: Some(running),
+        ..
+    } = start
+    else {
+        panic!("exchange not started: {start:?}");
+    };
+    app.store
+        .write(ops::finish_exchange(
+            running,
+            ops::ReplyFate::Acknowledged,
+            app.clock.now(),
+        ))
+        .unwrap();
+    password
+}
+
+/// Connects to the operational endpoint.
+pub async fn operational(
+    s: &TestServer,
+    version: Version,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> Result<Device, u8> {
+    Device::connect(Connect {
+        version,
+        addr: s.operational_addr(),
+        client_id,
+        username,
+        password,
+        manual_acks: false,
+    })
+    .await
+}
+
 pub mod binary;
 pub mod raw;

@@ -464,7 +464,8 @@ enum Published {
     NotStored,
 }
 
-/// An incoming PUBLISH: ACL, QoS 2 deduplication, retained, routing.
+/// An incoming PUBLISH: ACL, QoS 2 deduplication, retained, routing, then what the hooks
+/// record of it (a device's BIRTH facts: PROTOCOL.md 6.3).
 async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool) -> Published {
     if !conn.may_publish(&msg.topic) {
         conn.app.metrics.acl_denied(conn.name(), "publish");
@@ -473,6 +474,23 @@ async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool)
     if msg.qos == 2 && !conn.broker.qos2_received(conn.session, packet_id, dup) {
         return Published::Ok;
     }
+    // Submitted before routing (so it sees this message), awaited after: ready at once for
+    // anything but a BIRTH.
+    let recorded = conn
+        .who
+        .hooks
+        .as_ref()
+        .map(|s| conn.app.hooks.published(s, &msg.topic, &msg.payload));
+    let published = route(conn, msg, v5).await;
+    if let Some(recorded) = recorded {
+        recorded.await;
+    }
+    published
+}
+
+/// Routes an accepted PUBLISH; a retained one is kept first, and durably before it is
+/// acknowledged.
+async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
     if !msg.retain {
         conn.broker.route(msg);
         return Published::Ok;
