@@ -11,6 +11,7 @@ use std::num::{NonZeroU16, NonZeroU32};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use fleetgate_hooks::{Action, ConnectFacts, EndpointKind, Protocol, Refusal, Session};
@@ -348,11 +349,23 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
                         return;
                     }
                 } else {
-                    drop(ntex::rt::spawn(done));
+                    start(done).await;
                 }
             }
         }
     }));
+}
+
+/// Polls `fut` once on the calling task, so that its first step happens now, and leaves the
+/// rest to a task of its own. ntex-mqtt's QoS 1 send only encodes the PUBLISH and takes its
+/// place in the client's receive maximum when first polled: a spawned send would let the next
+/// `sink.ready()` see credit that is already spent, and break the order of deliveries.
+async fn start<F: Future + 'static>(fut: F) {
+    let mut fut = Box::pin(fut);
+    let pending = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_pending())).await;
+    if pending {
+        drop(ntex::rt::spawn(fut));
+    }
 }
 
 /// The rest of an outbound QoS 2 flow after PUBREC: PUBREL sent, PUBCOMP awaited; true once
@@ -364,8 +377,9 @@ type Release = Pin<Box<dyn Future<Output = bool>>>;
 /// closed first.
 type Sent = Pin<Box<dyn Future<Output = Option<Option<Release>>>>>;
 
-/// Starts sending one delivery; `None` when the packet is larger than the client accepts. The
-/// PUBLISH is encoded before this returns, so deliveries keep their order.
+/// Starts sending one delivery; `None` when the packet is larger than the client accepts. QoS
+/// 0 is encoded before this returns; QoS 1 and 2 when the future is first polled (see
+/// [`start`]).
 fn send(
     sink: &Sink,
     d: &Delivery,
@@ -520,7 +534,7 @@ async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
 }
 
 /// Queues the retained messages of the filters just subscribed, once the SUBACK is out.
-fn send_retained_later(conn: &Conn, filters: Vec<String>) {
+fn send_retained_later(conn: &Conn, filters: Vec<(String, u64)>) {
     if filters.is_empty() {
         return;
     }
@@ -528,8 +542,8 @@ fn send_retained_later(conn: &Conn, filters: Vec<String>) {
     drop(ntex::rt::spawn(async move {
         // The SUBACK is encoded when the protocol service returns; retained messages follow it.
         ntex::time::sleep(ntex::time::Millis(5)).await;
-        for f in filters {
-            broker.send_retained(session, &f);
+        for (f, upto) in filters {
+            broker.send_retained(session, &f, upto);
         }
     }));
 }
@@ -691,8 +705,8 @@ async fn protocol_v3(
                 let filter = one.topic().to_string();
                 if conn.may_subscribe(&filter) {
                     let opts = sub_opts(one.qos(), false, false, None);
-                    if conn.broker.subscribe(conn.session, &filter, opts, 0) {
-                        retained.push(filter);
+                    if let Some(upto) = conn.broker.subscribe(conn.session, &filter, opts, 0) {
+                        retained.push((filter, upto));
                     }
                     one.confirm(one.qos());
                 } else {
@@ -740,8 +754,8 @@ async fn protocol_v5(
                 } else if conn.may_subscribe(&filter) {
                     let opts = sub_opts(o.qos, o.no_local, o.retain_as_published, id);
                     let rh = o.retain_handling as u8;
-                    if conn.broker.subscribe(conn.session, &filter, opts, rh) {
-                        retained.push(filter);
+                    if let Some(upto) = conn.broker.subscribe(conn.session, &filter, opts, rh) {
+                        retained.push((filter, upto));
                     }
                     one.confirm(o.qos);
                 } else {

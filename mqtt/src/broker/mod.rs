@@ -165,7 +165,9 @@ struct Core {
     shared_tree: SubscriptionTree<u64>,
     groups: HashMap<u64, Group>,
     group_ids: HashMap<(String, String), u64>,
-    retained: HashMap<String, Arc<Message>>,
+    /// Retained messages by topic, each with the sequence number of the moment it was kept.
+    retained: HashMap<String, (u64, Arc<Message>)>,
+    retain_seq: u64,
     retained_per_account: HashMap<String, usize>,
     wills: Vec<PendingWill>,
     next_group: u64,
@@ -267,7 +269,8 @@ impl Broker {
             let account = self.quota_key(&stored.topic);
             if let Some(msg) = Message::from_stored(stored) {
                 *core.retained_per_account.entry(account).or_default() += 1;
-                core.retained.insert(msg.topic.to_string(), Arc::new(msg));
+                core.retained
+                    .insert(msg.topic.to_string(), (0, Arc::new(msg)));
             }
         }
         let now_ms = message::unix_ms(SystemTime::now());
@@ -542,9 +545,10 @@ impl Broker {
         }
     }
 
-    /// Subscribes; returns whether the subscription is new (retain handling 1), and the
-    /// retained messages to send (already filtered by retain handling `rh`).
-    pub fn subscribe(&self, session: u64, filter: &str, opts: SubOpts, rh: u8) -> bool {
+    /// Subscribes. When retained messages are to be sent (retain handling `rh`: 0 always, 1
+    /// for a new subscription, 2 never; never for `$share`), returns the moment to pass to
+    /// [`Broker::send_retained`].
+    pub fn subscribe(&self, session: u64, filter: &str, opts: SubOpts, rh: u8) -> Option<u64> {
         let mut core = self.core.lock();
         let existed = core
             .sessions
@@ -556,11 +560,14 @@ impl Broker {
             1 => !existed,
             _ => false,
         };
-        send && split_shared(filter).is_none()
+        (send && split_shared(filter).is_none()).then_some(core.retain_seq)
     }
 
-    /// Queues the retained messages matching `filter` for `session` (after its SUBACK).
-    pub fn send_retained(&self, session: u64, filter: &str) {
+    /// Queues the retained messages matching `filter` for `session` that were retained at the
+    /// moment `upto` of its subscription ([`Broker::subscribe`]). Called once the SUBACK is out;
+    /// a message retained after that moment went to the subscription live already, and one
+    /// replaced since is not current any more.
+    pub fn send_retained(&self, session: u64, filter: &str, upto: u64) {
         let mut core = self.core.lock();
         let Some(opts) = core
             .sessions
@@ -573,8 +580,8 @@ impl Broker {
         let found: Vec<Arc<Message>> = core
             .retained
             .values()
-            .filter(|m| matches(filter, &m.topic) && !m.expired(now))
-            .cloned()
+            .filter(|(seq, m)| *seq <= upto && matches(filter, &m.topic) && !m.expired(now))
+            .map(|(_, m)| m.clone())
             .collect();
         let max_queue = self.limits.max_queue;
         if let Some(s) = core.sessions.get_mut(&session) {
@@ -637,7 +644,9 @@ impl Broker {
                 .entry(account.to_string())
                 .or_default() += 1;
         }
-        core.retained.insert(topic, msg.clone());
+        core.retain_seq += 1;
+        let seq = core.retain_seq;
+        core.retained.insert(topic, (seq, msg.clone()));
         Retain::Kept
     }
 

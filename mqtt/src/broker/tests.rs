@@ -225,14 +225,20 @@ fn retained_messages_respect_the_quota_and_empty_payloads_delete() {
     assert_eq!(keep("a", b""), Retain::Kept);
     assert_eq!(keep("c", b"1"), Retain::Kept, "a deletion frees room");
     let s = attach(&b, "s", false, Some(Duration::ZERO));
-    b.subscribe(s.session, "#", opts(2, None), 0);
-    b.send_retained(s.session, "#");
+    let upto = b.subscribe(s.session, "#", opts(2, None), 0).unwrap();
+    assert_eq!(keep("d", b"late"), Retain::QuotaExceeded);
+    assert_eq!(
+        keep("b", b"2"),
+        Retain::Kept,
+        "replaced after the subscription"
+    );
+    b.send_retained(s.session, "#", upto);
     let mut topics: Vec<String> = drain(&b, &s)
         .iter()
         .map(|d| d.msg.topic.to_string())
         .collect();
     topics.sort();
-    assert_eq!(topics, ["b", "c"]);
+    assert_eq!(topics, ["c"], "b went to the subscription live, not again");
 }
 
 #[test]
