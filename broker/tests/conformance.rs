@@ -1,8 +1,8 @@
 //! The Eclipse Paho MQTT interoperability suite against the real binary's sandbox listener
 //! (PROTOCOL.md 6.1 and 6.2; docs/conformance.md): v3.1.1 must pass 10 of 10, v5 at least 25
-//! of 27. One test per protocol version, each against its own broker, so that nextest runs the
-//! two (slow: the suite sleeps a lot) side by side, and so that the v3.1.1 suite's `#`
-//! subscriptions never see the v5 suite's messages.
+//! of 27. One test per protocol version, each against its own broker, so that the v3.1.1
+//! suite's `#` subscriptions never see the v5 suite's messages; `.config/nextest.toml` runs
+//! each alone (the suite synchronises by fixed sleeps).
 //!
 //! The suite lives outside the repository: `../shared/conformance/paho-interop/` beside the
 //! checkout (CI has it there), or the directory in `FLEETGATE_PAHO_INTEROP`. A missing suite

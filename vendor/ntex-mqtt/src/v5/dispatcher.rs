@@ -105,7 +105,14 @@ struct Inner<C> {
 struct PublishInfo {
     inflight: HashSet<num::NonZeroU16>,
     aliases: HashMap<num::NonZeroU16, ByteString>,
+    /// Fleetgate patch 5: DISCONNECT sent, reading on (and ignoring) until the socket closes.
+    draining: bool,
 }
+
+/// Fleetgate patch 5: how long a connection told DISCONNECT 0x93 is read from (and ignored)
+/// before it is closed, so that what the client still sends meanwhile does not make the kernel
+/// reset the connection (which can destroy the DISCONNECT before the client reads it).
+const DRAIN: ntex_util::time::Millis = ntex_util::time::Millis(2000);
 
 impl<T, C, E> Dispatcher<T, C, E>
 where
@@ -129,6 +136,7 @@ where
                 info: RefCell::new(PublishInfo {
                     aliases: HashMap::default(),
                     inflight: HashSet::default(),
+                    draining: false,
                 }),
             }),
         }
@@ -187,6 +195,10 @@ where
     ) -> Result<Self::Response, Self::Error> {
         log::trace!("{}: Dispatch v5 packet: {:#?}", self.tag(), request);
 
+        if self.inner.info.borrow().draining {
+            return Ok(None);
+        }
+
         match request {
             Decoded::Publish(mut publish, payload, size) => {
                 let info = self.inner.as_ref();
@@ -210,7 +222,23 @@ where
                                 receive_max,
                                 inner.inflight.len()
                             );
-                            return Err(SpecViolation::Pub_3_3_4_7.into());
+                            // Fleetgate patch 5: DISCONNECT 0x93 now, then read and ignore
+                            // what still comes for a moment before closing (a half-close, where
+                            // upstream closed at once and reset the connection).
+                            inner.draining = true;
+                            let sink = self.inner.sink.clone();
+                            if !sink.is_disconnect_sent() {
+                                let _ = sink.encode_packet(codec::Packet::Disconnect(
+                                    codec::Disconnect::new(
+                                        DisconnectReasonCode::ReceiveMaximumExceeded,
+                                    ),
+                                ));
+                            }
+                            let _ = ntex_rt::spawn(async move {
+                                ntex_util::time::sleep(DRAIN).await;
+                                sink.close(None);
+                            });
+                            return Ok(None);
                         }
 
                         // check max allowed qos
