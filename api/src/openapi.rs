@@ -20,6 +20,39 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Declares the `X-Request-Id` header every response carries (the request-id middleware).
+struct RequestIdHeader;
+
+impl Modify for RequestIdHeader {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ObjectBuilder, RefOr, Type};
+        let header = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "The request's id: the client's own X-Request-Id when it sent a sane one, else \
+                 a generated one; also on the request's log lines.",
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                for response in op.responses.responses.values_mut() {
+                    if let RefOr::T(r) = response {
+                        r.headers.insert("X-Request-Id".into(), header.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The API description.
 #[derive(OpenApi)]
 #[openapi(
@@ -59,7 +92,7 @@ impl Modify for BearerAuth {
         devices::delete_device,
     ),
     components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &RequestIdHeader),
     tags(
         (name = "accounts", description = "Target accounts and their API tokens (admin token)"),
         (name = "provision requests", description = "Enrollment orders of devices and their executions"),
@@ -195,6 +228,24 @@ mod tests {
     /// so this is what keeps the document and the validator's constants in step. (Lengths are
     /// checked with ASCII: JSON Schema counts characters, the password rule counts bytes, so
     /// `maxLength` is the byte limit, the most any ASCII password may have.)
+    #[test]
+    fn every_response_declares_the_request_id_header() {
+        let doc = json();
+        let mut responses = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    assert!(
+                        r["headers"]["X-Request-Id"].is_object(),
+                        "{method} {path} {status}"
+                    );
+                    responses += 1;
+                }
+            }
+        }
+        assert!(responses > 40, "{responses}");
+    }
+
     #[test]
     fn input_limits_agree_with_the_validator() {
         let doc = json();
