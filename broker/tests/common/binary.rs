@@ -66,6 +66,12 @@ impl Broker {
                 needs_sandbox,
             };
         }
+        // Two network workers, as on the machines here, unless the test's config says.
+        let config = if config.contains("[server]") {
+            config.to_string()
+        } else {
+            format!("{config}\n[server]\nworkers = 2\n")
+        };
         std::fs::write(dir.path().join("fleetgate.toml"), config).unwrap();
         let mut b = Broker {
             child: None,
@@ -127,7 +133,6 @@ impl Broker {
                 .env("FLEETGATE_ADMIN_TOKEN", TOKEN)
                 .env("FLEETGATE_AUTH_ARGON2_M_COST", "64")
                 .env("FLEETGATE_AUTH_ARGON2_T_COST", "1")
-                .env("FLEETGATE_SERVER_WORKERS", "2")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
