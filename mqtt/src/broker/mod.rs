@@ -560,7 +560,10 @@ impl Broker {
             1 => !existed,
             _ => false,
         };
-        (send && split_shared(filter).is_none()).then_some(core.retain_seq)
+        // Nothing retained (the common case of device sessions): no retained delivery to
+        // schedule at all.
+        (send && split_shared(filter).is_none() && !core.retained.is_empty())
+            .then_some(core.retain_seq)
     }
 
     /// Queues the retained messages matching `filter` for `session` that were retained at the
