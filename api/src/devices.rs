@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use fleetgate_storage::{ConnectionStatus, FieldError, ops, validate::valid_client_id};
-use fleetgate_wire::{Device, DevicePage, MAX_PAGE_SIZE};
+use fleetgate_wire::{Device, DevicePage};
 use ntex::http::header;
 use ntex::web::types::State;
 use ntex::web::{HttpRequest, HttpResponse};
@@ -14,7 +14,7 @@ use super::dto;
 use super::error::{ApiError, Problem};
 use super::extract::{DevicePath, JsonBody, Target};
 use super::input;
-use super::requests::{DEFAULT_LIMIT, force, query_pairs};
+use super::requests::{Paging, force, query_pairs};
 use fleetgate_app::App;
 
 /// Creates a registry entry before provisioning (so that jobs can target the device).
@@ -64,51 +64,25 @@ fn percent(client_id: &str) -> String {
 #[derive(Debug, PartialEq)]
 struct ListQuery {
     connection: Option<ConnectionStatus>,
-    limit: usize,
-    after: Option<String>,
+    paging: Paging,
 }
 
 fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
-    let mut q = ListQuery {
-        connection: None,
-        limit: DEFAULT_LIMIT,
-        after: None,
-    };
-    let mut errors = Vec::new();
-    for (k, v) in pairs {
-        match k.as_str() {
-            "connection" if !v.is_empty() => match ConnectionStatus::parse(&v) {
-                Some(c) => q.connection = Some(c),
-                None => errors.push(FieldError::new(
-                    "connection",
-                    "must be NEVER_CONNECTED, CONNECTED or DISCONNECTED",
-                )),
-            },
-            "limit" if !v.is_empty() => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => q.limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
-                )),
-            },
-            "after" if !v.is_empty() => {
-                if valid_client_id(&v) {
-                    q.after = Some(v);
-                } else {
-                    errors.push(FieldError::new(
-                        "after",
-                        "must be a cursor returned as next by this listing",
-                    ));
-                }
+    let mut connection = None;
+    let paging = Paging::parse(pairs, valid_client_id, |k, v| match k {
+        "connection" => match ConnectionStatus::parse(&v) {
+            Some(c) => {
+                connection = Some(c);
+                None
             }
-            _ => {}
-        }
-    }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(ApiError::Invalid(errors))
-    }
+            None => Some(FieldError::new(
+                "connection",
+                "must be NEVER_CONNECTED, CONNECTED or DISCONNECTED",
+            )),
+        },
+        _ => None,
+    })?;
+    Ok(ListQuery { connection, paging })
 }
 
 /// The devices of an account, by client ID, a page at a time: registry entries merged with
@@ -135,10 +109,12 @@ pub async fn list_devices(
     Target { account, .. }: Target,
 ) -> Result<HttpResponse, ApiError> {
     let q = list_query(query_pairs(&req)?)?;
-    let page =
-        app.store
-            .read()?
-            .list_devices(&account.name, q.connection, q.limit, q.after.as_deref())?;
+    let page = app.store.read()?.list_devices(
+        &account.name,
+        q.connection,
+        q.paging.limit,
+        q.paging.after.as_deref(),
+    )?;
     let items = page
         .items
         .iter()
@@ -229,12 +205,12 @@ mod tests {
     fn list_query_rules() {
         let q = list_query(pairs(&[])).unwrap();
         assert_eq!(
-            (q.connection, q.limit, q.after),
-            (None, DEFAULT_LIMIT, None)
+            (q.connection, q.paging.limit, q.paging.after),
+            (None, crate::requests::DEFAULT_LIMIT, None)
         );
         let q = list_query(pairs(&[("connection", "CONNECTED"), ("after", "a:b@c")])).unwrap();
         assert_eq!(q.connection, Some(ConnectionStatus::Connected));
-        assert_eq!(q.after.as_deref(), Some("a:b@c"));
+        assert_eq!(q.paging.after.as_deref(), Some("a:b@c"));
         for (k, v) in [
             ("connection", "connected"),
             ("limit", "0"),

@@ -361,58 +361,93 @@ pub(crate) fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, Ap
         .map_err(|e| ApiError::invalid("query", format!("cannot decode the query string: {e}")))
 }
 
+/// `limit` and `after` of a paged listing, validated.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Paging {
+    /// Page size.
+    pub(crate) limit: usize,
+    /// The `next` cursor of the previous page.
+    pub(crate) after: Option<String>,
+}
+
+impl Paging {
+    /// Reads a listing's query: `limit` and `after` (a cursor `valid_cursor` accepts) here, any
+    /// other key through `other`, which answers its field error if the value is bad. Empty
+    /// values count as absent; every error is reported at once (422).
+    pub(crate) fn parse(
+        pairs: Vec<(String, String)>,
+        valid_cursor: fn(&str) -> bool,
+        mut other: impl FnMut(&str, String) -> Option<FieldError>,
+    ) -> Result<Paging, ApiError> {
+        let mut paging = Paging {
+            limit: DEFAULT_LIMIT,
+            after: None,
+        };
+        let mut errors = Vec::new();
+        for (k, v) in pairs.into_iter().filter(|(_, v)| !v.is_empty()) {
+            let error = match k.as_str() {
+                "limit" => match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => {
+                        paging.limit = n;
+                        None
+                    }
+                    _ => Some(FieldError::new(
+                        "limit",
+                        format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
+                    )),
+                },
+                "after" if valid_cursor(&v) => {
+                    paging.after = Some(v);
+                    None
+                }
+                "after" => Some(FieldError::new(
+                    "after",
+                    "must be a cursor returned as next by this listing",
+                )),
+                _ => other(&k, v),
+            };
+            errors.extend(error);
+        }
+        if errors.is_empty() {
+            Ok(paging)
+        } else {
+            Err(ApiError::Invalid(errors))
+        }
+    }
+}
+
 /// The listing's query, validated.
 #[derive(Debug, PartialEq)]
 struct ListQuery {
     status: Option<RequestStatus>,
     client_id: Option<String>,
-    limit: usize,
-    after: Option<String>,
+    paging: Paging,
 }
 
 fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
-    let mut q = ListQuery {
-        status: None,
-        client_id: None,
-        limit: DEFAULT_LIMIT,
-        after: None,
-    };
-    let mut errors = Vec::new();
-    for (k, v) in pairs {
-        match k.as_str() {
-            "status" if !v.is_empty() => match RequestStatus::parse(&v) {
-                Some(s) => q.status = Some(s),
-                None => errors.push(FieldError::new(
-                    "status",
-                    "must be CREATED, RUNNING, COMPLETED or FAILED",
-                )),
-            },
-            "clientId" if !v.is_empty() => q.client_id = Some(v),
-            "limit" if !v.is_empty() => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => q.limit = n,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be an integer from 1 to {MAX_PAGE_SIZE}"),
-                )),
-            },
-            "after" if !v.is_empty() => {
-                if ids::is_id(&v) {
-                    q.after = Some(v);
-                } else {
-                    errors.push(FieldError::new(
-                        "after",
-                        "must be a cursor returned as next by this listing",
-                    ));
-                }
+    let (mut status, mut client_id) = (None, None);
+    let paging = Paging::parse(pairs, ids::is_id, |k, v| match k {
+        "status" => match RequestStatus::parse(&v) {
+            Some(s) => {
+                status = Some(s);
+                None
             }
-            _ => {}
+            None => Some(FieldError::new(
+                "status",
+                "must be CREATED, RUNNING, COMPLETED or FAILED",
+            )),
+        },
+        "clientId" => {
+            client_id = Some(v);
+            None
         }
-    }
-    if errors.is_empty() {
-        Ok(q)
-    } else {
-        Err(ApiError::Invalid(errors))
-    }
+        _ => None,
+    })?;
+    Ok(ListQuery {
+        status,
+        client_id,
+        paging,
+    })
 }
 
 /// Lists an account's provision requests in creation order, a page at a time.
@@ -444,8 +479,8 @@ pub async fn list_requests(
         &account.name,
         q.status,
         q.client_id.as_deref(),
-        q.limit,
-        q.after.as_deref(),
+        q.paging.limit,
+        q.paging.after.as_deref(),
     )?;
     let items = page
         .items
@@ -752,7 +787,7 @@ mod tests {
     #[test]
     fn list_query_defaults_and_limits() {
         let q = list_query(pairs(&[])).unwrap();
-        assert_eq!(q.limit, DEFAULT_LIMIT);
+        assert_eq!(q.paging.limit, DEFAULT_LIMIT);
         assert_eq!(q.status, None);
         let q = list_query(pairs(&[
             ("limit", "1000"),
@@ -760,7 +795,7 @@ mod tests {
             ("x", "y"),
         ]))
         .unwrap();
-        assert_eq!(q.limit, 1000);
+        assert_eq!(q.paging.limit, 1000);
         assert_eq!(q.status, Some(RequestStatus::Running));
         for bad in ["0", "1001", "-1", "ten", "1.5"] {
             let e = list_query(pairs(&[("limit", bad)])).unwrap_err();
@@ -772,7 +807,7 @@ mod tests {
         assert_eq!(e.field_errors()[0].field, "after");
         let id = ids::new_id();
         assert_eq!(
-            list_query(pairs(&[("after", &id)])).unwrap().after,
+            list_query(pairs(&[("after", &id)])).unwrap().paging.after,
             Some(id)
         );
     }

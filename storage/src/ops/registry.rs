@@ -20,16 +20,7 @@ pub fn create_device(account: String, spec: DeviceSpec) -> Op<Device> {
                 "the registry has a device with this client ID",
             ));
         }
-        let username = format!("{}@{account}", spec.client_id);
-        if tx
-            .get_raw(Table::AccountUsers, username.as_bytes())?
-            .is_some()
-        {
-            return Err(StoreError::conflict(
-                "clientId",
-                format!("{username} is the username of an account user"),
-            ));
-        }
+        super::check_not_account_user(tx, &account, &spec.client_id)?;
         let device = Device {
             display_name: spec.display_name,
             ..Device::new(account, spec.client_id)
