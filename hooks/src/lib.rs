@@ -199,6 +199,9 @@ pub struct Hooks {
     store: Store,
     verifier: Verifier,
     limiter: FailureLimiter,
+    /// The operational endpoint's own failure counts: a device that failed to provision is not
+    /// banned from its operational identity, nor the other way round.
+    operational_limiter: FailureLimiter,
     provisioning_account: String,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn AuthMetrics>,
@@ -211,8 +214,8 @@ const REVOCATION_BACKLOG: usize = 1024;
 
 impl Hooks {
     /// Hooks over `store`: provision passwords and account users' chosen passwords are
-    /// verified on `pool`, provisioning credential failures limited by `limits`, and
-    /// provisioning sessions confined to `provisioning_account`.
+    /// verified on `pool`, credential failures limited by `limits` (PROTOCOL.md 2.1; counted per
+    /// endpoint), and provisioning sessions confined to `provisioning_account`.
     pub fn new(
         store: Store,
         pool: VerifyPool,
@@ -225,6 +228,7 @@ impl Hooks {
             store,
             verifier: Verifier::new(pool, metrics.clone()),
             limiter: FailureLimiter::new(limits),
+            operational_limiter: FailureLimiter::new(limits),
             provisioning_account,
             clock,
             metrics,
@@ -269,10 +273,11 @@ impl Hooks {
     /// Decides a CONNECT on an endpoint of kind `endpoint`. Provisioning (PROTOCOL.md 2):
     /// bans, the candidate request, the password on the pool, the window; it records a
     /// `REJECTED` execution or the request's `lastRejection` as the protocol says. Operational
-    /// (PROTOCOL.md 6.1): device users inline (keyed fast hash, no pool), account users with a
-    /// chosen password on the pool and its cache; `enabled`, `broker:connect`, reservation and
-    /// coupling, a registry device's client ID refused to applications; it writes nothing (see
-    /// [`Hooks::connected`]).
+    /// (PROTOCOL.md 6.1): bans as in 2.1 (so that wrong guesses at an account user's chosen
+    /// password cannot keep the shared argon2 pool busy), device users inline (keyed fast hash,
+    /// no pool), account users with a chosen password on the pool and its cache; `enabled`,
+    /// `broker:connect`, reservation and coupling, a registry device's client ID refused to
+    /// applications; it writes nothing (see [`Hooks::connected`]).
     pub async fn authenticate(
         &self,
         endpoint: EndpointKind,
@@ -284,9 +289,20 @@ impl Hooks {
         }
     }
 
-    /// The operational decision. It waits only for an account user's argon2 password (device
-    /// users and generated passwords are verified inline, from one store snapshot).
+    /// The operational decision: a banned client ID or address first, then the decision, and
+    /// a credential failure counted toward a ban.
     async fn authenticate_operational(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
+        self.check_ban(&self.operational_limiter, facts)?;
+        let decided = self.decide_operational(facts).await;
+        if matches!(decided, Err(Refusal::BadCredentials)) {
+            self.count_failure(&self.operational_limiter, facts);
+        }
+        decided
+    }
+
+    /// The operational decision itself. It waits only for an account user's argon2 password
+    /// (device users and generated passwords are verified inline, from one store snapshot).
+    async fn decide_operational(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
         let pending = {
             let directory = store::Directory::new(&self.store);
             match operational::authenticate(&directory, facts)? {
@@ -325,15 +341,7 @@ impl Hooks {
 
     async fn authenticate_provisioning(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
         check_client_id(&facts.client_id)?;
-        let (banned, ended) =
-            self.limiter
-                .check(&facts.client_id, facts.peer.ip(), self.clock.now());
-        for key in ended {
-            tracing::info!(%key, "ban ended");
-        }
-        if banned.is_some() {
-            return Err(Refusal::Banned);
-        }
+        self.check_ban(&self.limiter, facts)?;
         let (Some(request), Some(user)) = store::provisioning_candidate(&self.store, facts)? else {
             return Err(self
                 .credential_failure(facts, None, CredentialFailure::NoRequest)
@@ -388,6 +396,27 @@ impl Hooks {
         }
     }
 
+    /// Refuses at once (before any password is verified) while the CONNECT's client ID or
+    /// address is banned on `limiter` (PROTOCOL.md 2.1).
+    fn check_ban(&self, limiter: &FailureLimiter, facts: &ConnectFacts) -> Result<(), Refusal> {
+        let (banned, ended) = limiter.check(&facts.client_id, facts.peer.ip(), self.clock.now());
+        for key in ended {
+            tracing::info!(%key, "ban ended");
+        }
+        match banned {
+            Some(_) => Err(Refusal::Banned),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a credential failure on `limiter`; a ban it starts is counted and logged.
+    fn count_failure(&self, limiter: &FailureLimiter, facts: &ConnectFacts) {
+        for key in limiter.record_failure(&facts.client_id, facts.peer.ip(), self.clock.now()) {
+            self.metrics.banned(key.kind());
+            tracing::warn!(%key, "banned after repeated credential failures");
+        }
+    }
+
     /// A credential failure: counts toward bans, and updates the request's `lastRejection`
     /// when there is a request (never an execution: a stranger cannot flood execution logs).
     async fn credential_failure(
@@ -397,13 +426,7 @@ impl Hooks {
         failure: CredentialFailure,
     ) -> Refusal {
         let now = self.clock.now();
-        for key in self
-            .limiter
-            .record_failure(&facts.client_id, facts.peer.ip(), now)
-        {
-            self.metrics.banned(key.kind());
-            tracing::warn!(%key, "banned after repeated credential failures");
-        }
+        self.count_failure(&self.limiter, facts);
         if let Some(id) = request_id {
             let write = ops::record_rejection(
                 id.to_string(),

@@ -821,3 +821,47 @@ fn revocations_reach_every_listening_door() {
     f.hooks.revoke("dash@acme");
     assert_eq!(door.try_recv().unwrap().as_ref(), "dash@acme");
 }
+
+#[test]
+fn operational_credential_failures_ban_apart_from_provisioning() {
+    let f = fixture(LimitConfig {
+        max_failures: 2,
+        ..LimitConfig::default()
+    });
+    f.request("dev-1", "fleet", (0, None), Coupling::Loose, false);
+    f.app("dash", &["broker:connect"], true);
+    let password = APP_PASSWORD;
+    for _ in 0..2 {
+        assert_eq!(
+            f.connect(
+                EndpointKind::Operational,
+                "dash-1",
+                "dash@acme",
+                "wrong password!"
+            ),
+            Err(Refusal::BadCredentials)
+        );
+    }
+    let before = f.verified();
+    assert_eq!(
+        f.connect(EndpointKind::Operational, "dash-1", "dash@acme", password),
+        Err(Refusal::Banned),
+        "banned before the password is verified"
+    );
+    assert_eq!(f.verified(), before, "no argon2 run for a banned client ID");
+    assert!(
+        f.connect(EndpointKind::Operational, "dash-2", "dash@acme", password)
+            .is_ok(),
+        "another client ID of the same user is not banned"
+    );
+    assert!(
+        f.connect(EndpointKind::Provisioning, "dash-1", "fleet", PASSWORD)
+            .is_err_and(|r| r != Refusal::Banned),
+        "the provisioning endpoint keeps its own counts"
+    );
+    *f.clock.0.lock() = t(301);
+    assert!(
+        f.connect(EndpointKind::Operational, "dash-1", "dash@acme", password)
+            .is_ok()
+    );
+}
