@@ -202,15 +202,25 @@ async fn enroll(
     })
     .await
     .ok()?;
-    d.subscribe(&format!("$EDC/{PA}/{cid}/PROV-V1/REPLY/#"), 1)
-        .await;
+    // The server may be killed at any moment: a device whose connection went away got no
+    // reply, which is what the rounds account for.
+    if !d
+        .try_subscribe(&format!("$EDC/{PA}/{cid}/PROV-V1/REPLY/#"), 1)
+        .await
+    {
+        return None;
+    }
     let request = ProvRequest::new(format!("r-{cid}")).encode(encoding);
-    d.publish(
-        &format!("$EDC/{PA}/{cid}/PROV-V1/EXEC/provision"),
-        1,
-        request,
-    )
-    .await;
+    if !d
+        .try_publish(
+            &format!("$EDC/{PA}/{cid}/PROV-V1/EXEC/provision"),
+            1,
+            request,
+        )
+        .await
+    {
+        return None;
+    }
     let result = match d.publish_received(Duration::from_secs(15)).await {
         Some((_, payload)) => match decode_reply(&payload) {
             Ok((_, ProvReply::Success(s))) => {

@@ -419,19 +419,36 @@ impl Device {
     }
 
     pub async fn subscribe(&self, filter: &str, qos: u8) {
-        if let Some(c) = &self.v3 {
-            c.subscribe(filter, qos_v3(qos)).await.unwrap();
-        }
-        if let Some(c) = &self.v5 {
-            c.subscribe(filter, qos_v5(qos)).await.unwrap();
+        assert!(
+            self.try_subscribe(filter, qos).await,
+            "the client's connection is gone"
+        );
+    }
+
+    /// Like [`Device::subscribe`] for a server that may die meanwhile (the crash tests): false
+    /// when the client's connection is gone.
+    pub async fn try_subscribe(&self, filter: &str, qos: u8) -> bool {
+        match (&self.v3, &self.v5) {
+            (Some(c), _) => c.subscribe(filter, qos_v3(qos)).await.is_ok(),
+            (None, Some(c)) => c.subscribe(filter, qos_v5(qos)).await.is_ok(),
+            (None, None) => false,
         }
     }
 
     pub async fn publish(&self, topic: &str, qos: u8, payload: Vec<u8>) {
-        if let Some(c) = &self.v3 {
-            c.publish(topic, qos_v3(qos), false, payload).await.unwrap();
-        } else if let Some(c) = &self.v5 {
-            c.publish(topic, qos_v5(qos), false, payload).await.unwrap();
+        assert!(
+            self.try_publish(topic, qos, payload).await,
+            "the client's connection is gone"
+        );
+    }
+
+    /// Like [`Device::publish`] for a server that may die meanwhile: false when the client's
+    /// connection is gone.
+    pub async fn try_publish(&self, topic: &str, qos: u8, payload: Vec<u8>) -> bool {
+        match (&self.v3, &self.v5) {
+            (Some(c), _) => c.publish(topic, qos_v3(qos), false, payload).await.is_ok(),
+            (None, Some(c)) => c.publish(topic, qos_v5(qos), false, payload).await.is_ok(),
+            (None, None) => false,
         }
     }
 
