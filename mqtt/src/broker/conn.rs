@@ -22,9 +22,7 @@ use ntex_mqtt::v5::codec::{DisconnectReasonCode, PublishAckReason, SubscribeAckR
 use ntex_mqtt::{Control, MqttError, MqttServer, QoS, v3, v5};
 use tokio::sync::Notify;
 
-use super::{
-    Broker, Delivery, Door, Kick, Kicker, Message, Properties, Retain, SubOpts, split_shared,
-};
+use super::{Broker, Delivery, Door, Kick, Kicker, Message, Properties, SubOpts, split_shared};
 use crate::{BrokerError, Sink, facts, refusal_v5, refuse_v3};
 use fleetgate_app::App;
 use fleetgate_metrics::Slot;
@@ -84,27 +82,33 @@ impl Aliases {
     }
 }
 
+impl Who {
+    fn may_publish(&self, app: &App, topic: &str) -> bool {
+        match &self.hooks {
+            Some(s) => app.hooks.authorize(s, Action::Publish(topic)).is_allowed(),
+            None => fleetgate_acl::valid_topic_name(topic),
+        }
+    }
+}
+
 impl Conn {
     fn name(&self) -> &'static str {
         self.broker.door.name()
     }
 
     fn may_publish(&self, topic: &str) -> bool {
-        match &self.who.hooks {
-            Some(s) => self
-                .app
-                .hooks
-                .authorize(s, Action::Publish(topic))
-                .is_allowed(),
-            None => fleetgate_acl::valid_topic_name(topic),
-        }
+        self.who.may_publish(&self.app, topic)
     }
 
     fn may_subscribe(&self, filter: &str) -> bool {
-        let plain = split_shared(filter).map_or(filter, |(_, f)| f);
-        if filter.starts_with("$share/") && split_shared(filter).is_none() {
-            return false;
-        }
+        let plain = if filter.starts_with("$share/") {
+            match split_shared(filter) {
+                Some((_, f)) => f,
+                None => return false,
+            }
+        } else {
+            filter
+        };
         match (&self.who.hooks, &self.broker.door) {
             (Some(s), _) => self
                 .app
@@ -119,6 +123,28 @@ impl Conn {
             }
             (None, Door::Operational) => false,
         }
+    }
+
+    /// One SUBSCRIBE filter: the ACL, then the subscription, whose retained messages are
+    /// noted in `retained` for after the SUBACK. False when refused (counted).
+    fn subscribe_one(
+        &self,
+        filter: String,
+        opts: SubOpts,
+        retain_handling: u8,
+        retained: &mut Vec<(String, u64)>,
+    ) -> bool {
+        if !self.may_subscribe(&filter) {
+            self.app.metrics.acl_denied(self.name(), "subscribe");
+            return false;
+        }
+        if let Some(upto) = self
+            .broker
+            .subscribe(self.session, &filter, opts, retain_handling)
+        {
+            retained.push((filter, upto));
+        }
+        true
     }
 }
 
@@ -223,6 +249,13 @@ async fn admit(
             return Err(r);
         }
     };
+    if let Some((w, _)) = &asked.will
+        && !who.may_publish(app, &w.topic)
+    {
+        app.metrics.acl_denied(name, "will");
+        app.metrics.connect(name, Refusal::NotAuthorized.label());
+        return Err(Refusal::NotAuthorized);
+    }
     let notify = Arc::new(Notify::new());
     let kicker = Arc::new(Kicker::default());
     let mut conn = Conn {
@@ -232,23 +265,13 @@ async fn admit(
         who,
         session: 0,
         generation: 0,
-        will: RefCell::new(None),
+        will: RefCell::new(asked.will),
         clean_exit: Cell::new(false),
         expiry: Cell::new(asked.expiry),
         inflight: Rc::default(),
         max_packet: asked.max_packet,
         topic_alias_max: asked.topic_alias_max,
     };
-    if let Some((w, _)) = &asked.will
-        && !conn.may_publish(&w.topic)
-    {
-        app.metrics.acl_denied(name, "will");
-        app.metrics.connect(name, Refusal::NotAuthorized.label());
-        // The session was not attached: dropping `conn` must not detach anything.
-        conn.session = u64::MAX;
-        return Err(Refusal::NotAuthorized);
-    }
-    *conn.will.borrow_mut() = asked.will;
     let key = (conn.who.account.clone(), asked.facts.client_id.clone());
     let (attached, connected) = broker.attach(
         key,
@@ -278,7 +301,7 @@ fn spawn_kick_watch(sink: &Sink, kicker: Arc<Kicker>) {
         let why = kicker.kicked().await;
         sink.close(match why {
             Kick::Revoked => DisconnectReasonCode::NotAuthorized,
-            Kick::TakenOver | Kick::None => DisconnectReasonCode::SessionTakenOver,
+            Kick::TakenOver => DisconnectReasonCode::SessionTakenOver,
         });
     }));
 }
@@ -322,7 +345,7 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
                     continue;
                 };
                 if d.qos == 0 {
-                    drop(ntex::rt::spawn(send));
+                    // Encoded already; there is nothing to wait for.
                     continue;
                 }
                 seq += 1;
@@ -510,19 +533,17 @@ async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
         return Published::Ok;
     }
     let msg = Arc::new(msg);
-    match conn.broker.retain(&msg) {
-        Retain::QuotaExceeded if v5 => return Published::Quota,
-        Retain::QuotaExceeded => {
-            conn.broker.route(Message {
-                retain: false,
-                ..Message::clone(&msg)
-            });
-            return Published::Ok;
+    let Some(persisted) = conn.broker.publish_retained(msg.clone()) else {
+        if v5 {
+            return Published::Quota;
         }
-        Retain::Kept => {}
-    }
-    let persisted = conn.broker.persist_retained(&msg);
-    conn.broker.route(Message::clone(&msg));
+        // 3.1.1 has no way to refuse it: delivered, not retained.
+        conn.broker.route(Message {
+            retain: false,
+            ..Message::clone(&msg)
+        });
+        return Published::Ok;
+    };
     // Acknowledged = durable (PROTOCOL.md 6.2).
     match persisted.await {
         Ok(()) => Published::Ok,
@@ -702,15 +723,10 @@ async fn protocol_v3(
         v3::ProtocolMessage::Subscribe(mut sub) => {
             let mut retained = Vec::new();
             for mut one in sub.iter_mut() {
-                let filter = one.topic().to_string();
-                if conn.may_subscribe(&filter) {
-                    let opts = sub_opts(one.qos(), false, false, None);
-                    if let Some(upto) = conn.broker.subscribe(conn.session, &filter, opts, 0) {
-                        retained.push((filter, upto));
-                    }
+                let opts = sub_opts(one.qos(), false, false, None);
+                if conn.subscribe_one(one.topic().to_string(), opts, 0, &mut retained) {
                     one.confirm(one.qos());
                 } else {
-                    conn.app.metrics.acl_denied(conn.name(), "subscribe");
                     one.fail();
                 }
             }
@@ -751,15 +767,14 @@ async fn protocol_v5(
                 if shared && o.no_local {
                     // MQTT 5.0 3.8.3.1: no local on a shared subscription is a protocol error.
                     one.fail(SubscribeAckReason::UnspecifiedError);
-                } else if conn.may_subscribe(&filter) {
-                    let opts = sub_opts(o.qos, o.no_local, o.retain_as_published, id);
-                    let rh = o.retain_handling as u8;
-                    if let Some(upto) = conn.broker.subscribe(conn.session, &filter, opts, rh) {
-                        retained.push((filter, upto));
-                    }
+                } else if conn.subscribe_one(
+                    filter,
+                    sub_opts(o.qos, o.no_local, o.retain_as_published, id),
+                    o.retain_handling as u8,
+                    &mut retained,
+                ) {
                     one.confirm(o.qos);
                 } else {
-                    conn.app.metrics.acl_denied(conn.name(), "subscribe");
                     one.fail(SubscribeAckReason::NotAuthorized);
                 }
             }

@@ -77,8 +77,6 @@ pub struct SubOpts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kick {
-    /// Nothing asked.
-    None = 0,
     /// Another connection took the client ID over (5.0: DISCONNECT 0x8E).
     TakenOver = 1,
     /// The user was disabled, deleted or lost `broker:connect` (5.0: DISCONNECT 0x87).
@@ -103,9 +101,10 @@ impl Kicker {
     pub async fn kicked(&self) -> Kick {
         loop {
             self.notify.notified().await;
+            // 0: nothing asked yet.
             match self.why.load(Ordering::SeqCst) {
-                1 => return Kick::TakenOver,
-                2 => return Kick::Revoked,
+                w if w == Kick::TakenOver as u8 => return Kick::TakenOver,
+                w if w == Kick::Revoked as u8 => return Kick::Revoked,
                 _ => {}
             }
         }
@@ -141,6 +140,30 @@ struct Session {
     /// acknowledged without routing it twice.
     qos2_in: HashSet<u16>,
     username: String,
+}
+
+impl Session {
+    /// A session with no subscriptions and nothing queued.
+    fn new(
+        id: u64,
+        key: SessionKey,
+        username: String,
+        link: Option<Link>,
+        expiry: Option<Duration>,
+        expires_at: Option<Instant>,
+    ) -> Session {
+        Session {
+            id,
+            key,
+            subs: HashMap::new(),
+            queue: VecDeque::new(),
+            link,
+            expiry,
+            expires_at,
+            qos2_in: HashSet::new(),
+            username,
+        }
+    }
 }
 
 struct Group {
@@ -281,17 +304,9 @@ impl Broker {
                 None => None,
             };
             let id = self.id();
-            let mut session = Session {
-                id,
-                key: (s.account, s.client_id),
-                subs: HashMap::new(),
-                queue: VecDeque::new(),
-                link: None,
-                expiry: expires_at.map(|at| at.saturating_duration_since(Instant::now())),
-                expires_at,
-                qos2_in: HashSet::new(),
-                username: s.username,
-            };
+            let expiry = expires_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let key = (s.account, s.client_id);
+            let mut session = Session::new(id, key, s.username, None, expiry, expires_at);
             for m in s.queue {
                 let qos = m.qos;
                 if let Some(msg) = Message::from_stored(m) {
@@ -430,20 +445,8 @@ impl Broker {
         }
         let id = self.id();
         core.by_key.insert(key.clone(), id);
-        core.sessions.insert(
-            id,
-            Session {
-                id,
-                key,
-                subs: HashMap::new(),
-                queue: VecDeque::new(),
-                link: Some(link),
-                expiry,
-                expires_at: None,
-                qos2_in: HashSet::new(),
-                username: username.to_string(),
-            },
-        );
+        let session = Session::new(id, key, username.to_string(), Some(link), expiry, None);
+        core.sessions.insert(id, session);
         let attached = Attached {
             session: id,
             generation,
@@ -514,17 +517,40 @@ impl Broker {
     }
 
     /// Publishes a will: routed like any message, and kept as the topic's retained message when
-    /// its retain flag is set (written to the store without waiting: no client waits for it).
+    /// its retain flag is set (not waited for: no client waits for a will); past
+    /// `max_retained`, delivered but not kept.
     fn publish_will(&self, msg: Message) {
-        if msg.retain {
-            let msg = Arc::new(msg);
-            if self.retain(&msg) == Retain::Kept {
-                drop(self.persist_retained(&msg));
-            }
-            self.route(Message::clone(&msg));
-        } else {
+        if !msg.retain {
             self.route(msg);
+            return;
         }
+        let msg = Arc::new(msg);
+        match self.publish_retained(msg.clone()) {
+            Some(write) => drop(write),
+            None => self.route(msg),
+        }
+    }
+
+    /// Keeps a retained PUBLISH as its topic's retained message (an empty payload deletes it),
+    /// writes that to the store and routes the message; the returned write resolves once the
+    /// change is durable (PROTOCOL.md 6.2: acknowledged = durable). `None` past
+    /// `max_retained`: nothing kept, written or routed, the caller decides.
+    pub fn publish_retained(
+        &self,
+        msg: Arc<Message>,
+    ) -> Option<
+        impl std::future::Future<Output = Result<(), fleetgate_storage::StoreError>> + 'static,
+    > {
+        if self.retain(&msg) == Retain::QuotaExceeded {
+            return None;
+        }
+        let (space, topic) = (self.door.name(), msg.topic.to_string());
+        let stored = (!msg.payload.is_empty()).then(|| msg.to_stored());
+        let write = self.store.write_async(move |tx| {
+            fleetgate_storage::broker::put_retained(tx, space, &topic, stored.as_ref())
+        });
+        self.route(msg);
+        Some(write)
     }
 
     /// Takes the next delivery for the connection `generation` of `session`; `None` when the
@@ -623,9 +649,8 @@ impl Broker {
         }
     }
 
-    /// Updates the retained message of `msg.topic` in memory; the caller persists it with
-    /// [`Broker::persist_retained`] before acknowledging.
-    pub fn retain(&self, msg: &Arc<Message>) -> Retain {
+    /// Updates the retained message of `msg.topic` in memory ([`Broker::publish_retained`]).
+    fn retain(&self, msg: &Arc<Message>) -> Retain {
         let account = &self.quota_key(&msg.topic);
         let mut core = self.core.lock();
         let topic = msg.topic.to_string();
@@ -653,28 +678,14 @@ impl Broker {
         Retain::Kept
     }
 
-    /// Writes (or deletes, for an empty payload) the retained message durably.
-    pub fn persist_retained(
-        &self,
-        msg: &Message,
-    ) -> impl std::future::Future<Output = Result<(), fleetgate_storage::StoreError>> + 'static
-    {
-        let space = self.door.name();
-        let topic = msg.topic.to_string();
-        let stored = (!msg.payload.is_empty()).then(|| msg.to_stored());
-        self.store.write_async(move |tx| {
-            fleetgate_storage::broker::put_retained(tx, space, &topic, stored.as_ref())
-        })
-    }
-
     /// Routes a message to every matching session (each once, at the highest granted QoS,
     /// with every matching subscription identifier) and to one member of each matching
     /// `$share` group.
-    pub fn route(&self, msg: Message) {
+    pub fn route(&self, msg: impl Into<Arc<Message>>) {
+        let msg = msg.into();
         let mut guard = self.core.lock();
         // Through a plain reference, so that its fields can be borrowed apart.
         let core = &mut *guard;
-        let msg = Arc::new(msg);
         let topic = msg.topic.as_str();
         let max_queue = self.limits.max_queue;
         for (id, _) in core.tree.matches(topic) {
