@@ -123,9 +123,19 @@ impl App {
             tracing::info!(account = %config.provisioning.account, "provisioning account created");
         }
         recover_running(&store, clock.as_ref())?;
-        let admin_token = settle_token(&config, &config.admin.token, ADMIN_TOKEN_FILE, "admin token")?;
+        let admin_token = settle_token(
+            &config,
+            &config.admin.token,
+            ADMIN_TOKEN_FILE,
+            "admin token",
+        )?;
         let hooks_token = if config.hooks.address().is_some() {
-            settle_token(&config, &config.hooks.token, HOOKS_TOKEN_FILE, "hook listener token")?
+            settle_token(
+                &config,
+                &config.hooks.token,
+                HOOKS_TOKEN_FILE,
+                "hook listener token",
+            )?
         } else {
             String::new()
         };
@@ -193,7 +203,12 @@ fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
 
 /// A token of the service: `configured`, else the one in `DATA_DIR/FILE`, else a new one
 /// written there with mode 0600 (the admin token, the hook listener's token).
-fn settle_token(config: &Config, configured: &str, file: &str, what: &str) -> Result<String, AppError> {
+fn settle_token(
+    config: &Config,
+    configured: &str,
+    file: &str,
+    what: &str,
+) -> Result<String, AppError> {
     if !configured.is_empty() {
         return Ok(configured.to_string());
     }

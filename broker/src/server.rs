@@ -88,11 +88,7 @@ pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
             .address()
             .map(|a| b(a, "sandbox"))
             .transpose()?,
-        hooks: config
-            .hooks
-            .address()
-            .map(|a| b(a, "hook"))
-            .transpose()?,
+        hooks: config.hooks.address().map(|a| b(a, "hook")).transpose()?,
         provisioning_tls: bind_tls(&config.provisioning.tls)?,
         operational_tls: bind_tls(&config.operational.tls)?,
     };

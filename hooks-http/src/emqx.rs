@@ -37,15 +37,24 @@ fn acl(session: &Session) -> Vec<Rule> {
         .iter()
         .map(|t| Rule {
             permission: "allow",
-            action: if publish.contains(t) { "all" } else { "subscribe" },
+            action: if publish.contains(t) {
+                "all"
+            } else {
+                "subscribe"
+            },
             topic: t.clone(),
         })
         .collect();
-    rules.extend(publish.into_iter().filter(|t| !subscribe.contains(t)).map(|topic| Rule {
-        permission: "allow",
-        action: "publish",
-        topic,
-    }));
+    rules.extend(
+        publish
+            .into_iter()
+            .filter(|t| !subscribe.contains(t))
+            .map(|topic| Rule {
+                permission: "allow",
+                action: "publish",
+                topic,
+            }),
+    );
     rules.extend(["#", "$EDC/#", "$SYS/#"].map(|t| Rule {
         permission: "deny",
         action: "all",

@@ -29,7 +29,13 @@ pub(crate) async fn user(
     body: &Bytes,
 ) -> Result<HttpResponse, HookError> {
     let u: User = json(body)?;
-    let f = facts(&u.clientid, Some(&u.username), u.password.as_deref(), None, Protocol::V311);
+    let f = facts(
+        &u.clientid,
+        Some(&u.username),
+        u.password.as_deref(),
+        None,
+        Protocol::V311,
+    );
     let ok = door.login(&f).await.is_ok();
     Ok(answer(door, "authenticate", ok))
 }

@@ -58,13 +58,18 @@ impl HookDoor {
     /// counts a missing or wrong one toward a ban of its address.
     fn admit(&self, req: &HttpRequest) -> Result<(), HookError> {
         let now = self.app.clock.now();
-        let ip = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        let ip = req
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
         if self.callers.check_address(ip, now).0.is_some() {
             return Err(HookError::Banned);
         }
         let given = bearer(req).map(str::to_string).or_else(|| query_token(req));
         match given {
-            Some(t) if !self.token.is_empty() && constant_time_eq(t.as_bytes(), self.token.as_bytes()) => {
+            Some(t)
+                if !self.token.is_empty()
+                    && constant_time_eq(t.as_bytes(), self.token.as_bytes()) =>
+            {
                 Ok(())
             }
             _ => {
@@ -99,7 +104,13 @@ impl HookDoor {
 
     /// A device's connection began (`true`) or ended at a broker that reports it: the registry
     /// status follows. Unknown or refused identities change nothing.
-    async fn connection(&self, client_id: &str, username: &str, peer: Option<SocketAddr>, up: bool) {
+    async fn connection(
+        &self,
+        client_id: &str,
+        username: &str,
+        peer: Option<SocketAddr>,
+        up: bool,
+    ) {
         match self.app.hooks.identify(client_id, username) {
             Ok(session) if up => self.app.hooks.connected(&session.at(peer)).await,
             Ok(session) => self.app.hooks.disconnected(&session).await,
@@ -185,7 +196,8 @@ fn strip_share(filter: &str) -> &str {
 
 /// A JSON body as `T`, or 400 naming what is wrong.
 fn json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, HookError> {
-    serde_json::from_slice(body).map_err(|e| HookError::Malformed(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| HookError::Malformed(format!("invalid JSON body: {e}")))
 }
 
 /// A peer given as `ip`, `ip:port` or `[v6]:port`; unknown or unparseable: the unspecified
@@ -222,7 +234,9 @@ type Handler = for<'a> fn(
     &'a HookDoor,
     &'a HttpRequest,
     &'a Bytes,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HttpResponse, HookError>> + 'a>>;
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<HttpResponse, HookError>> + 'a>,
+>;
 
 /// Declares the route table once: `ROUTES` (method, path) and the registration.
 macro_rules! routes {
@@ -260,7 +274,12 @@ routes! {
 }
 
 /// The prologue of every route: the token, then the handler; errors become their answers.
-async fn serve(door: State<Arc<HookDoor>>, req: HttpRequest, body: Bytes, handler: Handler) -> HttpResponse {
+async fn serve(
+    door: State<Arc<HookDoor>>,
+    req: HttpRequest,
+    body: Bytes,
+    handler: Handler,
+) -> HttpResponse {
     let answer = match door.admit(&req) {
         Ok(()) => handler(&door, &req, &body).await,
         Err(e) => Err(e),
@@ -298,7 +317,10 @@ mod tests {
     #[test]
     fn peers_in_every_spelling() {
         assert_eq!(peer(Some("10.0.0.7")), "10.0.0.7:0".parse().unwrap());
-        assert_eq!(peer(Some("10.0.0.7:5100")), "10.0.0.7:5100".parse().unwrap());
+        assert_eq!(
+            peer(Some("10.0.0.7:5100")),
+            "10.0.0.7:5100".parse().unwrap()
+        );
         assert_eq!(peer(Some("[::1]:80")), "[::1]:80".parse().unwrap());
         assert!(peer(Some("nonsense")).ip().is_unspecified());
         assert!(peer(None).ip().is_unspecified());

@@ -69,7 +69,13 @@ pub(crate) async fn user(
     let username = p.require("username")?;
     let accepted = match p.client_id() {
         Some(client_id) => {
-            let f = facts(client_id, Some(username), p.get("password"), p.get("ip"), Protocol::V311);
+            let f = facts(
+                client_id,
+                Some(username),
+                p.get("password"),
+                p.get("ip"),
+                Protocol::V311,
+            );
             door.login(&f).await.is_ok()
         }
         None => false,
@@ -84,7 +90,11 @@ pub(crate) async fn vhost(
     body: &Bytes,
 ) -> Result<HttpResponse, HookError> {
     let p = Params::of(req, body)?;
-    let allowed = door.app.hooks.may_connect_as(p.require("username")?).is_ok();
+    let allowed = door
+        .app
+        .hooks
+        .may_connect_as(p.require("username")?)
+        .is_ok();
     Ok(answer(door, "vhost", allowed))
 }
 
@@ -174,9 +184,15 @@ mod tests {
 
     #[test]
     fn subscription_queues() {
-        assert!(is_subscription_queue("mqtt-subscription-dev-1qos1", Some("dev-1")));
+        assert!(is_subscription_queue(
+            "mqtt-subscription-dev-1qos1",
+            Some("dev-1")
+        ));
         assert!(is_subscription_queue("mqtt-subscription-dev-1qos0", None));
-        assert!(!is_subscription_queue("mqtt-subscription-dev-1qos1", Some("dev-2")));
+        assert!(!is_subscription_queue(
+            "mqtt-subscription-dev-1qos1",
+            Some("dev-2")
+        ));
         assert!(!is_subscription_queue("mqtt-subscription-qos1", None));
         assert!(!is_subscription_queue("other-queue", None));
     }

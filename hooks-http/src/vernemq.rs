@@ -115,13 +115,21 @@ pub(crate) async fn hook(
                 Protocol::V311
             };
             let username = r.username.as_deref();
-            let f = facts(&r.client_id, username, r.password.as_deref(), r.peer_addr.as_deref(), protocol);
+            let f = facts(
+                &r.client_id,
+                username,
+                r.password.as_deref(),
+                r.peer_addr.as_deref(),
+                protocol,
+            );
             let accepted = door.login(&f).await.is_ok();
             door.count(BROKER, "authenticate", accepted);
             if accepted {
                 let username = username.unwrap_or_default();
-                door.registered.insert(&r.mountpoint, &r.client_id, username);
-                door.connection(&r.client_id, username, Some(f.peer), true).await;
+                door.registered
+                    .insert(&r.mountpoint, &r.client_id, username);
+                door.connection(&r.client_id, username, Some(f.peer), true)
+                    .await;
                 ok()
             } else {
                 not_allowed()
@@ -134,8 +142,11 @@ pub(crate) async fn hook(
                 .topics
                 .into_iter()
                 .map(|t| {
-                    let allowed =
-                        door.may(&s.client_id, username, Action::Subscribe(strip_share(&t.topic)));
+                    let allowed = door.may(
+                        &s.client_id,
+                        username,
+                        Action::Subscribe(strip_share(&t.topic)),
+                    );
                     door.count(BROKER, "subscribe", allowed);
                     Topic {
                         qos: if allowed { t.qos } else { REFUSED_QOS },
@@ -154,13 +165,19 @@ pub(crate) async fn hook(
         }
         "auth_on_publish" | "auth_on_publish_m5" => {
             let p: Publish = json(body)?;
+            // The payload matters only to a BIRTH's registry facts, never to the decision: a
+            // VerneMQ configured without `base64payload` sends it raw.
             let payload = base64::engine::general_purpose::STANDARD
                 .decode(p.payload.as_bytes())
-                .map_err(|e| HookError::Malformed(format!("payload is not base64: {e}")))?;
+                .unwrap_or_else(|_| p.payload.clone().into_bytes());
             let username = p.username.as_deref().unwrap_or("");
             let allowed = match door.app.hooks.identify(&p.client_id, username) {
                 Ok(session) => {
-                    let allowed = door.app.hooks.authorize(&session, Action::Publish(&p.topic)).is_allowed();
+                    let allowed = door
+                        .app
+                        .hooks
+                        .authorize(&session, Action::Publish(&p.topic))
+                        .is_allowed();
                     if allowed {
                         door.app.hooks.published(&session, &p.topic, &payload).await;
                     }

@@ -117,7 +117,13 @@ impl Broker {
                     self.operational,
                     self.sandbox,
                     self.hooks,
-                ) = (free_addr(), free_addr(), free_addr(), free_addr(), free_addr());
+                ) = (
+                    free_addr(),
+                    free_addr(),
+                    free_addr(),
+                    free_addr(),
+                    free_addr(),
+                );
             }
             let log = std::fs::OpenOptions::new()
                 .create(true)

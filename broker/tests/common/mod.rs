@@ -126,7 +126,10 @@ impl TestServer {
     }
     /// The HTTP hook listener's base URL (`http://127.0.0.1:PORT`).
     pub fn hooks_url(&self) -> String {
-        format!("http://{}", self.running().addrs.hooks.expect("hook listener on"))
+        format!(
+            "http://{}",
+            self.running().addrs.hooks.expect("hook listener on")
+        )
     }
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.running().addrs.admin)
