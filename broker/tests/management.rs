@@ -218,3 +218,72 @@ async fn a_connected_device_that_did_not_subscribe_is_not_ready() {
     );
     quiet.disconnect().await;
 }
+
+/// `fleetgate GROUP --api URL --token ADMIN --account acme REST...`: (exit code, stdout,
+/// stderr).
+fn cli(s: &TestServer, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write as _;
+    // The connection options go right after the command group: `exec` takes everything after
+    // its client ID as the device's command line.
+    let (group, rest) = args.split_first().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetgate"))
+        .arg(group)
+        .args([
+            "--api",
+            &s.admin_url(),
+            "--token",
+            ADMIN_TOKEN,
+            "--account",
+            "acme",
+        ])
+        .args(rest)
+        .env_remove("FLEETGATE_ADMIN_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_and_writes_configurations_and_runs_commands() {
+    let s = TestServer::start();
+    let password = enroll(&s, "acme", "dev-1");
+    let device = kura(&s, &password).await;
+    let (code, xml, err) = cli(&s, &["device", "config", "get", "dev-1"], None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(xml.trim_end(), INITIAL_SNAPSHOT);
+    let doc = INITIAL_SNAPSHOT.replace(
+        "<esf:value>true</esf:value>",
+        "<esf:value>false</esf:value>",
+    );
+    let (code, _, err) = cli(&s, &["device", "config", "put", "dev-1", "-"], Some(&doc));
+    assert_eq!(code, 0, "{err}");
+    assert!(device.state.lock().unwrap().puts[0].contains("<esf:value>false</esf:value>"));
+    let (code, stdout, err) = cli(
+        &s,
+        &["device", "exec", "dev-1", "--", "ls", "-l", "/tmp"],
+        None,
+    );
+    assert_eq!((code, stdout.as_str()), (0, "ls -l /tmp"), "{err}");
+    assert_eq!(
+        device.state.lock().unwrap().commands.last().unwrap(),
+        &["ls", "-l", "/tmp"]
+    );
+    let (code, _, err) = cli(&s, &["device", "exec", "dev-1", "false"], None);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("boom") && err.contains("exited with 1"),
+        "{err}"
+    );
+    device.stop().await;
+}
