@@ -80,13 +80,14 @@ async fn connect(addr: SocketAddr, client_id: &str, user: &str, pw: &str) -> Res
     .await
 }
 
-/// Publishes `payload` from the device at `addr` and waits until `watcher` receives it.
+/// Connects the device at `addr`, publishes `payload` as its telemetry and waits until
+/// `watcher` receives it; the device's connection, still open.
 async fn telemetry_reaches(
     id: &ProvSuccess,
     addr: SocketAddr,
     watcher: &mut Device,
     payload: &str,
-) {
+) -> Device {
     let device = connect(addr, &id.client_id, &id.username, &id.password)
         .await
         .unwrap_or_else(|code| panic!("device CONNECT through {addr}: CONNACK {code}"));
@@ -98,7 +99,7 @@ async fn telemetry_reaches(
         Some((topic, payload.as_bytes().to_vec())),
         "telemetry published through {addr}"
     );
-    device.disconnect().await;
+    device
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -142,10 +143,17 @@ async fn a_provisioned_device_on_a_rabbitmq_cluster_behind_haproxy() {
     // The device's telemetry reaches node 2's subscriber whichever door it came through: node
     // 1 (the other node, through the cluster), node 2, and HAProxy twice (round robin: one
     // connection to each node), the address of its reply.
-    telemetry_reaches(&id, node1, &mut dash, "via node 1").await;
-    telemetry_reaches(&id, node2, &mut dash, "via node 2").await;
-    telemetry_reaches(&id, from_reply, &mut dash, "via haproxy 1").await;
-    telemetry_reaches(&id, proxy, &mut dash, "via haproxy 2").await;
+    for (addr, payload) in [
+        (node1, "via node 1"),
+        (node2, "via node 2"),
+        (from_reply, "via haproxy 1"),
+        (proxy, "via haproxy 2"),
+    ] {
+        telemetry_reaches(&id, addr, &mut dash, payload)
+            .await
+            .disconnect()
+            .await;
+    }
 
     // Confined: RabbitMQ closes the connection on a refused topic (no SUBACK 0x80 in its
     // MQTT plugin), for a publish to another device's topic and a subscription to the whole
@@ -157,9 +165,8 @@ async fn a_provisioned_device_on_a_rabbitmq_cluster_behind_haproxy() {
         ),
         (node2, Refused::Subscribe(format!("{ACCOUNT}/#"))),
     ] {
-        let mut device = connect(addr, &id.client_id, &id.username, &id.password)
-            .await
-            .expect("device CONNECT");
+        // A healthy connection until the refusal.
+        let mut device = telemetry_reaches(&id, addr, &mut dash, "before a refusal").await;
         match &refused {
             Refused::Publish(topic) => device.publish(topic, 1, b"x".to_vec()).await,
             Refused::Subscribe(filter) => device.subscribe(filter, 1).await,

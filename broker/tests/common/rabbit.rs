@@ -85,16 +85,18 @@ impl Process {
         Process { child, group }
     }
 
-    /// Waits until `addr` accepts connections; panics if the process exits or `limit` passes.
-    fn wait_listening(&mut self, what: &str, addr: SocketAddr, limit: Duration, log: &Path) {
+    /// Waits until `addr` accepts connections; panics with the tails of `logs` if the process
+    /// exits or `limit` passes.
+    fn wait_listening(&mut self, what: &str, addr: SocketAddr, limit: Duration, logs: &[PathBuf]) {
         let deadline = Instant::now() + limit;
         while !listening(addr) {
             let exited = self.child.try_wait().unwrap();
             if exited.is_some() || Instant::now() > deadline {
+                let logs: Vec<String> = logs.iter().map(|l| tail(l)).collect();
                 panic!(
                     "{what} does not listen on {addr} ({}):\n{}",
                     exited.map_or(format!("not within {limit:?}"), |s| format!("exited: {s}")),
-                    tail(log)
+                    logs.join("\n")
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -257,7 +259,7 @@ impl RabbitCluster {
             .arg(epmd_addr.port().to_string());
         let epmd_log = root.join("epmd.log");
         let mut epmd = Process::spawn(cmd, &epmd_log, false);
-        epmd.wait_listening("epmd", epmd_addr, HELPER_START, &epmd_log);
+        epmd.wait_listening("epmd", epmd_addr, HELPER_START, &[epmd_log]);
 
         let setup = Setup {
             sbin,
@@ -272,9 +274,8 @@ impl RabbitCluster {
         for n in 1..=2 {
             let join = nodes.first().map(|first| first.name.clone());
             let mut node = setup.start_node(n, join.as_deref());
-            let (what, addr) = (format!("{} (MQTT)", node.name), node.mqtt);
-            let log = node.logs().pop().unwrap();
-            node.process.wait_listening(&what, addr, NODE_START, &log);
+            let (what, addr, logs) = (format!("{} (MQTT)", node.name), node.mqtt, node.logs());
+            node.process.wait_listening(&what, addr, NODE_START, &logs);
             eprintln!("{} up after {:.1?}", node.name, started.elapsed());
             nodes.push(node);
         }
@@ -304,7 +305,7 @@ impl RabbitCluster {
         cmd.arg("-db").arg("-f").arg(&config_path);
         let proxy_log = root.join("haproxy.log");
         let mut proxy = Process::spawn(cmd, &proxy_log, false);
-        proxy.wait_listening("haproxy", proxy_addr, HELPER_START, &proxy_log);
+        proxy.wait_listening("haproxy", proxy_addr, HELPER_START, &[proxy_log]);
 
         RabbitCluster {
             proxy,
