@@ -199,6 +199,23 @@ async fn a_provisioned_device_on_a_rabbitmq_cluster_behind_haproxy() {
         "its reserved user under another client ID"
     );
 
+    // Those refusals were Fleetgate's: its RabbitMQ door counted them.
+    let app = s.app();
+    let metrics = app.metrics.render(&app.store, &app.config.data_dir);
+    let counted: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.contains("broker=\"rabbitmq\""))
+        .collect();
+    for hook in ["authenticate", "publish", "subscribe"] {
+        let series = format!(
+            "fleetgate_hook_decisions_total{{broker=\"rabbitmq\",hook=\"{hook}\",result=\"deny\"}}"
+        );
+        assert!(
+            counted.iter().any(|l| l.starts_with(&series)),
+            "{series} in {counted:#?}"
+        );
+    }
+
     // RabbitMQ reports no connections; the registry shows the last authentication instead.
     let (status, device) = get(&s, &format!("/api/v1/accounts/{ACCOUNT}/devices/{DEVICE}"));
     assert_eq!(status, 200, "{device}");
