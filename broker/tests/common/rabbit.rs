@@ -139,12 +139,14 @@ pub struct RabbitNode {
 }
 
 impl RabbitNode {
+    /// The node's own log.
+    fn log(&self) -> PathBuf {
+        self.dir.join("log").join(format!("{}.log", self.name))
+    }
+
     /// The logs worth reading when something failed: the script's output and the node's log.
     fn logs(&self) -> Vec<PathBuf> {
-        vec![
-            self.dir.join("out.log"),
-            self.dir.join("log").join(format!("{}.log", self.name)),
-        ]
+        vec![self.dir.join("out.log"), self.log()]
     }
 }
 
@@ -324,6 +326,15 @@ impl RabbitCluster {
     /// The MQTT listener of node `i` (0 or 1).
     pub fn node(&self, i: usize) -> SocketAddr {
         self.nodes[i].mqtt
+    }
+
+    /// How many MQTT connections node `i` accepted so far, by its log (where each one shows
+    /// as it comes, whichever door it came through).
+    pub fn mqtt_connections(&self, i: usize) -> usize {
+        std::fs::read_to_string(self.nodes[i].log())
+            .unwrap_or_default()
+            .matches("accepting MQTT connection")
+            .count()
     }
 }
 
