@@ -129,11 +129,11 @@ fn tail(path: &Path) -> String {
 }
 
 /// One RabbitMQ node.
-pub struct RabbitNode {
+struct RabbitNode {
     /// `rabbitN@localhost`.
-    pub name: String,
+    name: String,
     /// Its MQTT listener.
-    pub mqtt: SocketAddr,
+    mqtt: SocketAddr,
     dir: PathBuf,
     process: Process,
 }
@@ -157,7 +157,7 @@ pub struct RabbitCluster {
     /// HAProxy's listener (TCP mode, round robin over both nodes).
     pub proxy_addr: SocketAddr,
     /// `rabbit1@localhost`, then `rabbit2@localhost` (joined to the first).
-    pub nodes: Vec<RabbitNode>,
+    nodes: Vec<RabbitNode>,
     epmd: Process,
     dir: tempfile::TempDir,
 }
