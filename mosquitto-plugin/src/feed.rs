@@ -1,0 +1,165 @@
+//! The follower thread: asks Fleetgate's feed for what follows the replica's position, applies
+//! each page to the shared replica, and keeps the last good replica while Fleetgate is away.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use fleetgate_replica::SharedReplica;
+use fleetgate_replica::wire::{FEED_PATH, Position};
+
+use crate::Error;
+use crate::plugin::log;
+
+/// How long Fleetgate holds a feed request when nothing changed. A change answers at once
+/// whatever the wait; the wait only bounds how long Mosquitto's shutdown waits for the thread.
+const POLL_WAIT_SECS: u64 = 2;
+
+/// The first retry after a failure; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest pause between attempts while Fleetgate is away: short, so a device provisioned
+/// meanwhile connects soon after Fleetgate is back.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A snapshot of 100,000 users is a few tens of MB of JSON.
+const MAX_PAGE: u64 = 1 << 30;
+
+/// Where and how to reach Fleetgate's hook listener.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+}
+
+impl Endpoint {
+    pub(crate) fn new(base: &str, token: &str) -> Endpoint {
+        Endpoint {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(Duration::from_secs(2)))
+                .timeout_global(Some(Duration::from_secs(POLL_WAIT_SECS + 30)))
+                .build()
+                .new_agent(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// One feed page, raw.
+    fn page(&self, position: Option<Position>) -> Result<Vec<u8>, Error> {
+        let url = match position {
+            Some(p) => format!(
+                "{}{FEED_PATH}?epoch={}&seq={}&wait={POLL_WAIT_SECS}",
+                self.base, p.epoch, p.seq
+            ),
+            None => format!("{}{FEED_PATH}", self.base),
+        };
+        let mut res = self
+            .agent
+            .get(&url)
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call()?;
+        if res.status() != 200 {
+            return Err(Error::Status(res.status().as_u16()));
+        }
+        Ok(res.body_mut().with_config().limit(MAX_PAGE).read_to_vec()?)
+    }
+
+    /// Posts a JSON body to `path`; any 2xx is success.
+    pub(crate) fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<(), Error> {
+        let res = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body)?;
+        if !res.status().is_success() {
+            return Err(Error::Status(res.status().as_u16()));
+        }
+        Ok(())
+    }
+}
+
+/// The running follower; dropping the stop sender ends it.
+pub(crate) struct Follower {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Follower {
+    /// Starts following; waits up to `first` for the first snapshot so that Mosquitto does not
+    /// start refusing everybody (it starts anyway, and decides once the snapshot arrives).
+    pub(crate) fn start(
+        endpoint: Endpoint,
+        replica: Arc<SharedReplica>,
+        first: Duration,
+    ) -> Result<Follower, Error> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let (ready, first_page) = crossbeam_channel::bounded::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("fleetgate-feed".into())
+            .spawn(move || follow(&endpoint, &replica, &stopped, &ready))?;
+        if first_page.recv_timeout(first).is_err() {
+            log(
+                "no replica yet: Fleetgate's feed did not answer; clients are refused until it does",
+            );
+        }
+        Ok(Follower {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread and waits for it (at most one poll wait).
+    pub(crate) fn stop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn follow(
+    endpoint: &Endpoint,
+    replica: &SharedReplica,
+    stopped: &Receiver<()>,
+    ready: &Sender<()>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut away = false;
+    loop {
+        let result = endpoint
+            .page(replica.position())
+            .and_then(|page| Ok(replica.apply_json(&page)?));
+        match result {
+            Ok(()) => {
+                if away {
+                    log("Fleetgate is reachable again: the replica caught up");
+                    away = false;
+                }
+                let _ = ready.try_send(());
+                backoff = FIRST_BACKOFF;
+                if stopped.try_recv() != Err(crossbeam_channel::TryRecvError::Empty) {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                if !away {
+                    // Once per outage: the broker keeps deciding from what it has.
+                    log(&format!(
+                        "Fleetgate's feed failed ({e}): deciding from the last replica ({} users) until it is back",
+                        replica.read().users()
+                    ));
+                    away = true;
+                }
+            }
+        }
+        match stopped.recv_timeout(backoff) {
+            Err(RecvTimeoutError::Timeout) => backoff = (backoff * 2).min(MAX_BACKOFF),
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

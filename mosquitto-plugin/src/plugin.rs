@@ -1,0 +1,218 @@
+//! The decisions at Mosquitto's door, in safe Rust: what the C callbacks ask, answered from the
+//! replica with Fleetgate's decision code.
+//!
+//! - BASIC_AUTH: `operational::authenticate`. A device user (keyed fast hash) is decided
+//!   inline in microseconds. An account user with a chosen password needs argon2: it is
+//!   verified inline too (CPU, never the network), once, and the success is remembered in
+//!   `fleetgate_auth_hook::cache::VerifyCache` (a keyed hash of username and password under a
+//!   per-process random key, bound to the stored hash) so reconnects cost microseconds.
+//! - ACL_CHECK: `operational::identify` on every check (so a user disabled through the API is
+//!   refused at its next check once the replica has the change), then `fleetgate_acl`.
+//! - DISCONNECT: reported for the devices this plugin admitted.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleetgate_acl::{may_publish, may_subscribe};
+use fleetgate_auth_hook::cache::VerifyCache;
+use fleetgate_auth_hook::credentials::argon2_verify;
+use fleetgate_auth_hook::operational::{self, Admitted, Step};
+use fleetgate_auth_hook::{ConnectFacts, Protocol, Refusal};
+use fleetgate_replica::SharedReplica;
+use parking_lot::Mutex;
+
+use crate::Error;
+use crate::events::{Kind, Reporter};
+use crate::feed::{Endpoint, Follower};
+
+/// Mosquitto's access kinds (`MOSQ_ACL_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A message is about to be delivered to the client.
+    Read,
+    /// The client publishes.
+    Write,
+    /// The client subscribes.
+    Subscribe,
+    /// The client unsubscribes.
+    Unsubscribe,
+}
+
+/// Logs to stderr, which Mosquitto keeps when it drops to its own user (its log functions are
+/// not meant for our threads).
+pub(crate) fn log(message: &str) {
+    eprintln!("fleetgate-mosquitto: {message}");
+}
+
+/// A device session this plugin admitted, to report when it ends.
+struct Admission {
+    client_id: String,
+    username: String,
+    peer: String,
+}
+
+/// The plugin's state, shared by Mosquitto's thread (the callbacks) and ours.
+pub(crate) struct Plugin {
+    replica: Arc<SharedReplica>,
+    cache: VerifyCache,
+    /// Keyed by Mosquitto's client pointer, only touched on Mosquitto's thread (the lock is
+    /// never contended).
+    admitted: Mutex<HashMap<usize, Admission>>,
+    reporter: Option<Reporter>,
+    follower: Option<Follower>,
+}
+
+impl Plugin {
+    /// A plugin following Fleetgate's hook listener at `url` with `token`.
+    pub(crate) fn start(url: &str, token: &str) -> Result<Plugin, Error> {
+        let endpoint = Endpoint::new(url, token);
+        let replica = Arc::new(SharedReplica::default());
+        let reporter = Reporter::start(endpoint.clone())?;
+        let follower = Follower::start(endpoint, replica.clone(), Duration::from_secs(5))?;
+        let position = replica.position();
+        log(&format!(
+            "following {url} (replica of {} users{})",
+            replica.read().users(),
+            if position.is_some() { "" } else { ", none yet" }
+        ));
+        Ok(Plugin {
+            reporter: Some(reporter),
+            follower: Some(follower),
+            ..Plugin::offline(replica)
+        })
+    }
+
+    /// A plugin deciding from `replica` with no threads (tests).
+    fn offline(replica: Arc<SharedReplica>) -> Plugin {
+        Plugin {
+            replica,
+            cache: VerifyCache::default(),
+            admitted: Mutex::new(HashMap::new()),
+            reporter: None,
+            follower: None,
+        }
+    }
+
+    /// Stops the threads.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut f) = self.follower.take() {
+            f.stop();
+        }
+        if let Some(mut r) = self.reporter.take() {
+            r.stop();
+        }
+    }
+
+    /// BASIC_AUTH: may this client connect? `client` identifies the connection until its
+    /// DISCONNECT; `address` is the peer's IP; `protocol` Mosquitto's number (3, 4 or 5).
+    pub(crate) fn basic_auth(
+        &self,
+        client: usize,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+        address: Option<&str>,
+        protocol: i32,
+    ) -> Result<(), Refusal> {
+        let peer_ip = address
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let facts = ConnectFacts {
+            client_id: client_id.to_string(),
+            username: username.map(str::to_string),
+            password: password.map(<[u8]>::to_vec),
+            peer: SocketAddr::new(peer_ip, 0),
+            protocol: if protocol == 5 {
+                Protocol::V5
+            } else {
+                Protocol::V311
+            },
+        };
+        // The read guard is released before argon2 runs: the follower may apply meanwhile.
+        let step = operational::authenticate(&*self.replica.read(), &facts)?;
+        let admitted = match step {
+            Step::Admitted(a) => a,
+            Step::VerifyPassword(pending) => {
+                let password = facts.password.as_deref().unwrap_or_default();
+                let hash = pending.password_hash().to_string();
+                if !self.cache.hit(pending.username(), password, &hash) {
+                    if !argon2_verify(password, &hash) {
+                        return Err(Refusal::BadCredentials);
+                    }
+                    self.cache.insert(pending.username(), password, &hash);
+                }
+                pending.admit(&*self.replica.read())?
+            }
+        };
+        // The registry follows devices only (as on Fleetgate's own endpoint).
+        if let Admitted::Device(d) = admitted {
+            let admission = Admission {
+                peer: facts.peer.to_string(),
+                client_id: d.client_id,
+                username: d.username,
+            };
+            self.report(Kind::Connected, &admission);
+            self.admitted.lock().insert(client, admission);
+        }
+        Ok(())
+    }
+
+    /// ACL_CHECK: may this client do `access` on `topic`? The client is identified again on
+    /// the current replica at each check.
+    pub(crate) fn acl_check(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        access: Access,
+        topic: &str,
+    ) -> bool {
+        if access == Access::Unsubscribe {
+            // Leaving a subscription takes nothing.
+            return true;
+        }
+        let Some(username) = username else {
+            return false;
+        };
+        let Ok(admitted) = operational::identify(&*self.replica.read(), client_id, username) else {
+            return false;
+        };
+        let session = admitted.acl_session();
+        let decision = match access {
+            Access::Write => may_publish(&session, topic),
+            Access::Subscribe => may_subscribe(&session, strip_share(topic)),
+            // Delivery: what the session may subscribe to, with the topic as its own filter
+            // (the subscription that matched was allowed by the same rule, and a user whose
+            // rights shrank stops receiving).
+            Access::Read => may_subscribe(&session, topic),
+            Access::Unsubscribe => return true,
+        };
+        decision.is_allowed()
+    }
+
+    /// DISCONNECT: reports the end of a device session this plugin admitted.
+    pub(crate) fn disconnected(&self, client: usize) {
+        let admission = self.admitted.lock().remove(&client);
+        if let Some(a) = admission {
+            self.report(Kind::Disconnected, &a);
+        }
+    }
+
+    fn report(&self, kind: Kind, a: &Admission) {
+        if let Some(r) = &self.reporter {
+            r.report(kind, &a.client_id, &a.username, &a.peer);
+        }
+    }
+}
+
+/// The plain filter of a shared subscription (`$share/GROUP/FILTER`), which the ACL decides.
+fn strip_share(filter: &str) -> &str {
+    filter
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(filter, |(_, plain)| plain)
+}
+
+#[cfg(test)]
+mod tests;
