@@ -188,6 +188,7 @@ pub fn device(d: &Device, c: Option<&DeviceConnection>, account: &Account) -> wi
         provisioned_on: d.provisioned_on,
         provision_request_id: d.provision_request_id.clone(),
         last_connected_on: c.and_then(|c| c.last_connected_on),
+        last_authenticated_on: c.and_then(|c| c.last_authenticated_on),
         peer: c.and_then(|c| c.peer.clone()),
         protocol: c.and_then(|c| c.protocol.clone()),
         birth: d.birth.as_ref().map(birth),

@@ -776,6 +776,7 @@ fn write_identity(
             .map_or(ConnectionStatus::NeverConnected, |c| c.status),
         last_connected_on: connection.as_ref().and_then(|c| c.last_connected_on),
         peer: connection.as_ref().and_then(|c| c.peer.clone()),
+        last_authenticated_on: connection.as_ref().and_then(|c| c.last_authenticated_on),
         protocol: connection.and_then(|c| c.protocol),
     };
     log.push(line(
@@ -1033,5 +1034,6 @@ fn unprovisioned_connection(account: &str, client_id: &str) -> DeviceConnection 
         last_connected_on: None,
         peer: None,
         protocol: None,
+        last_authenticated_on: None,
     }
 }

@@ -476,6 +476,10 @@ pub struct DeviceConnection {
     /// MQTT version (`3.1.1`, `5.0`) of the last operational session.
     #[serde(default)]
     pub protocol: Option<String>,
+    /// Last successful authentication by another broker's hook (HOOKS.md 2): the status that
+    /// brokers without a disconnect callback (RabbitMQ) can give.
+    #[serde(default, serialize_with = "ts::ser_opt")]
+    pub last_authenticated_on: Option<Timestamp>,
 }
 
 /// The device registry entry: created by provisioning, or beforehand with the API (API.md

@@ -410,6 +410,9 @@ pub struct Device {
     pub provision_request_id: Option<String>,
     /// Last successful operational CONNECT, or null.
     pub last_connected_on: Option<DateTime<Utc>>,
+    /// Last successful authentication through another broker's hook (HOOKS.md 2), or null:
+    /// the status of devices on brokers that report no disconnects (RabbitMQ).
+    pub last_authenticated_on: Option<DateTime<Utc>>,
     /// Peer `ip:port` of the last operational session, or null.
     pub peer: Option<String>,
     /// MQTT version of the last operational session (`3.1.1`, `5.0`), or null.
