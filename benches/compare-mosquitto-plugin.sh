@@ -4,11 +4,13 @@
 #
 #   benches/compare-mosquitto-plugin.sh [--clients N] [--concurrency C] [--rounds R]
 #                                       [--protocol 5|3.1.1] [--profile release|debug]
-#                                       [--no-build]
+#                                       [--plugin-profile release|debug] [--no-build]
 #
 # What it does:
-#  1. cargo build (--release unless --profile debug) -p fleetgate -p fleetgate-loadtest
-#     -p fleetgate-mosquitto (unless --no-build);
+#  1. cargo build (--release unless --profile debug) -p fleetgate -p fleetgate-loadtest, and the
+#     plugin (-p fleetgate-mosquitto) with --plugin-profile (default: --profile), unless
+#     --no-build. Fleetgate is not on the measured path (it serves the feed and the events);
+#     the loadtest is the same for both brokers;
 #  2. starts Fleetgate (free loopback ports, temp data dir, hook listener on) and provisions one
 #     LOOSE device `cmp-device@cmp` (benches/lib/common.sh), whose identity every cycle client
 #     ID of account `cmp` may use;
@@ -29,6 +31,7 @@ CONCURRENCY=100
 ROUNDS=3
 PROTOCOL=5
 PROFILE=release
+PLUGIN_PROFILE=""
 BUILD=1
 
 usage() {
@@ -42,16 +45,20 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS="$2"; shift 2 ;;
     --protocol) PROTOCOL="$2"; shift 2 ;;
     --profile) PROFILE="$2"; shift 2 ;;
+    --plugin-profile) PLUGIN_PROFILE="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "error: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
 done
-case "$PROFILE" in
-release) PROFILE_FLAG=(--release) ;;
-debug) PROFILE_FLAG=() ;;
-*) echo "error: --profile must be release or debug" >&2; exit 2 ;;
-esac
+PLUGIN_PROFILE="${PLUGIN_PROFILE:-$PROFILE}"
+for p in "$PROFILE" "$PLUGIN_PROFILE"; do
+    [[ "$p" == release || "$p" == debug ]] || { echo "error: profiles are release or debug" >&2; exit 2; }
+done
+PROFILE_FLAG=()
+[[ "$PROFILE" == debug ]] || PROFILE_FLAG=(--release)
+PLUGIN_PROFILE_FLAG=()
+[[ "$PLUGIN_PROFILE" == debug ]] || PLUGIN_PROFILE_FLAG=(--release)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/fleetgate-mosquitto-plugin.XXXXXX")"
@@ -81,14 +88,14 @@ trap 'exit 143' TERM
 cd "$ROOT"
 if [[ $BUILD -eq 1 ]]; then
     echo "== building ($PROFILE; log: $WORK/build.log)"
-    cargo build "${PROFILE_FLAG[@]}" -p fleetgate -p fleetgate-loadtest -p fleetgate-mosquitto \
-        >"$WORK/build.log" 2>&1 ||
+    { cargo build "${PROFILE_FLAG[@]}" -p fleetgate -p fleetgate-loadtest &&
+        cargo build "${PLUGIN_PROFILE_FLAG[@]}" -p fleetgate-mosquitto; } >"$WORK/build.log" 2>&1 ||
         { tail -n 30 "$WORK/build.log" >&2; die "cargo build failed (log: $WORK/build.log)"; }
 fi
 BIN="$ROOT/target/$PROFILE"
 FLEETGATE="$BIN/fleetgate"
 LOADTEST="$BIN/fleetgate-loadtest"
-PLUGIN="$BIN/libfleetgate_mosquitto.so"
+PLUGIN="$ROOT/target/$PLUGIN_PROFILE/libfleetgate_mosquitto.so"
 for f in "$FLEETGATE" "$LOADTEST" "$PLUGIN"; do [[ -e "$f" ]] || die "missing $f (build first)"; done
 MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
 [[ -x "$MOSQUITTO" ]] && command -v mosquitto_rr >/dev/null || apt_install mosquitto mosquitto-clients
@@ -151,7 +158,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-python3 - "$WORK" "$ROUNDS" "$MOSQ_VERSION" "$PROFILE" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$MOSQ_VERSION" "$PROFILE, plugin $PLUGIN_PROFILE" <<'PY'
 import json, statistics, sys
 
 work, rounds, version, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
