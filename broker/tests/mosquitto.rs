@@ -258,7 +258,9 @@ fn mosquitto_decides_with_fleetgate_through_the_plugin() {
     d1.disconnect();
     connection_becomes(&fleetgate, "dev-1", "DISCONNECTED");
 
-    // Disabled through the API: refused at Mosquitto within a second.
+    // Disabled through the API: refused at Mosquitto within a second, and its open
+    // connection ends.
+    let mut d1 = mosquitto.connect_within(&login("dev-1", &dev1), Duration::from_secs(1));
     let (status, body) = fleetgate.request(
         "PATCH",
         &format!("/api/v1/accounts/acme/users/{}", dev1.0),
@@ -274,6 +276,10 @@ fn mosquitto_decides_with_fleetgate_through_the_plugin() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(disabled_at.elapsed() < Duration::from_secs(1));
+    assert!(
+        d1.closed(Duration::from_secs(3)),
+        "the disabled user's connection was kept"
+    );
 
     // Fleetgate away: known devices keep connecting, from the plugin's last replica.
     fleetgate.kill();

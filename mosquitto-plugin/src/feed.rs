@@ -8,6 +8,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use fleetgate_replica::SharedReplica;
 use fleetgate_replica::wire::{FEED_PATH, Position};
+use parking_lot::Mutex;
 
 use crate::Error;
 use crate::plugin::log;
@@ -91,16 +92,19 @@ pub(crate) struct Follower {
 impl Follower {
     /// Starts following; waits up to `first` for the first snapshot so that Mosquitto does not
     /// start refusing everybody (it starts anyway, and decides once the snapshot arrives).
+    /// Usernames whose sessions a page revoked are added to `revoked`, for Mosquitto's thread
+    /// to end their connections.
     pub(crate) fn start(
         endpoint: Endpoint,
         replica: Arc<SharedReplica>,
+        revoked: Arc<Mutex<Vec<String>>>,
         first: Duration,
     ) -> Result<Follower, Error> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let (ready, first_page) = crossbeam_channel::bounded::<()>(1);
         let thread = std::thread::Builder::new()
             .name("fleetgate-feed".into())
-            .spawn(move || follow(&endpoint, &replica, &stopped, &ready))?;
+            .spawn(move || follow(&endpoint, &replica, &revoked, &stopped, &ready))?;
         if first_page.recv_timeout(first).is_err() {
             log(
                 "no replica yet: Fleetgate's feed did not answer; clients are refused until it does",
@@ -124,6 +128,7 @@ impl Follower {
 fn follow(
     endpoint: &Endpoint,
     replica: &SharedReplica,
+    revoked: &Mutex<Vec<String>>,
     stopped: &Receiver<()>,
     ready: &Sender<()>,
 ) {
@@ -134,7 +139,10 @@ fn follow(
             .page(replica.position())
             .and_then(|page| Ok(replica.apply_json(&page)?));
         match result {
-            Ok(()) => {
+            Ok(ended) => {
+                if !ended.is_empty() {
+                    revoked.lock().extend(ended);
+                }
                 if away {
                     log("Fleetgate is reachable again: the replica caught up");
                     away = false;

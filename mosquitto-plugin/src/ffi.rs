@@ -5,7 +5,7 @@
 //! it receives is copied into Rust values before [`Plugin`] decides.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, c_char, c_int, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::plugin::{Access, Plugin, log};
@@ -17,6 +17,7 @@ const MOSQ_ERR_UNKNOWN: c_int = 13;
 
 const MOSQ_EVT_ACL_CHECK: c_int = 2;
 const MOSQ_EVT_BASIC_AUTH: c_int = 3;
+const MOSQ_EVT_TICK: c_int = 9;
 const MOSQ_EVT_DISCONNECT: c_int = 10;
 
 const MOSQ_ACL_READ: c_int = 0x01;
@@ -100,6 +101,7 @@ unsafe extern "C" {
     fn mosquitto_client_username(client: *const Mosquitto) -> *const c_char;
     fn mosquitto_client_address(client: *const Mosquitto) -> *const c_char;
     fn mosquitto_client_protocol_version(client: *const Mosquitto) -> c_int;
+    fn mosquitto_kick_client_by_username(username: *const c_char, with_will: bool) -> c_int;
 }
 
 /// What `mosquitto_plugin_init` hands back as userdata.
@@ -108,10 +110,11 @@ struct State {
     plugin: Plugin,
 }
 
-const EVENTS: [(c_int, Callback); 3] = [
+const EVENTS: [(c_int, Callback); 4] = [
     (MOSQ_EVT_BASIC_AUTH, on_basic_auth),
     (MOSQ_EVT_ACL_CHECK, on_acl_check),
     (MOSQ_EVT_DISCONNECT, on_disconnect),
+    (MOSQ_EVT_TICK, on_tick),
 ];
 
 /// A C string borrowed for the duration of a callback; `None` for NULL or non-UTF-8.
@@ -340,6 +343,22 @@ unsafe extern "C" fn on_disconnect(
         // SAFETY: Mosquitto passes a disconnect event and our userdata.
         let (ev, plugin) = unsafe { (&*data.cast::<EvtDisconnect>(), plugin(userdata)) };
         plugin.disconnected(ev.client as usize);
+        MOSQ_ERR_SUCCESS
+    })
+}
+
+unsafe extern "C" fn on_tick(_event: c_int, _data: *mut c_void, userdata: *mut c_void) -> c_int {
+    guarded(MOSQ_ERR_SUCCESS, || {
+        // SAFETY: our userdata.
+        let plugin = unsafe { plugin(userdata) };
+        for username in plugin.take_revoked() {
+            let Ok(username) = CString::new(username) else {
+                continue;
+            };
+            // SAFETY: on Mosquitto's thread (a callback), with a valid C string; kicking a
+            // user with no connection does nothing.
+            unsafe { mosquitto_kick_client_by_username(username.as_ptr(), false) };
+        }
         MOSQ_ERR_SUCCESS
     })
 }

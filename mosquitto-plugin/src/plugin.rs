@@ -9,6 +9,8 @@
 //! - ACL_CHECK: `operational::identify` on every check (so a user disabled through the API is
 //!   refused at its next check once the replica has the change), then `fleetgate_acl`.
 //! - DISCONNECT: reported for the devices this plugin admitted.
+//! - TICK: the connections of users the replica revoked (disabled, deleted, without
+//!   `broker:connect`) are ended, as Fleetgate's own endpoint ends them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -60,6 +62,9 @@ pub(crate) struct Plugin {
     /// Keyed by Mosquitto's client pointer, only touched on Mosquitto's thread (the lock is
     /// never contended).
     admitted: Mutex<HashMap<usize, Admission>>,
+    /// Users whose open sessions must end, filled by the follower, drained on Mosquitto's
+    /// thread.
+    revoked: Arc<Mutex<Vec<String>>>,
     reporter: Option<Reporter>,
     follower: Option<Follower>,
 }
@@ -69,8 +74,14 @@ impl Plugin {
     pub(crate) fn start(url: &str, token: &str) -> Result<Plugin, Error> {
         let endpoint = Endpoint::new(url, token);
         let replica = Arc::new(SharedReplica::default());
+        let revoked = Arc::new(Mutex::new(Vec::new()));
         let reporter = Reporter::start(endpoint.clone())?;
-        let follower = Follower::start(endpoint, replica.clone(), Duration::from_secs(5))?;
+        let follower = Follower::start(
+            endpoint,
+            replica.clone(),
+            revoked.clone(),
+            Duration::from_secs(5),
+        )?;
         let position = replica.position();
         log(&format!(
             "following {url} (replica of {} users{})",
@@ -80,6 +91,7 @@ impl Plugin {
         Ok(Plugin {
             reporter: Some(reporter),
             follower: Some(follower),
+            revoked,
             ..Plugin::offline(replica)
         })
     }
@@ -90,6 +102,7 @@ impl Plugin {
             replica,
             cache: VerifyCache::default(),
             admitted: Mutex::new(HashMap::new()),
+            revoked: Arc::default(),
             reporter: None,
             follower: None,
         }
@@ -197,6 +210,11 @@ impl Plugin {
         if let Some(a) = admission {
             self.report(Kind::Disconnected, &a);
         }
+    }
+
+    /// The users whose open sessions must end since the last call (TICK).
+    pub(crate) fn take_revoked(&self) -> Vec<String> {
+        std::mem::take(&mut *self.revoked.lock())
     }
 
     fn report(&self, kind: Kind, a: &Admission) {

@@ -20,7 +20,9 @@ pub mod wire;
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 
-use fleetgate_auth_hook::operational::{AccountUser, CouplingRule, DeviceDirectory, DeviceUser};
+use fleetgate_auth_hook::operational::{
+    AccountUser, CouplingRule, DeviceDirectory, DeviceUser, may_connect_as,
+};
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use wire::{
@@ -80,9 +82,28 @@ impl Replica {
         self.device_users.len() + self.account_users.len()
     }
 
-    /// Applies the changes after this replica's position; a page of another epoch, or one
-    /// that goes back, is refused and changes nothing.
-    pub fn apply_changes(&mut self, changes: Changes) -> Result<(), ReplicaError> {
+    /// Every username it holds (device and account users).
+    pub fn usernames(&self) -> Vec<String> {
+        self.device_users
+            .keys()
+            .chain(self.account_users.keys())
+            .cloned()
+            .collect()
+    }
+
+    /// Those of `usernames` that may not connect any more on this replica (deleted, disabled,
+    /// or without `broker:connect`): their open sessions must end.
+    pub fn revoked(&self, usernames: impl IntoIterator<Item = String>) -> Vec<String> {
+        usernames
+            .into_iter()
+            .filter(|u| may_connect_as(self, u).is_err())
+            .collect()
+    }
+
+    /// Applies the changes after this replica's position and returns the users it revoked
+    /// (see [`Replica::revoked`]); a page of another epoch, or one that goes back, is refused
+    /// and changes nothing.
+    pub fn apply_changes(&mut self, changes: Changes) -> Result<Vec<String>, ReplicaError> {
         let continues = self
             .position
             .is_some_and(|p| p.epoch == changes.position.epoch && p.seq <= changes.position.seq);
@@ -92,14 +113,23 @@ impl Replica {
                 got: changes.position,
             });
         }
+        let mut touched = Vec::new();
         for key in changes.deletes {
+            if let RecordKey::DeviceUser { username } | RecordKey::AccountUser { username } = &key {
+                touched.push(username.clone());
+            }
             self.delete(key);
         }
         for record in changes.upserts {
+            if let Record::DeviceUser(DeviceUserRecord { username, .. })
+            | Record::AccountUser(AccountUserRecord { username, .. }) = &record
+            {
+                touched.push(username.clone());
+            }
             self.upsert(record);
         }
         self.position = Some(changes.position);
-        Ok(())
+        Ok(self.revoked(touched))
     }
 
     fn upsert(&mut self, record: Record) {
@@ -221,15 +251,18 @@ impl SharedReplica {
         self.inner.read().position()
     }
 
-    /// Applies one page. A snapshot is built aside and swapped in; changes are applied in
-    /// place (in memory only). On error the replica is unchanged.
-    pub fn apply(&self, page: Page) -> Result<(), ReplicaError> {
+    /// Applies one page and returns the users it revoked (whose open sessions must end). A
+    /// snapshot is built aside and swapped in; changes are applied in place (in memory only).
+    /// On error the replica is unchanged.
+    pub fn apply(&self, page: Page) -> Result<Vec<String>, ReplicaError> {
         match page {
             Page::Snapshot(s) => {
                 let fresh = Replica::from_snapshot(s);
+                let known = self.inner.read().usernames();
+                let revoked = fresh.revoked(known);
                 // The old replica is dropped after the lock is released.
                 let _old = std::mem::replace(&mut *self.inner.write(), fresh);
-                Ok(())
+                Ok(revoked)
             }
             Page::Changes(c) => self.inner.write().apply_changes(c),
         }
@@ -237,7 +270,7 @@ impl SharedReplica {
 
     /// Parses a page of the feed and applies it; a page cut off mid-way fails to parse and
     /// leaves the last good replica in place.
-    pub fn apply_json(&self, body: &[u8]) -> Result<(), ReplicaError> {
+    pub fn apply_json(&self, body: &[u8]) -> Result<Vec<String>, ReplicaError> {
         self.apply(serde_json::from_slice(body)?)
     }
 }

@@ -100,7 +100,7 @@ fn a_snapshot_then_changes_drive_the_same_decisions() {
     assert!(shared.read().registered_device("acme", "dev-1").unwrap());
 
     // Disabled, and a new device with its registry entry.
-    shared
+    let revoked = shared
         .apply(Page::Changes(Changes {
             position: pos(1, 9),
             upserts: vec![
@@ -112,6 +112,11 @@ fn a_snapshot_then_changes_drive_the_same_decisions() {
         }))
         .unwrap();
     assert_eq!(
+        revoked,
+        vec!["dev-1@acme".to_string()],
+        "disabled: its sessions end"
+    );
+    assert_eq!(
         operational::identify(&*shared.read(), "dev-1", "dev-1@acme"),
         Err(Refusal::NotAuthorized)
     );
@@ -119,7 +124,7 @@ fn a_snapshot_then_changes_drive_the_same_decisions() {
     assert_eq!(shared.read().users(), 2);
 
     // Deleted: unknown again.
-    shared
+    let revoked = shared
         .apply(Page::Changes(Changes {
             position: pos(1, 10),
             upserts: vec![],
@@ -135,6 +140,11 @@ fn a_snapshot_then_changes_drive_the_same_decisions() {
             ],
         }))
         .unwrap();
+    assert_eq!(
+        revoked,
+        vec!["dev-2@acme".to_string()],
+        "deleted: its sessions end"
+    );
     assert_eq!(
         operational::identify(&*shared.read(), "dev-2", "dev-2@acme"),
         Err(Refusal::BadCredentials)
@@ -179,7 +189,11 @@ fn changes_of_another_epoch_are_refused_and_a_snapshot_replaces_everything() {
         unreachable!()
     };
     s.records.retain(|r| !matches!(r, Record::DeviceUser(_)));
-    shared.apply(Page::Snapshot(s)).unwrap();
+    assert_eq!(
+        shared.apply(Page::Snapshot(s)).unwrap(),
+        vec!["dev-1@acme".to_string()],
+        "a user missing from a new snapshot is revoked"
+    );
     assert_eq!(shared.position(), Some(pos(2, 7)));
     assert_eq!(shared.read().users(), 0);
 }
