@@ -140,7 +140,7 @@ cycle() {
     local broker="$1" id="$2" name="$3" clients="$4" port
     [[ "$broker" == plain ]] && port=$PLAIN_PORT || port=$PLUGIN_PORT
     "$LOADTEST" cycle --clients "$clients" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL" \
-        --broker "mqtt://127.0.0.1:$port" --username "$DEV_USER" --password "$DEV_PASS" \
+        --broker "mqtt://127.0.0.1:$port" --username="$DEV_USER" --password="$DEV_PASS" \
         --topic "$ACCOUNT/{client_id}/cycle" --run-id "$id" --json "$WORK/$name.json" \
         >"$WORK/$name.out" 2>&1 ||
         { cat "$WORK/$name.out" >&2; die "cycle against $broker failed ($name)"; }
