@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fleetgate_acl::{may_publish, may_subscribe};
+use fleetgate_acl::{may_publish, may_subscribe, plain_filter};
 use fleetgate_auth_hook::cache::VerifyCache;
 use fleetgate_auth_hook::credentials::argon2_verify;
 use fleetgate_auth_hook::operational::{self, Admitted, Step};
@@ -194,7 +194,7 @@ impl Plugin {
         let session = admitted.acl_session();
         let decision = match access {
             Access::Write => may_publish(&session, topic),
-            Access::Subscribe => may_subscribe(&session, strip_share(topic)),
+            Access::Subscribe => may_subscribe(&session, plain_filter(topic)),
             // Delivery: what the session may subscribe to, with the topic as its own filter
             // (the subscription that matched was allowed by the same rule, and a user whose
             // rights shrank stops receiving).
@@ -222,14 +222,6 @@ impl Plugin {
             r.report(kind, &a.client_id, &a.username, &a.peer);
         }
     }
-}
-
-/// The plain filter of a shared subscription (`$share/GROUP/FILTER`), which the ACL decides.
-fn strip_share(filter: &str) -> &str {
-    filter
-        .strip_prefix("$share/")
-        .and_then(|rest| rest.split_once('/'))
-        .map_or(filter, |(_, plain)| plain)
 }
 
 #[cfg(test)]

@@ -122,10 +122,3 @@ fn acl_checks_follow_the_replica() {
         Err(Refusal::NotAuthorized)
     );
 }
-
-#[test]
-fn shared_subscriptions_are_decided_on_their_plain_filter() {
-    assert_eq!(strip_share("$share/g/acme/#"), "acme/#");
-    assert_eq!(strip_share("acme/#"), "acme/#");
-    assert_eq!(strip_share("$share/g"), "$share/g");
-}
