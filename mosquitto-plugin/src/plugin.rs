@@ -8,7 +8,9 @@
 //!   per-process random key, bound to the stored hash) so reconnects cost microseconds.
 //! - ACL_CHECK: `operational::identify` on every check (so a user disabled through the API is
 //!   refused at its next check once the replica has the change), then `fleetgate_acl`.
-//! - DISCONNECT: reported for the devices this plugin admitted.
+//! - DISCONNECT: reported for the devices this plugin admitted, when it was the client ID's
+//!   last connection (a session taken over by a new connection with the same client ID ends
+//!   after the new one began: that end must not mark the device disconnected).
 //! - TICK: the connections of users the replica revoked (disabled, deleted, without
 //!   `broker:connect`) are ended, as Fleetgate's own endpoint ends them.
 
@@ -55,13 +57,56 @@ struct Admission {
     peer: String,
 }
 
+/// The device connections this plugin admitted, by Mosquitto's client pointer, and how many
+/// are open per client ID.
+#[derive(Default)]
+struct Admissions {
+    by_client: HashMap<usize, Admission>,
+    open: HashMap<String, usize>,
+}
+
+impl Admissions {
+    fn insert(&mut self, client: usize, admission: Admission) {
+        *self.open.entry(admission.client_id.clone()).or_default() += 1;
+        if let Some(old) = self.by_client.insert(client, admission) {
+            // The same connection authenticated again: it is still one connection.
+            self.forget(&old.client_id);
+        }
+    }
+
+    /// The admission of `client`, when it was the last open connection of its client ID.
+    fn remove(&mut self, client: usize) -> Option<Admission> {
+        let admission = self.by_client.remove(&client)?;
+        self.forget(&admission.client_id).then_some(admission)
+    }
+
+    /// One connection of `client_id` less; `true` when none is left.
+    fn forget(&mut self, client_id: &str) -> bool {
+        let Some(n) = self.open.get_mut(client_id) else {
+            return true;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.open.remove(client_id);
+            true
+        } else {
+            false
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_client.len()
+    }
+}
+
 /// The plugin's state, shared by Mosquitto's thread (the callbacks) and ours.
 pub(crate) struct Plugin {
     replica: Arc<SharedReplica>,
     cache: VerifyCache,
     /// Keyed by Mosquitto's client pointer, only touched on Mosquitto's thread (the lock is
     /// never contended).
-    admitted: Mutex<HashMap<usize, Admission>>,
+    admitted: Mutex<Admissions>,
     /// Users whose open sessions must end, filled by the follower, drained on Mosquitto's
     /// thread.
     revoked: Arc<Mutex<Vec<String>>>,
@@ -101,7 +146,7 @@ impl Plugin {
         Plugin {
             replica,
             cache: VerifyCache::default(),
-            admitted: Mutex::new(HashMap::new()),
+            admitted: Mutex::new(Admissions::default()),
             revoked: Arc::default(),
             reporter: None,
             follower: None,
@@ -204,10 +249,11 @@ impl Plugin {
         decision.is_allowed()
     }
 
-    /// DISCONNECT: reports the end of a device session this plugin admitted.
+    /// DISCONNECT: reports the end of a device session this plugin admitted, unless another
+    /// connection of the same client ID is still open.
     pub(crate) fn disconnected(&self, client: usize) {
-        let admission = self.admitted.lock().remove(&client);
-        if let Some(a) = admission {
+        let last = self.admitted.lock().remove(client);
+        if let Some(a) = last {
             self.report(Kind::Disconnected, &a);
         }
     }

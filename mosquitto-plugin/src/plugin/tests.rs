@@ -84,7 +84,35 @@ fn basic_auth_decides_devices_and_account_users() {
     // Only the device's session is remembered, for its disconnect.
     assert_eq!(p.admitted.lock().len(), 1);
     p.disconnected(1);
-    assert!(p.admitted.lock().is_empty());
+    assert_eq!(p.admitted.lock().len(), 0);
+}
+
+#[test]
+fn a_taken_over_session_does_not_end_the_device_connection() {
+    let (p, _) = plugin();
+    let connect = |client| {
+        p.basic_auth(
+            client,
+            "dev-1",
+            Some("dev-1@acme"),
+            Some(PW.as_bytes()),
+            None,
+            5,
+        )
+    };
+    connect(1).unwrap();
+    // The same client ID connects again: the old connection ends after the new one began.
+    connect(2).unwrap();
+    assert!(
+        p.admitted.lock().remove(1).is_none(),
+        "dev-1 is still connected"
+    );
+    assert!(p.admitted.lock().remove(2).is_some(), "now it is not");
+    // A connection that authenticates twice is one connection.
+    connect(3).unwrap();
+    connect(3).unwrap();
+    assert!(p.admitted.lock().remove(3).is_some());
+    assert_eq!(p.admitted.lock().len(), 0);
 }
 
 #[test]
