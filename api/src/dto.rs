@@ -222,6 +222,26 @@ pub struct AccountInput {
     pub default_coupling: Option<wire::Coupling>,
 }
 
+/// `POST /endpoints` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct EndpointInput {
+    /// 1 to 64 of `[a-z0-9-]`, unique; `fleetgate` is reserved.
+    #[schema(
+        example = "eu-cluster",
+        pattern = r"^[a-z0-9-]+$",
+        min_length = 1,
+        max_length = 64
+    )]
+    pub name: String,
+    /// The broker URL devices connect to (`mqtt`, `mqtts`, `tcp`, `ssl`, `ws`, `wss`).
+    #[schema(example = "mqtts://mqtt.eu.example:8883")]
+    pub url: String,
+    /// `mosquitto`, `rabbitmq`, `emqx`, `vernemq` or `other` (default).
+    #[schema(example = "rabbitmq")]
+    pub kind: Option<String>,
+}
+
 /// Create/update body of a provision request.
 #[derive(Debug, ToSchema)]
 #[schema(as = ProvisionRequestInput)]

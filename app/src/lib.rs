@@ -75,6 +75,9 @@ pub struct App {
     pub argon2: Argon2Params,
     /// Instance admin token.
     pub admin_token: String,
+    /// Where the operational endpoint listens, once bound (its URL when
+    /// `operational.public_url` is unset).
+    pub operational_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// The token hook requests must carry (HOOKS.md 2); empty when the listener is off.
     pub hooks_token: String,
     /// Set once every listener accepts connections (`/healthz`).
@@ -173,9 +176,28 @@ impl App {
             argon2,
             admin_token,
             hooks_token,
+            operational_addr: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             tasks: Tasks::default(),
         }))
+    }
+}
+
+impl App {
+    /// The operational endpoint's URL as devices reach it: `operational.public_url`, else
+    /// `mqtt://` and the bound (or configured) address. Listed as the known endpoint
+    /// `fleetgate`.
+    pub fn operational_url(&self) -> String {
+        let public = &self.config.operational.public_url;
+        if !public.is_empty() {
+            return public.clone();
+        }
+        let addr = self
+            .operational_addr
+            .get()
+            .copied()
+            .unwrap_or(self.config.operational.listen);
+        format!("mqtt://{addr}")
     }
 }
 

@@ -352,6 +352,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install the signal handlers")?;
     let (listeners, addrs) = bind(&app.config)?;
+    let _ = app.operational_addr.set(addrs.operational);
     let brokers = Brokers::open(&app)?;
     let (server, thread) = spawn_server(&app, listeners, &brokers)?;
     log_listeners(&addrs);
@@ -382,6 +383,7 @@ impl Running {
     /// Binds per `app.config` and starts the server on a new thread.
     pub fn start(app: Arc<App>) -> anyhow::Result<Running> {
         let (listeners, addrs) = bind(&app.config)?;
+        let _ = app.operational_addr.set(addrs.operational);
         let brokers = Brokers::open(&app)?;
         let (server, thread) = spawn_server(&app, listeners, &brokers)?;
         Ok(Running {

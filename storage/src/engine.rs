@@ -68,10 +68,12 @@ pub enum Table {
     AccountUsers,
     /// account, username -> ()
     AccountUsersByAccount,
+    /// name -> BrokerEndpoint
+    Endpoints,
 }
 
 impl Table {
-    const ALL: [Table; 18] = [
+    const ALL: [Table; 19] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -90,6 +92,7 @@ impl Table {
         Table::BrokerSessions,
         Table::AccountUsers,
         Table::AccountUsersByAccount,
+        Table::Endpoints,
     ];
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -112,6 +115,7 @@ impl Table {
             Table::BrokerSessions => "broker_sessions",
             Table::AccountUsers => "account_users",
             Table::AccountUsersByAccount => "account_users_by_account",
+            Table::Endpoints => "endpoints",
         })
     }
 }

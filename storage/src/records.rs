@@ -752,3 +752,19 @@ mod tests {
         }
     }
 }
+
+/// A known broker endpoint (API.md "Known broker endpoints"): a broker devices are provisioned
+/// to, offered in the console's drop-down and checked against a request's `brokerUrl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerEndpoint {
+    /// 1 to 64 of `[a-z0-9-]`, unique; `fleetgate` is Fleetgate's own.
+    pub name: String,
+    /// The URL devices connect to.
+    pub url: String,
+    /// What runs there: `mosquitto`, `rabbitmq`, `emqx`, `vernemq` or `other`.
+    pub kind: String,
+    /// When it was added.
+    #[serde(serialize_with = "ts::ser")]
+    pub created_on: Timestamp,
+}

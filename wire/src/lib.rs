@@ -780,3 +780,22 @@ mod tests {
         assert!(other.errors.is_empty());
     }
 }
+
+/// A known broker endpoint (API.md "Known broker endpoints").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Its name; `fleetgate` is the instance's own operational endpoint.
+    pub name: String,
+    /// The URL devices connect to.
+    pub url: String,
+    /// `fleetgate`, `mosquitto`, `rabbitmq`, `emqx`, `vernemq` or `other`.
+    pub kind: String,
+}
+
+/// `GET /endpoints`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointList {
+    /// `fleetgate` first, then the others by name.
+    pub items: Vec<Endpoint>,
+}
