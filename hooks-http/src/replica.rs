@@ -225,3 +225,125 @@ fn connection(c: fleetgate_storage::DeviceConnection) -> Record {
         reserved_user: c.reserved_user,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use chrono::Utc;
+    use fleetgate_replica::Replica;
+    use fleetgate_storage::engine::Table;
+    use fleetgate_storage::{AccountInput, DB_FILE, DeviceInput, StoreOptions, ops};
+
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            durable: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&dir.path().join(DB_FILE), &options, None).unwrap();
+        (dir, store)
+    }
+
+    fn parse(body: &[u8]) -> Page {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn pages_follow_the_journal_with_upserts_and_deletes() {
+        let (_dir, store) = store();
+        let epoch = store.journal().epoch();
+        let Page::Snapshot(empty) = parse(&page(&store, None).unwrap()) else {
+            panic!("no position: a snapshot");
+        };
+        assert_eq!(empty.position, Position { epoch, seq: 0 });
+        store
+            .write(ops::create_account(
+                AccountInput::named("acme").validate().unwrap(),
+                Utc::now(),
+            ))
+            .unwrap();
+        let device = DeviceInput {
+            client_id: Some("dev-1".into()),
+            display_name: None,
+        };
+        store
+            .write(ops::create_device(
+                "acme".into(),
+                device.validate().unwrap(),
+            ))
+            .unwrap();
+        let Page::Changes(created) = parse(&page(&store, Some(0)).unwrap()) else {
+            panic!("a position of this epoch: changes");
+        };
+        assert_eq!(created.position.seq, store.journal().head());
+        assert!(created.deletes.is_empty());
+        let key = DeviceKey {
+            account: "acme".into(),
+            client_id: "dev-1".into(),
+        };
+        assert!(created.upserts.contains(&Record::Device(key.clone())));
+        assert!(
+            created
+                .upserts
+                .iter()
+                .any(|r| matches!(r, Record::Account(a) if a.name == "acme"))
+        );
+
+        let seq = created.position.seq;
+        store
+            .write(ops::delete_device("acme".into(), "dev-1".into(), false))
+            .unwrap();
+        let Page::Changes(deleted) = parse(&page(&store, Some(seq)).unwrap()) else {
+            panic!("changes");
+        };
+        assert_eq!(deleted.deletes, vec![RecordKey::Device(key)]);
+        assert!(deleted.upserts.is_empty());
+
+        // Ahead of the journal (another process's position): a snapshot.
+        assert!(matches!(
+            parse(&page(&store, Some(seq + 100)).unwrap()),
+            Page::Snapshot(_)
+        ));
+    }
+
+    #[test]
+    fn a_snapshot_of_100_000_users_is_built_and_replicated() {
+        const USERS: usize = 100_000;
+        let (_dir, store) = store();
+        for chunk in 0..USERS / 10_000 {
+            store
+                .write(move |tx| {
+                    for i in chunk * 10_000..(chunk + 1) * 10_000 {
+                        let user = fleetgate_storage::DeviceUser {
+                            username: format!("dev-{i}@acme"),
+                            account: "acme".into(),
+                            password_hash: "hs256$c2FsdA$bWFj".into(),
+                            permissions: vec!["broker:connect".into()],
+                            reserved_for: Some(format!("dev-{i}")),
+                            enabled: true,
+                            created_on: Utc::now(),
+                            modified_on: Utc::now(),
+                        };
+                        tx.put(Table::DeviceUsers, user.username.as_bytes().to_vec(), &user);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let started = Instant::now();
+        let body = page(&store, None).unwrap();
+        let built = started.elapsed();
+        let replica = match parse(&body) {
+            Page::Snapshot(s) => Replica::from_snapshot(s),
+            Page::Changes(_) => panic!("a snapshot"),
+        };
+        assert_eq!(replica.users(), USERS);
+        eprintln!(
+            "snapshot of {USERS} users: {} MB of JSON built in {built:?}",
+            body.len() / 1_000_000
+        );
+    }
+}

@@ -446,6 +446,8 @@ impl Tx<'_, '_> {
                 // The decisions read only a registry entry's existence; its status and BIRTH
                 // facts change on every connect and must not flood the journal.
                 Some(ChangeKind::Device) if existed == exists => {}
+                // Deleting what was not there changes nothing.
+                Some(_) if !existed && !exists => {}
                 Some(kind) => self.tables.changed.push(ChangedKey::from_raw(kind, k)),
                 None => {}
             }
