@@ -157,10 +157,15 @@ fn follow(
             Err(e) => {
                 if !away {
                     // Once per outage: the broker keeps deciding from what it has.
-                    log(&format!(
-                        "Fleetgate's feed failed ({e}): deciding from the last replica ({} users) until it is back",
-                        replica.read().users()
-                    ));
+                    let had = replica.read();
+                    log(&if had.position().is_some() {
+                        format!(
+                            "Fleetgate's feed failed ({e}): deciding from the last replica ({} users) until it is back",
+                            had.users()
+                        )
+                    } else {
+                        format!("Fleetgate's feed failed ({e}): no replica yet, retrying")
+                    });
                     away = true;
                 }
             }
