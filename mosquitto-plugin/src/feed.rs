@@ -176,3 +176,105 @@ fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use fleetgate_replica::wire::{
+        AccountRecord, Changes, Coupling, DeviceUserRecord, Page, Record, Snapshot,
+    };
+
+    use super::*;
+
+    fn user(enabled: bool) -> Record {
+        Record::DeviceUser(DeviceUserRecord {
+            username: "dev-1@acme".into(),
+            account: "acme".into(),
+            password_hash: "hs256$c2FsdA$bWFj".into(),
+            permissions: vec!["broker:connect".into()],
+            reserved_for: None,
+            enabled,
+        })
+    }
+
+    /// A feed that answers a snapshot, then a changes page cut off mid-way (the connection
+    /// closes before the announced length), then nothing but such pages.
+    fn breaking_feed() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let position = Position { epoch: 7, seq: 1 };
+        let snapshot = serde_json::to_vec(&Page::Snapshot(Snapshot {
+            position,
+            records: vec![
+                Record::Account(AccountRecord {
+                    name: "acme".into(),
+                    default_coupling: Coupling::Loose,
+                }),
+                user(true),
+            ],
+        }))
+        .unwrap();
+        let disabled = serde_json::to_vec(&Page::Changes(Changes {
+            position: Position { epoch: 7, seq: 2 },
+            upserts: vec![user(false)],
+            deletes: vec![],
+        }))
+        .unwrap();
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                count.fetch_add(1, Ordering::Relaxed);
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|read| read > 2) {
+                    line.clear();
+                }
+                let (body, sent) = if n == 0 {
+                    (&snapshot, snapshot.len())
+                } else {
+                    (&disabled, disabled.len() / 2)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(&body[..sent]);
+            }
+        });
+        (format!("http://{addr}"), served)
+    }
+
+    #[test]
+    fn a_feed_that_breaks_mid_way_keeps_the_last_good_replica() {
+        let replica = Arc::new(SharedReplica::default());
+        let revoked = Arc::new(Mutex::new(Vec::new()));
+        let (url, served) = breaking_feed();
+        let mut follower = Follower::start(
+            Endpoint::new(&url, "token"),
+            replica.clone(),
+            revoked.clone(),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(replica.position(), Some(Position { epoch: 7, seq: 1 }));
+        // Several broken pages later: still the snapshot, the user still enabled.
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            served.load(Ordering::Relaxed) >= 3,
+            "the broken page was asked for again"
+        );
+        assert_eq!(replica.position(), Some(Position { epoch: 7, seq: 1 }));
+        assert!(
+            fleetgate_auth_hook::operational::identify(&*replica.read(), "dev-1", "dev-1@acme")
+                .is_ok()
+        );
+        assert!(revoked.lock().is_empty());
+        follower.stop();
+    }
+}
