@@ -1,7 +1,9 @@
 //! The decisions at Mosquitto's door, in safe Rust: what the C callbacks ask, answered from the
 //! replica with Fleetgate's decision code.
 //!
-//! - BASIC_AUTH: `operational::authenticate`. A device user (keyed fast hash) is decided
+//! - BASIC_AUTH: `operational::authenticate`, behind the failed-attempt limiter of Fleetgate's
+//!   operational endpoint (`auth.*` defaults: 5 failures per client ID or 100 per address in a
+//!   minute ban it for 5 minutes). A device user (keyed fast hash) is decided
 //!   inline in microseconds. An account user with a chosen password needs argon2: it is
 //!   verified inline too (CPU, never the network), once, and the success is remembered in
 //!   `fleetgate_auth_hook::cache::VerifyCache` (a keyed hash of username and password under a
@@ -22,8 +24,9 @@ use std::time::Duration;
 use fleetgate_acl::{may_publish, may_subscribe, plain_filter};
 use fleetgate_auth_hook::cache::VerifyCache;
 use fleetgate_auth_hook::credentials::argon2_verify;
+use fleetgate_auth_hook::limiter::{FailureLimiter, LimitConfig};
 use fleetgate_auth_hook::operational::{self, Admitted, Step};
-use fleetgate_auth_hook::{ConnectFacts, Protocol, Refusal};
+use fleetgate_auth_hook::{Clock, ConnectFacts, Protocol, Refusal, SystemClock};
 use fleetgate_replica::SharedReplica;
 use parking_lot::Mutex;
 
@@ -104,6 +107,7 @@ impl Admissions {
 pub(crate) struct Plugin {
     replica: Arc<SharedReplica>,
     cache: VerifyCache,
+    limiter: FailureLimiter,
     /// Keyed by Mosquitto's client pointer, only touched on Mosquitto's thread (the lock is
     /// never contended).
     admitted: Mutex<Admissions>,
@@ -146,6 +150,7 @@ impl Plugin {
         Plugin {
             replica,
             cache: VerifyCache::default(),
+            limiter: FailureLimiter::new(LimitConfig::default()),
             admitted: Mutex::new(Admissions::default()),
             revoked: Arc::default(),
             reporter: None,
@@ -188,9 +193,37 @@ impl Plugin {
                 Protocol::V311
             },
         };
+        // As on Fleetgate's operational endpoint: a banned client ID or address is refused
+        // before anything costs, and credential failures count toward a ban, so wrong guesses
+        // at an argon2 password cannot keep Mosquitto's only thread busy.
+        let now = SystemClock.now();
+        if self.limiter.check(client_id, peer_ip, now).0.is_some() {
+            return Err(Refusal::Banned);
+        }
+        let decided = self.decide(&facts);
+        if decided == Err(Refusal::BadCredentials) {
+            for key in self.limiter.record_failure(client_id, peer_ip, now) {
+                log(&format!("banned after repeated credential failures: {key}"));
+            }
+        }
+        // The registry follows devices only (as on Fleetgate's own endpoint).
+        if let Admitted::Device(d) = decided? {
+            let admission = Admission {
+                peer: facts.peer.to_string(),
+                client_id: d.client_id,
+                username: d.username,
+            };
+            self.report(Kind::Connected, &admission);
+            self.admitted.lock().insert(client, admission);
+        }
+        Ok(())
+    }
+
+    /// The CONNECT decision on the replica.
+    fn decide(&self, facts: &ConnectFacts) -> Result<Admitted, Refusal> {
         // The read guard is released before argon2 runs: the follower may apply meanwhile.
-        let step = operational::authenticate(&*self.replica.read(), &facts)?;
-        let admitted = match step {
+        let step = operational::authenticate(&*self.replica.read(), facts)?;
+        Ok(match step {
             Step::Admitted(a) => a,
             Step::VerifyPassword(pending) => {
                 let password = facts.password.as_deref().unwrap_or_default();
@@ -203,18 +236,7 @@ impl Plugin {
                 }
                 pending.admit(&*self.replica.read())?
             }
-        };
-        // The registry follows devices only (as on Fleetgate's own endpoint).
-        if let Admitted::Device(d) = admitted {
-            let admission = Admission {
-                peer: facts.peer.to_string(),
-                client_id: d.client_id,
-                username: d.username,
-            };
-            self.report(Kind::Connected, &admission);
-            self.admitted.lock().insert(client, admission);
-        }
-        Ok(())
+        })
     }
 
     /// ACL_CHECK: may this client do `access` on `topic`? The client is identified again on

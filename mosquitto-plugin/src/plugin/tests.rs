@@ -116,6 +116,23 @@ fn a_taken_over_session_does_not_end_the_device_connection() {
 }
 
 #[test]
+fn repeated_wrong_passwords_ban_the_client_id_before_argon2_runs() {
+    let (p, _) = plugin();
+    for _ in 0..5 {
+        assert_eq!(
+            auth(&p, "app-9", Some("dash@acme"), Some("guess")),
+            Err(Refusal::BadCredentials)
+        );
+    }
+    assert_eq!(
+        auth(&p, "app-9", Some("dash@acme"), Some(APP_PW)),
+        Err(Refusal::Banned),
+        "banned, even with the right password"
+    );
+    assert_eq!(auth(&p, "app-1", Some("dash@acme"), Some(APP_PW)), Ok(()));
+}
+
+#[test]
 fn acl_checks_follow_the_replica() {
     let (p, replica) = plugin();
     let dev = |access, topic| p.acl_check("dev-1", Some("dev-1@acme"), access, topic);
