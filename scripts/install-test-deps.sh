@@ -11,6 +11,8 @@ need() {
         missing+=("$1")
 }
 
+# Mosquitto 2.0 loading Fleetgate's plugin: broker/tests/mosquitto.rs.
+need mosquitto
 # RabbitMQ 3.10 (Erlang 25) clustered behind HAProxy 2.6: broker/tests/rabbitmq.rs.
 need rabbitmq-server
 need haproxy

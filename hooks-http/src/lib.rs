@@ -12,6 +12,7 @@
 pub mod emqx;
 pub mod goauth;
 pub mod rabbitmq;
+mod replica;
 pub mod vernemq;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -271,6 +272,7 @@ routes! {
     post "/hooks/mosquitto-go-auth/user" => goauth::user;
     post "/hooks/mosquitto-go-auth/superuser" => goauth::superuser;
     post "/hooks/mosquitto-go-auth/acl" => goauth::acl;
+    get "/hooks/replica" => replica::feed;
 }
 
 /// The prologue of every route: the token, then the handler; errors become their answers.

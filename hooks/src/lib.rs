@@ -108,26 +108,10 @@ impl Session {
     }
 
     fn operational(admitted: Admitted, facts: Option<&ConnectFacts>) -> Session {
-        let (username, acl, identity) = match admitted {
-            Admitted::Device(d) => (
-                d.username.clone(),
-                acl::Session::Device {
-                    account: d.account.clone(),
-                    client_id: d.client_id.clone(),
-                },
-                Identity::Device(d),
-            ),
-            Admitted::Account(a) => (
-                a.username.clone(),
-                acl::Session::Account {
-                    account: a.account.clone(),
-                    client_id: a.client_id.clone(),
-                    permissions: acl::Permissions::from_names(
-                        a.permissions.iter().map(String::as_str),
-                    ),
-                },
-                Identity::Account(a),
-            ),
+        let acl = admitted.acl_session();
+        let (username, identity) = match admitted {
+            Admitted::Device(d) => (d.username.clone(), Identity::Device(d)),
+            Admitted::Account(a) => (a.username.clone(), Identity::Account(a)),
         };
         Session {
             identity,
