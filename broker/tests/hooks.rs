@@ -315,6 +315,18 @@ fn emqx_events_move_the_registry_status() {
         d["connection"], "DISCONNECTED",
         "other events change nothing"
     );
+    // A device whose user was disabled while connected: its disconnect still counts (a
+    // disabled user is why a broker closes the connection).
+    event("client.connected");
+    let (status, _) = call(
+        &s,
+        "PATCH",
+        "/api/v1/accounts/acme/users/dev-1@acme",
+        Some(&json!({"enabled": false})),
+    );
+    assert_eq!(status, 200);
+    let d = event("client.disconnected");
+    assert_eq!(d["connection"], "DISCONNECTED", "{d}");
 }
 
 #[test]

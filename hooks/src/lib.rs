@@ -509,6 +509,36 @@ impl Hooks {
         logged(write, "could not record the connection status")
     }
 
+    /// The session of device user `username` with `client_id` ended at a broker that reports
+    /// it (HOOKS.md 2), when that user no longer passes [`Hooks::identify`] (disabled or
+    /// revoked since, which is often why the broker closed it): the registry entry of the
+    /// user's account becomes DISCONNECTED all the same. Nothing for an unknown user.
+    pub fn disconnected_user(
+        &self,
+        client_id: &str,
+        username: &str,
+    ) -> impl Future<Output = ()> + 'static {
+        let account = self
+            .store
+            .read()
+            .and_then(|r| r.device_user(username))
+            .map(|u| u.map(|u| u.account));
+        let write = match account {
+            Ok(Some(account)) => Some(self.store.write_async(ops::set_connection_status(
+                account,
+                client_id.to_string(),
+                ConnectionStatus::Disconnected,
+                self.clock.now(),
+            ))),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed for a disconnect");
+                None
+            }
+        };
+        logged(write, "could not record the connection status")
+    }
+
     /// The broker accepted `session`'s PUBLISH of `payload` to `topic`. On a device's Kura
     /// BIRTH (`$EDC/ACCOUNT/CID/MQTT/BIRTH` of that very device) the registry records its
     /// facts (PROTOCOL.md 6.3): the write is submitted before this returns and the future
