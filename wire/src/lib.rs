@@ -660,7 +660,7 @@ mod tests {
         let d = json!({"clientId": "dev-1", "status": "ENABLED", "connection": "NEVER_CONNECTED",
             "coupling": "INHERITED", "effectiveCoupling": "LOOSE", "reservedUser": "dev-1@acme",
             "provisionedOn": "2026-12-01T17:26:15Z", "provisionRequestId": "r1",
-            "lastConnectedOn": null, "movedTo": null, "displayName": "Pump 1", "peer": null,
+            "lastConnectedOn": null, "lastAuthenticatedOn": null, "movedTo": null, "displayName": "Pump 1", "peer": null,
             "protocol": null, "birthOn": "2026-12-01T17:30:00Z",
             "birth": {"displayName": "Pump 1", "modelName": "RPi", "modelId": null,
                 "serialNumber": null, "firmwareVersion": null, "os": "Linux", "osVersion": null,
