@@ -237,8 +237,16 @@ fn emqx_authn_answers_with_the_users_rules() {
             "{clientid} {username}"
         );
     }
-    // A device the broker authenticated shows when (RabbitMQ and EMQX alike).
-    let (_, d) = get(&s, "/api/v1/accounts/acme/devices/dev-1");
+    // A device the broker authenticated shows when (RabbitMQ and EMQX alike), as soon as the
+    // write the answer did not wait for is committed.
+    let mut d = Value::Null;
+    for _ in 0..50 {
+        d = get(&s, "/api/v1/accounts/acme/devices/dev-1").1;
+        if d["lastAuthenticatedOn"].is_string() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(d["lastAuthenticatedOn"].is_string(), "{d}");
 }
 

@@ -83,14 +83,16 @@ impl HookDoor {
     }
 
     /// Decides a CONNECT reported by a broker, as the operational endpoint would, and records
-    /// the device's `lastAuthenticatedOn` when it is accepted.
+    /// the device's `lastAuthenticatedOn` when it is accepted. That write is bookkeeping: it is
+    /// submitted before the answer and committed with the next group commit, but the broker's
+    /// answer does not wait for it (a CONNECT storm through a broker is not paced by fsyncs).
     async fn login(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
         let session = self
             .app
             .hooks
             .authenticate(EndpointKind::Operational, facts)
             .await?;
-        self.app.hooks.authenticated(&session).await;
+        drop(ntex::rt::spawn(self.app.hooks.authenticated(&session)));
         Ok(session)
     }
 
