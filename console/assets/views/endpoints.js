@@ -1,0 +1,30 @@
+// Endpoints: the known broker endpoints (API.md "Known broker endpoints") that the Add form
+// offers in its drop-down; adding and deleting is the admin's. Shown only when the server
+// has the route.
+
+import { api } from '../api.js';
+import { button, confirmDelete, field, form, h, header, replace, table, value } from '../dom.js';
+
+export async function render(ctx) {
+  const { items } = await api('GET', '/api/v1/endpoints');
+  const refresh = () => ctx.reload();
+  replace(ctx.root, header('Endpoints'),
+    table('Known broker endpoints', [
+      { label: 'Name', cell: (e) => e.name },
+      { label: 'URL', cell: (e) => e.url },
+      { label: 'Kind', cell: (e) => e.kind || '' },
+      { label: 'Actions', cell: (e) => (ctx.admin ? button('Delete', async () => {
+        if (await confirmDelete('Delete endpoint', `Delete the known endpoint ${e.name}?`, null,
+          () => api('DELETE', `/api/v1/endpoints/${encodeURIComponent(e.name)}`))) await refresh();
+      }, { class: 'danger', 'aria-label': `Delete ${e.name}` }) : '') },
+    ], items, 'No known endpoints.'),
+    ctx.admin ? [h('h2', {}, 'Add endpoint'), form([
+      field('Name', h('input', { name: 'name', required: true, autocomplete: 'off' })),
+      field('URL', h('input', { name: 'url', required: true, autocomplete: 'off', spellcheck: 'false', placeholder: 'mqtts://mqtt.example:8883' })),
+      field('Kind', h('input', { name: 'kind', autocomplete: 'off', placeholder: 'fleetgate, mosquitto, rabbitmq…' })),
+    ], 'Add endpoint', async (f) => {
+      await api('POST', '/api/v1/endpoints', { body: { name: value(f, 'name'), url: value(f, 'url'), kind: value(f, 'kind') } });
+      await refresh();
+    })] : null);
+  return null;
+}
