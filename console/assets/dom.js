@@ -168,13 +168,13 @@ export function showProblem(form, err) {
     first = first || input;
   }
   top.replaceChildren(errorMessage(err), ...unplaced.map((m) => message('error', m)));
-  (first || top).focus?.();
+  (first || form.querySelector('input, select, textarea, button'))?.focus();
 }
 
 /** A form with a message area on top; `submit(form)` runs on submit and may throw ApiError. */
 export function form(fields, submitLabel, submit, extra = []) {
   const f = h('form', { novalidate: true },
-    h('div', { class: 'form-message', tabindex: '-1' }), fields,
+    h('div', { class: 'form-message' }), fields,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, submitLabel), extra));
   f.addEventListener('submit', async (ev) => {
     ev.preventDefault();

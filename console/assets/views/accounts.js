@@ -37,7 +37,7 @@ async function createToken(ctx, account, status) {
   await dialog(`Token for ${account}`, (close) => h('div', {},
     secretOnce('API token', token.token),
     h('p', {}, `Token id: ${token.id} (needed to revoke it).`),
-    h('div', { class: 'actions' }, button('Done', () => close())));
+    h('div', { class: 'actions' }, button('Done', () => close()))));
   ctx.go('#/accounts');
 }
 
