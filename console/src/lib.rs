@@ -188,7 +188,7 @@ mod tests {
         call_service(&app, req.to_request()).await
     }
 
-    fn header_of<'a>(res: &'a WebResponse, name: header::HeaderName) -> &'a str {
+    fn header_of(res: &WebResponse, name: header::HeaderName) -> &str {
         res.headers().get(name).unwrap().to_str().unwrap()
     }
 
