@@ -26,6 +26,7 @@ const state = {
 };
 
 let cleanup = null;
+let generation = 0;
 
 function showSignIn(note) {
   if (cleanup) { cleanup(); cleanup = null; }
@@ -72,7 +73,12 @@ async function route() {
     if (a.getAttribute('href') === `#/${name}`) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
-  const root = $('view');
+  // Each route renders into a fresh element: a slower, older render finishes into a detached
+  // one and never overwrites the view the user moved on to.
+  generation += 1;
+  const mine = generation;
+  const root = document.createElement('div');
+  replace($('view'), root);
   replace(root, message('ok', 'Loading…'));
   const module = name === 'provisioning' && param ? request : views[name];
   const ctx = {
@@ -81,7 +87,9 @@ async function route() {
     reload: async () => { await load(); await route(); },
   };
   try {
-    cleanup = (await module.render(ctx)) || null;
+    const done = (await module.render(ctx)) || null;
+    if (mine !== generation) { if (done) done(); return; }
+    cleanup = done;
     root.querySelector('h1')?.focus({ preventScroll: true });
   } catch (err) {
     // A 401 has already returned to sign-in.
@@ -122,6 +130,11 @@ $('account-picker').addEventListener('change', (ev) => {
 });
 
 window.addEventListener('hashchange', route);
+// A view's own link reloads it (the hash does not change, so no hashchange would).
+$('nav').addEventListener('click', (ev) => {
+  const link = ev.target.closest('a');
+  if (link && link.getAttribute('href') === location.hash) route();
+});
 
 (async () => {
   if (!session.token) { showSignIn(); return; }

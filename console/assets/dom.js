@@ -100,24 +100,29 @@ export function confirm(title, text, confirmLabel, extra = null) {
       button('Cancel', () => close(false), { autofocus: true }))));
 }
 
-/** Copies `text` to the clipboard and says so in `status`. */
-async function copy(text, status) {
+/**
+ * Copies the value of `input` and says so in `status`. The Clipboard API needs a secure
+ * context (HTTPS or loopback); elsewhere the selected text is copied the old way.
+ */
+async function copy(input, status) {
   try {
-    await navigator.clipboard.writeText(text);
+    await navigator.clipboard.writeText(input.value);
     status.textContent = 'Copied.';
-  } catch {
-    status.textContent = 'Copy is not allowed here: select the text and copy it.';
-  }
+    return;
+  } catch { /* not a secure context, or not allowed: try the selection */ }
+  input.select();
+  status.textContent = document.execCommand('copy')
+    ? 'Copied.' : 'Copy is not allowed here: the text is selected, copy it with the keyboard.';
 }
 
 /** A secret shown once: its value, a Copy button, and a warning that it is not shown again. */
 export function secretOnce(label, value) {
   const id = uid('secret');
   const status = h('span', { role: 'status', class: 'copy-status' });
+  const input = h('input', { id, type: 'text', readonly: true, value, class: 'mono', spellcheck: 'false' });
   return h('div', { class: 'secret' },
-    h('label', { for: id }, label),
-    h('input', { id, type: 'text', readonly: true, value, class: 'mono', spellcheck: 'false' }),
-    button('Copy', () => copy(value, status)),
+    h('label', { for: id }, label), input,
+    button('Copy', () => copy(input, status)),
     status,
     h('p', { class: 'hint' }, 'Shown only now: Fleetgate keeps only a hash of it.'));
 }

@@ -6,7 +6,7 @@
 import { api, accountPath, query } from '../api.js';
 import {
   button, confirmDelete, dialog, errorMessage, field, form, h, header, lacksAccount, message, paged,
-  replace, secretOnce, select, table, value, when,
+  replace, secretOnce, select, table, uid, value, when,
 } from '../dom.js';
 
 export const STATUSES = ['CREATED', 'RUNNING', 'COMPLETED', 'FAILED'];
@@ -34,14 +34,16 @@ function xmlEditor(text) {
   return { area, where };
 }
 
-/** The known-endpoint drop-down, which fills the broker URL (free entry stays possible). */
-function endpointPicker(endpoints, urlInput) {
-  if (!endpoints || !endpoints.length) return null;
-  const pick = select('knownEndpoint', [['', 'Free entry'], ...endpoints.map((e) => [e.url, `${e.name} (${e.url})`])],
-    endpoints.some((e) => e.url === urlInput.value) ? urlInput.value : '');
-  pick.addEventListener('change', () => { if (pick.value) urlInput.value = pick.value; });
-  urlInput.addEventListener('input', () => { pick.value = endpoints.some((e) => e.url === urlInput.value) ? urlInput.value : ''; });
-  return field('Known Endpoint', pick, 'Fills the broker URL; any other URL may be typed.');
+/**
+ * The broker URL: a combobox offering the known endpoints (a datalist, so any other URL may
+ * still be typed), or a plain input when the server has no endpoints route.
+ */
+function brokerUrl(endpoints, current) {
+  const input = h('input', { name: 'brokerUrl', autocomplete: 'off', spellcheck: 'false', value: current ?? '', placeholder: 'mqtts://broker.example:8883' });
+  if (!endpoints || !endpoints.length) return { input, list: null };
+  const list = h('datalist', { id: uid('endpoints') }, endpoints.map((e) => h('option', { value: e.url, label: e.name })));
+  input.setAttribute('list', list.id);
+  return { input, list };
 }
 
 /** The request body of the Add/Edit form, with the API's field names and types. */
@@ -69,15 +71,15 @@ function requestForm(ctx, existing, done) {
   const r = existing || {};
   const text = (name, props = {}) => h('input', { name, autocomplete: 'off', spellcheck: 'false', value: r[name] ?? '', ...props });
   const check = (name, on) => h('input', { name, type: 'checkbox', checked: on });
-  const url = text('brokerUrl', { placeholder: 'mqtts://broker.example:8883' });
+  const url = brokerUrl(ctx.endpoints, r.brokerUrl);
   const xml = xmlEditor(r.additionalConfiguration);
   const fields = [
     field('Provision Target Client ID', text('clientId', { required: true })),
     field('Provision Username', text('provisionUsername', { required: true })),
-    field('Provision Password', h('input', { name: 'provisionPassword', type: 'password', autocomplete: 'new-password', required: true })),
+    field('Provision Password', h('input', { name: 'provisionPassword', type: 'password', autocomplete: 'new-password', required: true }),
+      existing ? 'Required again: Fleetgate never shows it.' : ''),
     field('Confirm Provision Password', h('input', { name: 'confirmProvisionPassword', type: 'password', autocomplete: 'new-password', required: true })),
-    endpointPicker(ctx.endpoints, url),
-    field('Provisioned Broker URL', url),
+    field('Provisioned Broker URL', url.input, url.list ? 'Pick a known endpoint or type any URL.' : ''), url.list,
     field('Activates On', h('input', { name: 'activatesOn', type: 'datetime-local', value: localInput(r.activatesOn) }), 'Your local time; empty: now.'),
     field('Expires On', h('input', { name: 'expiresOn', type: 'datetime-local', value: localInput(r.expiresOn) }), 'Empty: never expires.'),
     field('Generate Activation Key', check('generateActivationKey', r.generateActivationKey === true)),

@@ -363,10 +363,26 @@ test('Devices, Users and the Overview show the enrolled device', async () => {
   await shot('overview');
 });
 
-test('the Endpoints view is shown exactly when the API has the route', async () => {
+test('the Endpoints view and the Add form\'s drop-down follow the API\'s endpoints route', async () => {
   const has = (await adminApi('GET', '/api/v1/endpoints')).status === 200;
   const link = page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Endpoints' });
   assert.equal(await link.isVisible(), has);
+  const url = 'mqtts://mqtt.eu.example:8883';
+  if (has) {
+    const made = await adminApi('POST', '/api/v1/endpoints', { name: 'web-eu', url, kind: 'rabbitmq' });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    await page.reload();
+    await view('Endpoints');
+    await page.getByRole('cell', { name: url, exact: true }).waitFor();
+  }
+  await view('Provisioning');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add provision request' });
+  // Free entry always; the known endpoints offered when the server has them.
+  await dialog.getByLabel('Provisioned Broker URL').fill('mqtt://free.example:1883');
+  assert.equal(await dialog.locator(`datalist option[value="${url}"]`).count(), has ? 1 : 0);
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'detached' });
 });
 
 test('a revoked token returns to sign-in with a message', async () => {
