@@ -85,7 +85,7 @@ export function dialog(title, build) {
     const close = (value) => { result = value; d.close(); };
     d.addEventListener('close', () => { d.remove(); resolve(result); });
     replace(d, h('h2', { id: titleId }, title), build(close),
-      h('button', { type: 'button', class: 'dialog-close', 'aria-label': 'Close', onclick: () => close() }, '×'));
+      h('button', { type: 'button', class: 'dialog-close', 'aria-label': 'Close dialog', onclick: () => close() }, '×'));
     document.body.append(d);
     d.showModal();
   });

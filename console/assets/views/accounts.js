@@ -45,7 +45,7 @@ function createForm(ctx) {
   return form([
     field('Name', h('input', { name: 'name', required: true, autocomplete: 'off' }), '1 to 64 of a-z, 0-9 and -.'),
     field('Minimum Password Length', h('input', { name: 'minPasswordLength', type: 'number', min: '1', max: '128' })),
-    field('Default Coupling', select('defaultCoupling', COUPLINGS)),
+    field('Default Coupling', select('defaultCoupling', [['', 'Server default'], ...COUPLINGS])),
   ], 'Create account', async (f) => {
     const body = { name: value(f, 'name'), defaultCoupling: value(f, 'defaultCoupling') };
     const min = value(f, 'minPasswordLength');
@@ -63,7 +63,7 @@ export async function render(ctx) {
     { label: 'Minimum password length', cell: (a) => String(a.minPasswordLength) },
     { label: 'Default coupling', cell: (a) => a.defaultCoupling },
     { label: 'Created', cell: (a) => when(a.createdOn) },
-    { label: 'Actions', cell: (a) => button('Create token', () => createToken(ctx, a.name, status), { 'aria-label': `Create token for ${a.name}` }) },
+    { label: 'Actions', cell: (a) => button('Create token', () => createToken(ctx, a.name, status)) },
   ], items, 'No accounts yet.');
   const mine = table('Tokens created here', [
     { label: 'Account', cell: (t) => t.account },

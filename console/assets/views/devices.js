@@ -43,7 +43,7 @@ export async function render(ctx) {
       { label: 'Firmware', cell: (d) => birth(d, 'firmwareVersion') },
       { label: 'Kura version', cell: (d) => birth(d, 'kuraVersion') },
       { label: 'Enrolled by', cell: (d) => (d.provisionRequestId ? h('a', { href: `#/provisioning/${encodeURIComponent(d.provisionRequestId)}` }, 'Provision request') : '') },
-      { label: 'Actions', cell: (d) => button('Delete', async () => { if (await remove(ctx, d)) list.reload(); }, { class: 'danger', 'aria-label': `Delete ${d.clientId}` }) },
+      { label: 'Actions', cell: (d) => button('Delete', async () => { if (await remove(ctx, d)) list.reload(); }, { class: 'danger' }) },
     ], items, 'No devices match.'));
   filters.addEventListener('submit', (ev) => { ev.preventDefault(); list.load(); });
   replace(ctx.root,

@@ -16,7 +16,7 @@ export async function render(ctx) {
       { label: 'Actions', cell: (e) => (ctx.admin ? button('Delete', async () => {
         if (await confirmDelete('Delete endpoint', `Delete the known endpoint ${e.name}?`, null,
           () => api('DELETE', `/api/v1/endpoints/${encodeURIComponent(e.name)}`))) await refresh();
-      }, { class: 'danger', 'aria-label': `Delete ${e.name}` }) : '') },
+      }, { class: 'danger' }) : '') },
     ], items, 'No known endpoints.'),
     ctx.admin ? [h('h2', {}, 'Add endpoint'), form([
       field('Name', h('input', { name: 'name', required: true, autocomplete: 'off' })),

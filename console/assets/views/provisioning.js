@@ -209,7 +209,9 @@ function importForm(ctx, close) {
     } catch (err) {
       if (!err.problem) throw err;
       const perRow = err.errors.filter((e) => Number.isInteger(e.index));
-      replace(result, errorMessage(err),
+      const bad = new Set(perRow.map((e) => e.index)).size;
+      replace(result, perRow.length
+        ? message('error', `${bad} of ${rows.length} rows have errors (HTTP ${err.status}).`) : errorMessage(err),
         perRow.length ? table('Row errors', [
           { label: 'Row', cell: (e) => String(e.index + 1) },
           { label: 'Line', cell: (e) => String(rows[e.index] ? rows[e.index].line : '') },
@@ -237,8 +239,8 @@ export async function render(ctx) {
     { label: 'Broker URL', cell: (r) => r.brokerUrl },
     { label: 'Created', cell: (r) => when(r.createdOn) },
     { label: 'Actions', cell: (r) => h('span', { class: 'row-actions' },
-      r.status === 'CREATED' ? button('Edit', async () => { if (await editRequest(ctx, r)) list.reload(); }, { 'aria-label': `Edit ${r.clientId}` }) : null,
-      button('Delete', async () => { if (await deleteRequest(ctx, r)) list.reload(); }, { 'aria-label': `Delete ${r.clientId}`, class: 'danger' })) },
+      r.status === 'CREATED' ? button('Edit', async () => { if (await editRequest(ctx, r)) list.reload(); }) : null,
+      button('Delete', async () => { if (await deleteRequest(ctx, r)) list.reload(); }, { class: 'danger' })) },
   ], items, 'No provision requests match.'));
   filters.addEventListener('submit', (ev) => { ev.preventDefault(); list.load(); });
   replace(ctx.root,

@@ -49,7 +49,7 @@ async function executions(path) {
     { label: 'Protocol', cell: (e) => e.protocol || '' },
     { label: 'Peer', cell: (e) => e.peer || '' },
     { label: 'Operational arrival', cell: (e) => when(e.operationalConnectedOn) },
-    { label: 'Log', cell: (e) => button('Show Log', () => showLog(path, e), { 'aria-label': `Show Log of execution ${e.id}` }) },
+    { label: 'Log', cell: (e) => button('Show Log', () => showLog(path, e)) },
   ], items, 'No executions yet: the device has not tried to provision.');
 }
 

@@ -62,11 +62,11 @@ export async function render(ctx) {
     { label: 'Enabled', cell: (u) => (u.enabled ? 'Yes' : 'No') },
     { label: 'Created', cell: (u) => when(u.createdOn) },
     { label: 'Actions', cell: (u) => h('span', { class: 'row-actions' },
-      u.kind === 'ACCOUNT' ? button('Change permissions', async () => { if (await changePermissions(ctx, u)) ctx.go('#/users'); }, { 'aria-label': `Change permissions of ${u.username}` }) : null,
-      button(u.enabled ? 'Disable' : 'Enable', () => act(() => api('PATCH', userPath(ctx, u), { body: { enabled: !u.enabled } })), { 'aria-label': `${u.enabled ? 'Disable' : 'Enable'} ${u.username}` }),
+      u.kind === 'ACCOUNT' ? button('Change permissions', async () => { if (await changePermissions(ctx, u)) ctx.go('#/users'); }) : null,
+      button(u.enabled ? 'Disable' : 'Enable', () => act(() => api('PATCH', userPath(ctx, u), { body: { enabled: !u.enabled } }))),
       u.kind === 'ACCOUNT' ? button('Delete', async () => {
         if (await confirmDelete('Delete user', `Delete ${u.username}? Its open sessions are disconnected.`, null, () => api('DELETE', userPath(ctx, u)))) ctx.go('#/users');
-      }, { class: 'danger', 'aria-label': `Delete ${u.username}` }) : null) },
+      }, { class: 'danger' }) : null) },
   ], items, 'No users yet.');
   replace(ctx.root, header('Users'), h('p', { class: 'hint' }, `Account ${ctx.account}.`), status, list,
     h('h2', {}, 'Create account user'),

@@ -68,18 +68,24 @@ async function fillRequest(dialog, clientId, username) {
   await dialog.getByLabel('Provisioned Broker URL').fill('mqtt://127.0.0.1:1883');
 }
 
-/** Presses Tab (or Shift+Tab) until the focused element's accessible name is `name`. */
-async function tabTo(name, back = false) {
+/**
+ * Presses Tab (Shift+Tab when `back`) until the focused element's label or text is `name`
+ * (and, with `row`, it sits in the table row holding that text).
+ */
+async function tabTo(name, { back = false, row = null } = {}) {
   for (let i = 0; i < 80; i += 1) {
     await page.keyboard.press(back ? 'Shift+Tab' : 'Tab');
     const focused = await page.evaluate(() => {
       const el = document.activeElement;
-      if (!el) return '';
-      return (el.getAttribute('aria-label') || el.labels?.[0]?.textContent || el.textContent || '').trim();
+      if (!el) return { name: '', row: '' };
+      return {
+        name: (el.getAttribute('aria-label') || el.labels?.[0]?.textContent || el.textContent || '').trim(),
+        row: el.closest('tr')?.textContent || '',
+      };
     });
-    if (focused === name) return;
+    if (focused.name === name && (!row || focused.row.includes(row))) return;
   }
-  throw new Error(`Tab never reached "${name}"`);
+  throw new Error(`Tab never reached "${name}"${row ? ` in the row of ${row}` : ''}`);
 }
 
 before(async () => {
@@ -138,7 +144,7 @@ test('the admin creates an account and a token, shown once and copied', async ()
   await page.getByLabel('Minimum Password Length').fill('24');
   await page.getByRole('button', { name: 'Create account' }).click();
   await page.getByRole('cell', { name: ACCOUNT, exact: true }).waitFor();
-  await page.getByRole('button', { name: `Create token for ${ACCOUNT}` }).click();
+  await page.getByRole('row').filter({ hasText: ACCOUNT }).getByRole('button', { name: 'Create token' }).click();
   const dialog = page.getByRole('dialog', { name: `Token for ${ACCOUNT}` });
   accountToken = await dialog.getByLabel('API token').inputValue();
   assert.match(accountToken, /^fgt_/);
@@ -256,7 +262,7 @@ test('a provisioning exchange appears in Executions, with its log under Show Log
   await page.getByText('MqttDataTransport').first().waitFor();
   await page.getByRole('tab', { name: 'Executions' }).click();
   await page.getByRole('cell', { name: 'COMPLETED' }).waitFor();
-  await page.getByRole('button', { name: /^Show Log/ }).first().click();
+  await page.getByRole('button', { name: 'Show Log', exact: true }).click();
   const log = page.getByRole('dialog', { name: /^Log of execution/ });
   const lines = log.locator('tbody tr');
   await lines.first().waitFor();
@@ -322,11 +328,11 @@ test('a request is added and deleted with the keyboard only', async () => {
   await created.waitFor({ state: 'detached' });
   await page.getByRole('link', { name: 'web-keyboard' }).waitFor();
   await page.getByRole('heading', { level: 1, name: 'Provisioning' }).focus();
-  await tabTo('Delete web-keyboard');
+  await tabTo('Delete', { row: 'web-keyboard' });
   await page.keyboard.press('Enter');
   const confirm = page.getByRole('dialog', { name: 'Delete provision request' });
   await confirm.waitFor();
-  await tabTo('Delete', true);
+  await tabTo('Delete', { back: true });
   await page.keyboard.press('Enter');
   await page.getByRole('link', { name: 'web-keyboard' }).waitFor({ state: 'detached' });
   const list = await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/provision-requests?clientId=web-keyboard`);
