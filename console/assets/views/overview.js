@@ -3,8 +3,7 @@
 
 import { api, accountPath, query } from '../api.js';
 import { errorMessage, h, header, lacksAccount, replace, table, when } from '../dom.js';
-
-const STATUSES = ['CREATED', 'RUNNING', 'COMPLETED', 'FAILED'];
+import { STATUSES } from './provisioning.js';
 const REFRESH_MS = 5000;
 // Counting reads at most this many requests per status (the API's largest page): beyond it
 // the count shows "1000+" rather than walking a huge list every few seconds.
@@ -33,7 +32,7 @@ function tiles(pairs) {
 
 export async function render(ctx) {
   if (lacksAccount(ctx, 'Overview')) return null;
-  const body = h('div', { 'aria-live': 'polite' });
+  const body = h('div');
   const stamp = h('p', { class: 'hint' });
   replace(ctx.root, header('Overview'), stamp, body);
   const refresh = async () => {

@@ -130,7 +130,7 @@ export function deleteRequest(ctx, r) {
 // ---- Import: the CLI's bulk format (CSV with a header row of API field names, or JSON lines).
 
 /** Splits CSV text (RFC 4180: quotes, doubled quotes, CRLF) into rows of cells with their line. */
-export function parseCsv(text) {
+function parseCsv(text) {
   const rows = [];
   let row = [];
   let cell = '';
@@ -170,7 +170,7 @@ function withConfirmation(body) {
 }
 
 /** The rows of a bulk file: `[{line, body}]`; throws Error naming the bad line. */
-export function readBulk(name, text) {
+function readBulk(name, text) {
   if (/\.csv$/i.test(name)) {
     const [head, ...rows] = parseCsv(text);
     if (!head) throw new Error('the file is empty');

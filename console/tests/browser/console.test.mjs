@@ -296,6 +296,23 @@ test('Import of a CSV with one bad row shows the row errors and creates nothing'
   const list = await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/provision-requests`);
   assert.deepEqual(list.body.items.map((r) => r.clientId).filter((c) => c.startsWith('web-bulk')), []);
   await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'detached' });
+});
+
+test('Import of a JSON-lines file creates every row', async () => {
+  const jsonl = [1, 2].map((i) => JSON.stringify({
+    clientId: `web-jsonl-${i}`, provisionUsername: `web-jsonl-prov-${i}`, provisionPassword: PASSWORD,
+    brokerUrl: 'mqtt://127.0.0.1:1883', reserveUser: false,
+  })).join('\n');
+  const file = join(tmpdir(), `fleetgate-import-${process.pid}.jsonl`);
+  writeFileSync(file, `${jsonl}\n`);
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  const dialog = page.getByRole('dialog', { name: 'Import provision requests' });
+  await dialog.getByLabel('Import File').setInputFiles(file);
+  await dialog.getByRole('button', { name: 'Import', exact: true }).click();
+  await dialog.getByText('Created 2 provision requests.').waitFor();
+  await dialog.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('link', { name: 'web-jsonl-2' }).waitFor();
 });
 
 test('a request is added and deleted with the keyboard only', async () => {
