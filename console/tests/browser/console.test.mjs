@@ -10,7 +10,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -30,6 +30,7 @@ let context;
 let page;
 let accountToken;
 let keyed; // the request created with an activation key: {clientId, key}
+let files; // a temporary directory for the imported files
 const problems = [];
 
 async function adminApi(method, path, body, token = ADMIN) {
@@ -90,6 +91,7 @@ async function tabTo(name, { back = false, row = null } = {}) {
 
 before(async () => {
   assert.ok(API && ADMIN && MQTT_PORT, 'CONSOLE_API, CONSOLE_TOKEN and CONSOLE_MQTT_PORT are set');
+  files = mkdtempSync(join(tmpdir(), 'fleetgate-console-'));
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu'],
@@ -113,7 +115,19 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  if (files) rmSync(files, { recursive: true, force: true });
 });
+
+/** Imports `lines` as the file `name` on the Provisioning view; returns the Import dialog. */
+async function importFile(name, lines) {
+  const file = join(files, name);
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  await page.getByRole('button', { name: 'Import', exact: true }).click();
+  const dialog = page.getByRole('dialog', { name: 'Import provision requests' });
+  await dialog.getByLabel('Import File').setInputFiles(file);
+  await dialog.getByRole('button', { name: 'Import', exact: true }).click();
+  return dialog;
+}
 
 test('the console is served with its security headers, and / redirects to it', async () => {
   const res = await fetch(`${API}/`, { redirect: 'manual' });
@@ -277,16 +291,10 @@ test('a provisioning exchange appears in Executions, with its log under Show Log
 
 test('Import of a CSV with one bad row shows the row errors and creates nothing', async () => {
   await view('Provisioning');
-  const csv = ['clientId,provisionUsername,provisionPassword,brokerUrl',
+  const dialog = await importFile('requests.csv', ['clientId,provisionUsername,provisionPassword,brokerUrl',
     `web-bulk-1,web-bulk-prov-1,${PASSWORD},mqtt://127.0.0.1:1883`,
     `web-bulk-2,web-bulk-prov-2,${PASSWORD},ftp://nope`,
-    `web-bulk-3,web-bulk-prov-3,${PASSWORD},mqtt://127.0.0.1:1883`].join('\n');
-  const file = join(tmpdir(), `fleetgate-import-${process.pid}.csv`);
-  writeFileSync(file, `${csv}\n`);
-  await page.getByRole('button', { name: 'Import', exact: true }).click();
-  const dialog = page.getByRole('dialog', { name: 'Import provision requests' });
-  await dialog.getByLabel('Import File').setInputFiles(file);
-  await dialog.getByRole('button', { name: 'Import', exact: true }).click();
+    `web-bulk-3,web-bulk-prov-3,${PASSWORD},mqtt://127.0.0.1:1883`]);
   await dialog.getByText('Nothing was created').waitFor();
   const row = dialog.locator('tbody tr');
   assert.equal(await row.count(), 1);
@@ -300,16 +308,10 @@ test('Import of a CSV with one bad row shows the row errors and creates nothing'
 });
 
 test('Import of a JSON-lines file creates every row', async () => {
-  const jsonl = [1, 2].map((i) => JSON.stringify({
+  const dialog = await importFile('requests.jsonl', [1, 2].map((i) => JSON.stringify({
     clientId: `web-jsonl-${i}`, provisionUsername: `web-jsonl-prov-${i}`, provisionPassword: PASSWORD,
     brokerUrl: 'mqtt://127.0.0.1:1883', reserveUser: false,
-  })).join('\n');
-  const file = join(tmpdir(), `fleetgate-import-${process.pid}.jsonl`);
-  writeFileSync(file, `${jsonl}\n`);
-  await page.getByRole('button', { name: 'Import', exact: true }).click();
-  const dialog = page.getByRole('dialog', { name: 'Import provision requests' });
-  await dialog.getByLabel('Import File').setInputFiles(file);
-  await dialog.getByRole('button', { name: 'Import', exact: true }).click();
+  })));
   await dialog.getByText('Created 2 provision requests.').waitFor();
   await dialog.getByRole('button', { name: 'Done' }).click();
   await page.getByRole('link', { name: 'web-jsonl-2' }).waitFor();
