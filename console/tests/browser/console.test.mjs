@@ -359,6 +359,53 @@ test('a request is added and deleted with the keyboard only', async () => {
   await shot('provisioning');
 });
 
+test('Edit is offered only while CREATED, and saves', async () => {
+  await view('Provisioning');
+  const done = page.getByRole('row').filter({ hasText: keyed.clientId });
+  assert.equal(await done.getByRole('button', { name: 'Edit' }).count(), 0, 'no Edit once COMPLETED');
+  await page.getByRole('row').filter({ hasText: 'web-jsonl-1' }).getByRole('button', { name: 'Edit' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Edit request web-jsonl-1' });
+  assert.equal(await dialog.getByLabel('Provision Target Client ID').inputValue(), 'web-jsonl-1');
+  await dialog.getByLabel('Provisioned Broker URL').fill('mqtts://edited.example:8883');
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  // The passwords are never shown, so they are required again.
+  await dialog.locator('[data-field="provisionPassword"] .field-error').waitFor();
+  await dialog.getByLabel('Provision Password', { exact: true }).fill(PASSWORD);
+  await dialog.getByLabel('Confirm Provision Password').fill(PASSWORD);
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  const saved = page.getByRole('dialog', { name: 'Request saved' });
+  await saved.getByRole('button', { name: 'Done' }).click();
+  await page.getByRole('cell', { name: 'mqtts://edited.example:8883' }).waitFor();
+});
+
+test('a long list is paged with Next page, and filters by status and client ID', async () => {
+  const requests = Array.from({ length: 55 }, (_, i) => ({
+    clientId: `web-page-${String(i).padStart(2, '0')}`, provisionUsername: 'web-page-prov',
+    provisionPassword: PASSWORD, confirmProvisionPassword: PASSWORD, brokerUrl: 'mqtt://127.0.0.1:1883', reserveUser: false,
+  }));
+  const made = await adminApi('POST', `/api/v1/accounts/${ACCOUNT}/provision-requests/bulk`, { requests });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  await view('Provisioning');
+  const rows = page.locator('tbody tr');
+  await page.getByText('Page 1').waitFor();
+  assert.equal(await rows.count(), 50);
+  await page.getByRole('button', { name: 'Next page' }).click();
+  await page.getByText('Page 2').waitFor();
+  assert.ok(await rows.count() >= 5);
+  assert.equal(await page.getByRole('button', { name: 'Next page' }).count(), 0);
+  await page.getByRole('button', { name: 'Previous page' }).click();
+  await page.getByText('Page 1').waitFor();
+  await page.getByLabel('Status').selectOption('COMPLETED');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByRole('link', { name: 'web-page-00' }).waitFor({ state: 'detached' });
+  assert.deepEqual(await page.locator('tbody tr td:first-child').allTextContents(), [keyed.clientId]);
+  await page.getByLabel('Status').selectOption('');
+  await page.getByLabel('Client ID').fill('web-page-07');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.getByRole('link', { name: keyed.clientId }).waitFor({ state: 'detached' });
+  assert.deepEqual(await page.locator('tbody tr td:first-child').allTextContents(), ['web-page-07']);
+});
+
 test('Devices, Users and the Overview show the enrolled device', async () => {
   await view('Devices');
   await page.getByRole('cell', { name: keyed.clientId, exact: true }).waitFor();
@@ -369,6 +416,9 @@ test('Devices, Users and the Overview show the enrolled device', async () => {
   await add.getByRole('button', { name: 'Add device' }).click();
   await page.getByRole('cell', { name: 'web-registry-1', exact: true }).waitFor();
   await shot('devices');
+  await page.getByRole('row').filter({ hasText: 'web-registry-1' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete device' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('cell', { name: 'web-registry-1', exact: true }).waitFor({ state: 'detached' });
 
   await view('Users');
   await page.getByRole('cell', { name: `${keyed.clientId}@${ACCOUNT}`, exact: true }).first().waitFor();
@@ -382,6 +432,17 @@ test('Devices, Users and the Overview show the enrolled device', async () => {
   await page.getByRole('cell', { name: `dashboard@${ACCOUNT}`, exact: true }).waitFor();
   await page.getByRole('cell', { name: 'broker:connect, data:read' }).waitFor();
   await shot('users');
+  const dashboard = () => page.getByRole('row').filter({ hasText: `dashboard@${ACCOUNT}` });
+  await dashboard().getByRole('button', { name: 'Change permissions' }).click();
+  const perms = page.getByRole('dialog', { name: `Permissions of dashboard@${ACCOUNT}` });
+  await perms.getByLabel('device:read').check();
+  await perms.getByRole('button', { name: 'Save permissions' }).click();
+  await page.getByRole('cell', { name: 'broker:connect, data:read, device:read' }).waitFor();
+  await dashboard().getByRole('button', { name: 'Disable' }).click();
+  await dashboard().getByRole('button', { name: 'Enable' }).waitFor();
+  await dashboard().getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete user' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('cell', { name: `dashboard@${ACCOUNT}`, exact: true }).waitFor({ state: 'detached' });
 
   await view('Overview');
   await page.getByText('Enrollments').waitFor();
