@@ -62,6 +62,7 @@ trap cleanup EXIT INT TERM
 FLEETGATE_ADMIN_TOKEN="$TOKEN" \
     FLEETGATE_AUTH_ARGON2_M_COST=64 \
     FLEETGATE_AUTH_ARGON2_T_COST=1 \
+    FLEETGATE_HOOKS_LISTEN=127.0.0.1:0 \
     "$BIN" serve \
     --data-dir "$WORK/data" \
     --admin-listen "127.0.0.1:$ADMIN_PORT" \

@@ -23,7 +23,7 @@ mod topic;
 mod tree;
 
 pub use permission::{Permission, Permissions};
-pub use session::{Decision, Session, may_publish, may_subscribe};
+pub use session::{Access, Decision, Session, may_publish, may_subscribe, rules};
 pub use topic::{
     MAX_CLIENT_ID, MAX_TOPIC_LEN, filter_is_within, filter_matches, valid_client_id,
     valid_topic_filter, valid_topic_name,

@@ -94,84 +94,105 @@ impl Session {
 /// The Kura request methods an account user with `device:manage` may publish (PROTOCOL.md 7).
 const KURA_METHODS: [&str; 5] = ["GET", "PUT", "POST", "DEL", "EXEC"];
 
-/// May `session` SUBSCRIBE to `filter`? Deny by default. The broker strips `$share/GROUP/`
-/// before asking, so `filter` is always a plain filter.
-///
-/// - Provisioning: only filters within `$EDC/PA/CID/PROV-V1/REPLY/#`.
-/// - Device: only filters within `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`.
-/// - Account user (PROTOCOL.md 6.1): within `ACCOUNT/#` with `data:read`, within
-///   `$EDC/ACCOUNT/+/MQTT/#` with `device:read`, within `$EDC/ACCOUNT/CID/#` (its own replies
-///   and notifications) with `device:manage`.
-pub fn may_subscribe(session: &Session, filter: &str) -> Decision {
-    let Some((account, client_id)) = session.safe_parts() else {
-        return Decision::Deny;
-    };
-    if !valid_topic_filter(filter) {
-        return Decision::Deny;
-    }
-    let levels = || filter.split('/');
-    Decision::allow_if(match session {
-        Session::Provisioning { .. } => within_levels(
-            levels(),
-            ["$EDC", account, client_id, "PROV-V1", "REPLY", "#"].into_iter(),
-        ),
-        Session::Device { .. } => {
-            within_levels(levels(), ["$EDC", account, client_id, "#"].into_iter())
-                || within_levels(levels(), [account, client_id, "#"].into_iter())
-        }
-        Session::Account { permissions, .. } => {
-            (permissions.has(Permission::DataRead)
-                && within_levels(levels(), [account, "#"].into_iter()))
-                || (permissions.has(Permission::DeviceRead)
-                    && within_levels(levels(), ["$EDC", account, "+", "MQTT", "#"].into_iter()))
-                || (permissions.has(Permission::DeviceManage)
-                    && within_levels(levels(), ["$EDC", account, client_id, "#"].into_iter()))
-        }
-    })
+/// What a session asks to do with a topic: the two questions of the ACL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// SUBSCRIBE to a filter.
+    Subscribe,
+    /// PUBLISH to a topic name.
+    Publish,
 }
 
-/// May `session` PUBLISH to `topic`? Deny by default.
+/// The ACL itself, once: every scope (a topic filter, as levels) `session` may `access`,
+/// visited until `visit` answers `true`. [`may_subscribe`] and [`may_publish`] test a filter or
+/// topic against them without allocating; [`rules`] lists them for brokers that enforce rules
+/// of their own (HOOKS.md 2.1). The caller has checked [`Session::safe_parts`].
+fn any_scope(
+    session: &Session,
+    (account, client_id): (&str, &str),
+    access: Access,
+    mut visit: impl FnMut(&[&str]) -> bool,
+) -> bool {
+    match (session, access) {
+        (Session::Provisioning { .. }, Access::Subscribe) => {
+            visit(&["$EDC", account, client_id, "PROV-V1", "REPLY", "#"])
+        }
+        (Session::Provisioning { .. }, Access::Publish) => {
+            visit(&["$EDC", account, client_id, "PROV-V1", "EXEC", "provision"])
+        }
+        (Session::Device { .. }, Access::Subscribe) => {
+            visit(&["$EDC", account, client_id, "#"]) || visit(&[account, client_id, "#"])
+        }
+        (Session::Device { .. }, Access::Publish) => {
+            visit(&["$EDC", account, client_id, "#"])
+                || visit(&[account, client_id, "#"])
+                || visit(&["$EDC", account, "+", "+", "REPLY", "#"])
+                || visit(&["$EDC", account, "+", "+", "NOTIFY", client_id, "#"])
+        }
+        (Session::Account { permissions, .. }, Access::Subscribe) => {
+            (permissions.has(Permission::DataRead) && visit(&[account, "#"]))
+                || (permissions.has(Permission::DeviceRead)
+                    && visit(&["$EDC", account, "+", "MQTT", "#"]))
+                || (permissions.has(Permission::DeviceManage)
+                    && visit(&["$EDC", account, client_id, "#"]))
+        }
+        (Session::Account { permissions, .. }, Access::Publish) => {
+            (permissions.has(Permission::DataWrite) && visit(&[account, "#"]))
+                || (permissions.has(Permission::DeviceManage)
+                    && KURA_METHODS
+                        .iter()
+                        .any(|&method| visit(&["$EDC", account, "+", "+", method, "#"])))
+        }
+    }
+}
+
+/// May `session` SUBSCRIBE to `filter`? Deny by default. The broker strips `$share/GROUP/`
+/// before asking, so `filter` is always a plain filter. Allowed: filters within a scope of
+/// [`rules`]:
+///
+/// - Provisioning: `$EDC/PA/CID/PROV-V1/REPLY/#`.
+/// - Device: `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`.
+/// - Account user (PROTOCOL.md 6.1): `ACCOUNT/#` with `data:read`, `$EDC/ACCOUNT/+/MQTT/#`
+///   with `device:read`, `$EDC/ACCOUNT/CID/#` (its own replies and notifications) with
+///   `device:manage`.
+pub fn may_subscribe(session: &Session, filter: &str) -> Decision {
+    decide(session, Access::Subscribe, filter, valid_topic_filter)
+}
+
+/// May `session` PUBLISH to `topic`? Deny by default. Allowed: topics matched by a scope of
+/// [`rules`]:
 ///
 /// - Provisioning: only exactly `$EDC/PA/CID/PROV-V1/EXEC/provision`.
-/// - Device: topics matched by `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`, and Kura replies and
-///   notifications to a requester of its account: `$EDC/ACCOUNT/+/+/REPLY/#` and
-///   `$EDC/ACCOUNT/+/+/NOTIFY/CID/#`.
+/// - Device: `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`, and Kura replies and notifications to a
+///   requester of its account: `$EDC/ACCOUNT/+/+/REPLY/#` and `$EDC/ACCOUNT/+/+/NOTIFY/CID/#`.
 /// - Account user: inside `ACCOUNT/#` with `data:write`; Kura requests
 ///   `$EDC/ACCOUNT/+/+/GET|PUT|POST|DEL|EXEC/#` with `device:manage`.
 pub fn may_publish(session: &Session, topic: &str) -> Decision {
-    let Some((account, client_id)) = session.safe_parts() else {
+    decide(session, Access::Publish, topic, valid_topic_name)
+}
+
+fn decide(session: &Session, access: Access, topic: &str, valid: fn(&str) -> bool) -> Decision {
+    let Some(parts) = session.safe_parts() else {
         return Decision::Deny;
     };
-    if !valid_topic_name(topic) {
-        return Decision::Deny;
+    Decision::allow_if(
+        valid(topic)
+            && any_scope(session, parts, access, |scope| {
+                within_levels(topic.split('/'), scope.iter().copied())
+            }),
+    )
+}
+
+/// The scopes `session` may `access`, as topic filters: a filter is allowed to SUBSCRIBE when
+/// it is within one ([`crate::filter_is_within`]), a topic to PUBLISH when one matches it. No
+/// scopes for an identity that is not topic-safe (everything is denied).
+pub fn rules(session: &Session, access: Access) -> Vec<String> {
+    let mut scopes = Vec::new();
+    if let Some(parts) = session.safe_parts() {
+        any_scope(session, parts, access, |scope| {
+            scopes.push(scope.join("/"));
+            false
+        });
     }
-    let levels = || topic.split('/');
-    Decision::allow_if(match session {
-        Session::Provisioning { .. } => {
-            levels().eq(["$EDC", account, client_id, "PROV-V1", "EXEC", "provision"])
-        }
-        Session::Device { .. } => {
-            within_levels(levels(), ["$EDC", account, client_id, "#"].into_iter())
-                || within_levels(levels(), [account, client_id, "#"].into_iter())
-                || within_levels(
-                    levels(),
-                    ["$EDC", account, "+", "+", "REPLY", "#"].into_iter(),
-                )
-                || within_levels(
-                    levels(),
-                    ["$EDC", account, "+", "+", "NOTIFY", client_id, "#"].into_iter(),
-                )
-        }
-        Session::Account { permissions, .. } => {
-            (permissions.has(Permission::DataWrite)
-                && within_levels(levels(), [account, "#"].into_iter()))
-                || (permissions.has(Permission::DeviceManage)
-                    && KURA_METHODS.iter().any(|&method| {
-                        within_levels(
-                            levels(),
-                            ["$EDC", account, "+", "+", method, "#"].into_iter(),
-                        )
-                    }))
-        }
-    })
+    scopes
 }

@@ -989,3 +989,45 @@ fn client_ids_that_may_become_a_topic_level() {
         assert_eq!(valid_client_id(id), valid, "{id:?}");
     }
 }
+
+#[test]
+fn rules_list_what_the_decisions_allow() {
+    let app_all = app(&Permission::ALL);
+    assert_eq!(
+        rules(&device(), Access::Subscribe),
+        ["$EDC/acme/dev-1/#", "acme/dev-1/#"]
+    );
+    assert_eq!(
+        rules(&app(&[Permission::DataRead]), Access::Publish),
+        Vec::<String>::new()
+    );
+    assert_eq!(rules(&app_all, Access::Publish).len(), 6);
+    // Every topic and filter over levels that matter: a decision allows exactly what one of
+    // the listed scopes covers (so a broker enforcing the list decides as Fleetgate does).
+    let levels = [
+        "$EDC", "acme", "dev-1", "app-1", "MQTT", "REPLY", "GET", "+", "#", "x",
+    ];
+    for session in [prov(), device(), app_all, app(&[Permission::DeviceRead])] {
+        let publish = rules(&session, Access::Publish);
+        let subscribe = rules(&session, Access::Subscribe);
+        for w in words(&levels, 4) {
+            let by_rules = valid_topic_name(&w) && publish.iter().any(|r| filter_matches(r, &w));
+            assert_eq!(
+                may_publish(&session, &w).is_allowed(),
+                by_rules,
+                "{session:?} publish {w}"
+            );
+            let by_rules = subscribe.iter().any(|r| filter_is_within(&w, r));
+            assert_eq!(
+                may_subscribe(&session, &w).is_allowed(),
+                by_rules,
+                "{session:?} subscribe {w}"
+            );
+        }
+    }
+    let unsafe_id = Session::Device {
+        account: "acme".into(),
+        client_id: "a/b".into(),
+    };
+    assert!(rules(&unsafe_id, Access::Publish).is_empty());
+}

@@ -188,6 +188,7 @@ pub fn device(d: &Device, c: Option<&DeviceConnection>, account: &Account) -> wi
         provisioned_on: d.provisioned_on,
         provision_request_id: d.provision_request_id.clone(),
         last_connected_on: c.and_then(|c| c.last_connected_on),
+        last_authenticated_on: c.and_then(|c| c.last_authenticated_on),
         peer: c.and_then(|c| c.peer.clone()),
         protocol: c.and_then(|c| c.protocol.clone()),
         birth: d.birth.as_ref().map(birth),
@@ -219,6 +220,26 @@ pub struct AccountInput {
     pub min_password_length: Option<u16>,
     /// `LOOSE` (default) or `STRICT`.
     pub default_coupling: Option<wire::Coupling>,
+}
+
+/// `POST /endpoints` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct EndpointInput {
+    /// 1 to 64 of `[a-z0-9-]`, unique; `fleetgate` is reserved.
+    #[schema(
+        example = "eu-cluster",
+        pattern = r"^[a-z0-9-]+$",
+        min_length = 1,
+        max_length = 64
+    )]
+    pub name: String,
+    /// The broker URL devices connect to (`mqtt`, `mqtts`, `tcp`, `ssl`, `ws`, `wss`).
+    #[schema(example = "mqtts://mqtt.eu.example:8883")]
+    pub url: String,
+    /// `mosquitto`, `rabbitmq`, `emqx`, `vernemq` or `other` (default).
+    #[schema(example = "rabbitmq")]
+    pub kind: Option<String>,
 }
 
 /// Create/update body of a provision request.

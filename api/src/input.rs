@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use fleetgate_storage::validate::{
     ACCOUNT_COUPLING, AccountInput, AccountSpec, AccountUserInput, AccountUserSpec, DeviceInput,
-    DeviceSpec, RequestInput, RequestSpec, UserPatchInput, UserPatchSpec,
+    DeviceSpec, EndpointInput, EndpointSpec, RequestInput, RequestSpec, UserPatchInput,
+    UserPatchSpec,
 };
 use fleetgate_storage::{Coupling, FieldError, Timestamp};
 use serde_json::{Map, Value};
@@ -160,6 +161,17 @@ pub fn account_spec(body: &Value) -> Result<AccountSpec, Vec<FieldError>> {
         name: f.string("name"),
         min_password_length: f.integer("minPasswordLength"),
         default_coupling: f.coupling("defaultCoupling", ACCOUNT_COUPLING),
+    };
+    f.finish(input.validate())
+}
+
+/// Parses and validates a `POST /endpoints` body.
+pub fn endpoint_spec(body: &Value) -> Result<EndpointSpec, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let input = EndpointInput {
+        name: f.string("name"),
+        url: f.string("url"),
+        kind: f.string("kind"),
     };
     f.finish(input.validate())
 }

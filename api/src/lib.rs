@@ -20,6 +20,7 @@
 pub mod accounts;
 pub mod devices;
 pub mod dto;
+pub mod endpoints;
 pub mod error;
 pub mod extract;
 pub mod input;
@@ -80,6 +81,9 @@ routes! {
     get "/api/v1/accounts/{account}/devices" => devices::list_devices;
     get "/api/v1/accounts/{account}/devices/{clientId}" => devices::get_device;
     delete "/api/v1/accounts/{account}/devices/{clientId}" => devices::delete_device;
+    get "/api/v1/endpoints" => endpoints::list_endpoints;
+    post "/api/v1/endpoints" => endpoints::create_endpoint;
+    delete "/api/v1/endpoints/{name}" => endpoints::delete_endpoint;
 }
 
 /// One path's methods and routes, while grouping the route table.

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, devices, dto, error, requests, users};
+use super::{accounts, devices, dto, endpoints, error, requests, users};
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
 struct BearerAuth;
@@ -90,13 +90,17 @@ impl Modify for RequestIdHeader {
         devices::list_devices,
         devices::get_device,
         devices::delete_device,
+        endpoints::list_endpoints,
+        endpoints::create_endpoint,
+        endpoints::delete_endpoint,
     ),
-    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput)),
+    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput, dto::EndpointInput)),
     modifiers(&BearerAuth, &RequestIdHeader),
     tags(
         (name = "accounts", description = "Target accounts and their API tokens (admin token)"),
         (name = "provision requests", description = "Enrollment orders of devices and their executions"),
         (name = "users", description = "Operational users: account users (applications) and the device users provisioning created (PROTOCOL.md 6.1)"),
+        (name = "endpoints", description = "Known broker endpoints: where devices are provisioned to"),
         (name = "devices", description = "The Device Registry: entries, connection state and BIRTH facts (PROTOCOL.md 6.3)"),
         (name = "operations", description = "Health, metrics and this document (no auth)"),
     )
@@ -213,6 +217,7 @@ mod tests {
             "UserInput" => input::account_user_spec(body).map(|_| ()),
             "UserPatchInput" => input::user_patch_spec(body).map(|_| ()),
             "DeviceInput" => input::device_spec(body).map(|_| ()),
+            "EndpointInput" => input::endpoint_spec(body).map(|_| ()),
             _ => input::request_spec(body, MIN_PASSWORD_LENGTH, now).map(|_| ()),
         };
         result
@@ -256,6 +261,7 @@ mod tests {
             "UserInput",
             "UserPatchInput",
             "DeviceInput",
+            "EndpointInput",
         ] {
             let properties = doc["components"]["schemas"][schema]["properties"]
                 .as_object()
@@ -283,6 +289,9 @@ mod tests {
                                 "UserInput" => Some(json!({"name": "dash"})),
                                 "UserPatchInput" => Some(json!({})),
                                 "DeviceInput" => Some(json!({"clientId": "dev-1"})),
+                                "EndpointInput" => {
+                                    Some(json!({"name": "eu", "url": "mqtt://h:1883"}))
+                                }
                                 _ => None,
                             };
                             match base {

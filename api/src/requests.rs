@@ -24,6 +24,7 @@ use ntex::web::{HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::dto;
+use super::endpoints::KnownUrls;
 use super::error::{ApiError, Problem};
 use super::extract::{ExecutionPath, IdPath, JsonBody, Target};
 use super::input;
@@ -278,8 +279,11 @@ pub async fn create_request(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_value()?;
     let now = app.clock.now();
-    let spec =
+    let mut spec =
         input::request_spec(&body, account.min_password_length, now).map_err(ApiError::Invalid)?;
+    KnownUrls::read(&app)?
+        .check(&mut spec)
+        .map_err(|e| ApiError::Invalid(vec![e]))?;
     let (r, key) = create_rows(&app, &account, vec![spec], false, now)
         .await?
         .pop()
@@ -337,8 +341,11 @@ pub async fn bulk_create(
     let now = app.clock.now();
     let mut specs = Vec::with_capacity(rows.len());
     let mut errors = Vec::new();
+    let known = KnownUrls::read(&app)?;
     for (i, row) in rows.iter().enumerate() {
-        match input::request_spec(row, account.min_password_length, now) {
+        let spec = input::request_spec(row, account.min_password_length, now)
+            .and_then(|mut s| known.check(&mut s).map(|()| s).map_err(|e| vec![e]));
+        match spec {
             Ok(s) => specs.push(s),
             Err(es) => errors.extend(es.into_iter().map(|e| e.at(i))),
         }
@@ -595,8 +602,11 @@ pub async fn update_request(
     let mut old = request_in(&app, &account.name, &id)?;
     let body = body.into_value()?;
     let now = app.clock.now();
-    let spec =
+    let mut spec =
         input::request_spec(&body, account.min_password_length, now).map_err(ApiError::Invalid)?;
+    KnownUrls::read(&app)?
+        .check(&mut spec)
+        .map_err(|e| ApiError::Invalid(vec![e]))?;
     if old.status != RequestStatus::Created {
         return Err(not_created(&old));
     }

@@ -28,6 +28,9 @@ use tasks::Tasks;
 /// File holding the generated admin token inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
+/// Where a generated hook listener token is kept (`hooks.token` unset, listener on).
+pub const HOOKS_TOKEN_FILE: &str = "hooks.token";
+
 /// Why [`App::open`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -72,6 +75,11 @@ pub struct App {
     pub argon2: Argon2Params,
     /// Instance admin token.
     pub admin_token: String,
+    /// Where the operational endpoint listens, once bound (its URL when
+    /// `operational.public_url` is unset).
+    pub operational_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// The token hook requests must carry (HOOKS.md 2); empty when the listener is off.
+    pub hooks_token: String,
     /// Set once every listener accepts connections (`/healthz`).
     pub ready: AtomicBool,
     /// Detached exchange tasks, drained at shutdown.
@@ -118,7 +126,22 @@ impl App {
             tracing::info!(account = %config.provisioning.account, "provisioning account created");
         }
         recover_running(&store, clock.as_ref())?;
-        let admin_token = settle_admin_token(&config)?;
+        let admin_token = settle_token(
+            &config,
+            &config.admin.token,
+            ADMIN_TOKEN_FILE,
+            "admin token",
+        )?;
+        let hooks_token = if config.hooks.address().is_some() {
+            settle_token(
+                &config,
+                &config.hooks.token,
+                HOOKS_TOKEN_FILE,
+                "hook listener token",
+            )?
+        } else {
+            String::new()
+        };
         let threads = fleetgate_config::threads_or_cores(config.auth.verify_threads);
         let pool = VerifyPool::new(
             threads,
@@ -152,9 +175,29 @@ impl App {
             hooks,
             argon2,
             admin_token,
+            hooks_token,
+            operational_addr: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             tasks: Tasks::default(),
         }))
+    }
+}
+
+impl App {
+    /// The operational endpoint's URL as devices reach it: `operational.public_url`, else
+    /// `mqtt://` and the bound (or configured) address. Listed as the known endpoint
+    /// `fleetgate`.
+    pub fn operational_url(&self) -> String {
+        let public = &self.config.operational.public_url;
+        if !public.is_empty() {
+            return public.clone();
+        }
+        let addr = self
+            .operational_addr
+            .get()
+            .copied()
+            .unwrap_or(self.config.operational.listen);
+        format!("mqtt://{addr}")
     }
 }
 
@@ -180,13 +223,18 @@ fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The configured admin token, else the one in `DATA_DIR/admin.token`, else a new one written
-/// there with mode 0600.
-fn settle_admin_token(config: &Config) -> Result<String, AppError> {
-    if !config.admin.token.is_empty() {
-        return Ok(config.admin.token.clone());
+/// A token of the service: `configured`, else the one in `DATA_DIR/FILE`, else a new one
+/// written there with mode 0600 (the admin token, the hook listener's token).
+fn settle_token(
+    config: &Config,
+    configured: &str,
+    file: &str,
+    what: &str,
+) -> Result<String, AppError> {
+    if !configured.is_empty() {
+        return Ok(configured.to_string());
     }
-    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    let path = config.data_dir.join(file);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
         if !t.is_empty() {
@@ -198,7 +246,7 @@ fn settle_admin_token(config: &Config) -> Result<String, AppError> {
         path: path.clone(),
         source,
     })?;
-    tracing::info!(path = %path.display(), "admin token generated");
+    tracing::info!(path = %path.display(), "{what} generated");
     Ok(token)
 }
 

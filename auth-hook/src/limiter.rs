@@ -86,21 +86,63 @@ impl FailureLimiter {
         }
     }
 
+    /// The limits in force.
+    pub fn config(&self) -> LimitConfig {
+        self.config
+    }
+
     /// The first active ban among the client ID and the address, if any. A ban found ended is
-    /// cleared and reported in the second value (for the log).
+    /// cleared and reported in the second value (for the log). An unspecified address (a door
+    /// that does not know the peer) is no key: it would make every such door's clients one.
     pub fn check(
         &self,
         client_id: &str,
         address: IpAddr,
         now: Timestamp,
     ) -> (Option<BanKey>, Vec<BanKey>) {
+        self.check_keys(self.keys(Some(client_id), address).map(|(k, _)| k), now)
+    }
+
+    /// [`FailureLimiter::check`] for a caller known by its address only (the HTTP hook
+    /// listener's callers, whose failures are wrong tokens).
+    pub fn check_address(&self, address: IpAddr, now: Timestamp) -> (Option<BanKey>, Vec<BanKey>) {
+        self.check_keys(self.keys(None, address).map(|(k, _)| k), now)
+    }
+
+    /// Counts a credential failure; returns the keys that became banned by it.
+    pub fn record_failure(&self, client_id: &str, address: IpAddr, now: Timestamp) -> Vec<BanKey> {
+        self.record(self.keys(Some(client_id), address), now)
+    }
+
+    /// Counts a failure of a caller known by its address only, against
+    /// `max_failures_per_address`.
+    pub fn record_address_failure(&self, address: IpAddr, now: Timestamp) -> Vec<BanKey> {
+        self.record(self.keys(None, address), now)
+    }
+
+    /// The keys of an attempt with their limits.
+    fn keys(
+        &self,
+        client_id: Option<&str>,
+        address: IpAddr,
+    ) -> impl Iterator<Item = (BanKey, usize)> + use<> {
+        let client = client_id.map(|c| (BanKey::ClientId(c.to_string()), self.config.max_failures));
+        let address = (!address.is_unspecified()).then_some((
+            BanKey::Address(address),
+            self.config.max_failures_per_address,
+        ));
+        client.into_iter().chain(address)
+    }
+
+    fn check_keys(
+        &self,
+        keys: impl Iterator<Item = BanKey>,
+        now: Timestamp,
+    ) -> (Option<BanKey>, Vec<BanKey>) {
         let mut entries = self.entries.lock();
         let mut ended = Vec::new();
         let mut active = None;
-        for key in [
-            BanKey::ClientId(client_id.to_string()),
-            BanKey::Address(address),
-        ] {
+        for key in keys {
             if let Some(e) = entries.get_mut(&key)
                 && let Some(until) = e.banned_until
             {
@@ -116,8 +158,7 @@ impl FailureLimiter {
         (active, ended)
     }
 
-    /// Counts a credential failure; returns the keys that became banned by it.
-    pub fn record_failure(&self, client_id: &str, address: IpAddr, now: Timestamp) -> Vec<BanKey> {
+    fn record(&self, keys: impl Iterator<Item = (BanKey, usize)>, now: Timestamp) -> Vec<BanKey> {
         let window =
             chrono::Duration::from_std(self.config.window).unwrap_or(chrono::Duration::MAX);
         let ban = chrono::Duration::from_std(self.config.ban).unwrap_or(chrono::Duration::MAX);
@@ -129,16 +170,7 @@ impl FailureLimiter {
             });
         }
         let mut banned = Vec::new();
-        for (key, limit) in [
-            (
-                BanKey::ClientId(client_id.to_string()),
-                self.config.max_failures,
-            ),
-            (
-                BanKey::Address(address),
-                self.config.max_failures_per_address,
-            ),
-        ] {
+        for (key, limit) in keys {
             let e = entries.entry(key.clone()).or_default();
             while e.failures.front().is_some_and(|t| now - *t >= window) {
                 e.failures.pop_front();
@@ -211,5 +243,29 @@ mod tests {
             Some(BanKey::Address(ip(9)))
         );
         assert_eq!(l.check("fresh", ip(8), t(1)).0, None);
+    }
+
+    #[test]
+    fn an_unspecified_address_is_never_banned() {
+        let l = FailureLimiter::new(LimitConfig::default());
+        let none = IpAddr::from([0, 0, 0, 0]);
+        for i in 0..200 {
+            for key in l.record_failure(&format!("c-{i}"), none, t(0)) {
+                assert_ne!(key, BanKey::Address(none));
+            }
+        }
+        assert_eq!(l.check("fresh", none, t(1)).0, None);
+    }
+
+    #[test]
+    fn address_only_failures_ban_the_address() {
+        let l = FailureLimiter::new(LimitConfig::default());
+        let mut bans = Vec::new();
+        for _ in 0..100 {
+            bans.extend(l.record_address_failure(ip(7), t(0)));
+        }
+        assert_eq!(bans, vec![BanKey::Address(ip(7))]);
+        assert_eq!(l.check_address(ip(7), t(1)).0, Some(BanKey::Address(ip(7))));
+        assert_eq!(l.check_address(ip(6), t(1)).0, None);
     }
 }

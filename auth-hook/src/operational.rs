@@ -203,6 +203,16 @@ pub fn identify<D: DeviceDirectory>(
     }
 }
 
+/// Whether `username` names a user that may connect at all (it exists, is enabled and holds
+/// `broker:connect`), for doors that ask with a user name only (RabbitMQ's vhost and resource
+/// checks). Client-ID rules are not applied: such a door has decided the CONNECT already.
+pub fn may_connect_as<D: DeviceDirectory>(directory: &D, username: &str) -> Result<(), Refusal> {
+    match lookup(directory, username)? {
+        User::Device(user) => may_connect(user.enabled, &user.permissions),
+        User::Account(user) => may_connect(user.enabled, &user.permissions),
+    }
+}
+
 enum User {
     Device(DeviceUser),
     Account(AccountUser),

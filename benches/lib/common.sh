@@ -55,7 +55,8 @@ apt_install() {
 }
 
 # Starts Fleetgate binary $1 on free loopback ports with data dir $2 and log $3 (default
-# durable storage and argon2). Sets FG_PID, PROV_PORT, OPER_PORT, API and TOKEN.
+# durable storage and argon2). Sets FG_PID, PROV_PORT, OPER_PORT, API, TOKEN, HOOKS (the hook
+# listener's URL; builds before it ignore the setting) and HOOKS_TOKEN.
 start_fleetgate() {
     local bin="$1" data="$2" log="$3"
     PROV_PORT="$(free_port)"
@@ -64,6 +65,12 @@ start_fleetgate() {
     admin_port="$(free_port)"
     TOKEN="bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
     API="http://127.0.0.1:$admin_port"
+    local hooks_port
+    hooks_port="$(free_port)"
+    HOOKS="http://127.0.0.1:$hooks_port"
+    HOOKS_TOKEN="hooks-$TOKEN"
+    FLEETGATE_HOOKS_LISTEN="127.0.0.1:$hooks_port" \
+    FLEETGATE_HOOKS_TOKEN="$HOOKS_TOKEN" \
     FLEETGATE_PROVISIONING_LISTEN="127.0.0.1:$PROV_PORT" \
     FLEETGATE_OPERATIONAL_LISTEN="127.0.0.1:$OPER_PORT" \
     FLEETGATE_ADMIN_LISTEN="127.0.0.1:$admin_port" \

@@ -74,6 +74,9 @@ struct ServeArgs {
     /// Anonymous sandbox listener (off unless given here or in the configuration).
     #[arg(long, value_name = "ADDR:PORT")]
     sandbox_listen: Option<String>,
+    /// HTTP hook listener for other brokers (HOOKS.md; empty turns it off).
+    #[arg(long, value_name = "ADDR:PORT")]
+    hooks_listen: Option<String>,
     /// Name of the provisioning account.
     #[arg(long, value_name = "NAME")]
     provisioning_account: Option<String>,
@@ -88,6 +91,7 @@ impl ServeArgs {
             operational_listen: self.operational_listen,
             admin_listen: self.admin_listen,
             sandbox_listen: self.sandbox_listen,
+            hooks_listen: self.hooks_listen,
             provisioning_account: self.provisioning_account,
         };
         Ok(Config::load(&overrides, std::env::vars())?)

@@ -26,6 +26,7 @@ pub struct Listeners {
     operational: TcpListener,
     admin: TcpListener,
     sandbox: Option<TcpListener>,
+    hooks: Option<TcpListener>,
     provisioning_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
     operational_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
 }
@@ -45,6 +46,8 @@ pub struct Addrs {
     pub operational_tls: Option<SocketAddr>,
     /// The anonymous sandbox, when configured.
     pub sandbox: Option<SocketAddr>,
+    /// The HTTP hook listener, when configured.
+    pub hooks: Option<SocketAddr>,
 }
 
 fn bind_tls(
@@ -85,6 +88,7 @@ pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
             .address()
             .map(|a| b(a, "sandbox"))
             .transpose()?,
+        hooks: config.hooks.address().map(|a| b(a, "hook")).transpose()?,
         provisioning_tls: bind_tls(&config.provisioning.tls)?,
         operational_tls: bind_tls(&config.operational.tls)?,
     };
@@ -104,6 +108,7 @@ pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
             .map(|(l, _)| addr(l))
             .transpose()?,
         sandbox: l.sandbox.as_ref().map(addr).transpose()?,
+        hooks: l.hooks.as_ref().map(addr).transpose()?,
     };
     Ok((l, addrs))
 }
@@ -247,6 +252,17 @@ pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex
             })?
             .config("sandbox", oper_cfg());
     }
+    if let Some(listener) = l.hooks {
+        let door = fleetgate_hooks_http::HookDoor::new(app.clone(), app.hooks_token.clone());
+        b = b.listen("hooks", listener, async move |_| {
+            let door = door.clone();
+            ntex::http::HttpService::new(
+                ntex::web::App::new()
+                    .state(door)
+                    .configure(fleetgate_hooks_http::configure),
+            )
+        })?;
+    }
     // Signals are handled by `serve`, which drains exchanges before stopping the workers.
     Ok(b.disable_signals().run())
 }
@@ -262,6 +278,9 @@ fn log_listeners(addrs: &Addrs) {
     }
     if let Some(a) = addrs.sandbox {
         tracing::info!(addr = %a, "sandbox endpoint (anonymous MQTT 3.1.1/5.0, TCP) accepting connections");
+    }
+    if let Some(a) = addrs.hooks {
+        tracing::info!(addr = %a, "hook listener (HTTP) accepting connections");
     }
     tracing::info!(addr = %addrs.admin, "admin API (HTTP) accepting connections");
 }
@@ -334,6 +353,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install the signal handlers")?;
     let (listeners, addrs) = bind(&app.config)?;
+    let _ = app.operational_addr.set(addrs.operational);
     let brokers = Brokers::open(&app)?;
     let (server, thread) = spawn_server(&app, listeners, &brokers)?;
     log_listeners(&addrs);
@@ -364,6 +384,7 @@ impl Running {
     /// Binds per `app.config` and starts the server on a new thread.
     pub fn start(app: Arc<App>) -> anyhow::Result<Running> {
         let (listeners, addrs) = bind(&app.config)?;
+        let _ = app.operational_addr.set(addrs.operational);
         let brokers = Brokers::open(&app)?;
         let (server, thread) = spawn_server(&app, listeners, &brokers)?;
         Ok(Running {

@@ -852,7 +852,11 @@ fn create_response_shape_defaults_and_activation_key() {
     assert_eq!(v["passwordLength"], 24, "max(20, account minimum)");
     assert_eq!(v["expiresOn"], Value::Null);
     assert_eq!(v["lastRejection"], Value::Null);
-    assert_eq!(v["warnings"], json!([]));
+    assert_eq!(
+        v["warnings"],
+        json!(["brokerUrl mqtts://broker.acme.example:8883 is not a known broker endpoint"]),
+        "API.md: a brokerUrl outside the known endpoints is warned about"
+    );
     assert_eq!(v["additionalConfiguration"], Value::Null);
     let activates =
         chrono::DateTime::parse_from_rfc3339(v["activatesOn"].as_str().unwrap()).unwrap();
@@ -901,9 +905,16 @@ fn create_response_shape_defaults_and_activation_key() {
     assert_eq!(v["connectionCoupling"], "STRICT");
     assert_eq!(v["vpnAccess"], true);
     assert_eq!(v["passwordLength"], 64);
-    assert_eq!(v["warnings"].as_array().unwrap().len(), 1, "{v}");
-    assert!(v["warnings"][0].as_str().unwrap().contains("password"));
-    assert!(!v["warnings"][0].as_str().unwrap().contains("mine"));
+    let warnings = v["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 2, "{v}");
+    assert!(warnings[0].as_str().unwrap().contains("password"));
+    assert!(
+        warnings[1]
+            .as_str()
+            .unwrap()
+            .contains("not a known broker endpoint")
+    );
+    assert!(!v["warnings"].to_string().contains("mine"));
     let key = v["activationKey"].as_str().unwrap().to_string();
     assert_eq!(key.len(), 32);
     assert!(key.bytes().all(|b| b.is_ascii_alphanumeric()));

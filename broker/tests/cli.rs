@@ -574,3 +574,37 @@ fn executions_and_devices() {
     .ok();
     assert!(out.contains("deleted"), "{out}");
 }
+
+#[test]
+fn known_endpoints() {
+    let s = TestServer::start();
+    let added = run(
+        &s,
+        &[
+            "endpoint",
+            "add",
+            "eu-cluster",
+            "mqtts://mqtt.eu.example:8883",
+            "--kind",
+            "rabbitmq",
+        ],
+    )
+    .ok();
+    assert!(
+        added.contains("eu-cluster") && added.contains("rabbitmq"),
+        "{added}"
+    );
+    let v = run(&s, &["endpoint", "list", "--json"]).json();
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fleetgate", "eu-cluster"]);
+    let err = run(&s, &["endpoint", "add", "x", "http://h"]).failed();
+    assert!(err.contains("url"), "{err}");
+    run(&s, &["endpoint", "delete", "eu-cluster"]).ok();
+    let err = run(&s, &["endpoint", "delete", "eu-cluster"]).failed();
+    assert!(err.contains("not found") || err.contains("404"), "{err}");
+}

@@ -70,6 +70,7 @@ impl Server {
                 .arg("--operational-listen")
                 .arg(operational.to_string())
                 .env("FLEETGATE_ADMIN_TOKEN", TOKEN)
+                .env("FLEETGATE_HOOKS_LISTEN", "127.0.0.1:0")
                 .env("FLEETGATE_AUTH_ARGON2_M_COST", "64")
                 .env("FLEETGATE_AUTH_ARGON2_T_COST", "1")
                 .env("FLEETGATE_PROVISIONING_LINGER", "0.5")

@@ -96,6 +96,7 @@ impl Server {
             .args(["--operational-listen", &oper.to_string()])
             .args(["--admin-listen", &format!("127.0.0.1:{ap}")])
             .args(args)
+            .env("FLEETGATE_HOOKS_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .env("FLEETGATE_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("FLEETGATE_AUTH_ARGON2_M_COST", "64")

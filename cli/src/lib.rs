@@ -14,8 +14,8 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fleetgate_client::Client;
 use fleetgate_client::types::{
-    Coupling, DeviceQuery, Items, NewAccount, NewDevice, NewUser, Problem, ProvisionRequestInput,
-    RequestQuery, Secret, UserPatch,
+    Coupling, DeviceQuery, Endpoint, Items, NewAccount, NewDevice, NewUser, Problem,
+    ProvisionRequestInput, RequestQuery, Secret, UserPatch,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -92,6 +92,15 @@ pub enum ClientCommand {
         #[command(subcommand)]
         /// What to do.
         command: UserCommand,
+    },
+    /// Known broker endpoints (the brokers devices are provisioned to).
+    Endpoint {
+        #[command(flatten)]
+        /// Connection options.
+        client: ClientArgs,
+        #[command(subcommand)]
+        /// What to do.
+        command: EndpointCommand,
     },
     /// Devices of an account.
     Device {
@@ -338,6 +347,28 @@ pub enum AccountCommand {
     },
 }
 
+/// `fleetgate endpoint ...`.
+#[derive(Subcommand, Debug)]
+pub enum EndpointCommand {
+    /// Add a known broker endpoint (admin token).
+    Add {
+        /// Name: 1 to 64 of a-z 0-9 -.
+        name: String,
+        /// The broker URL devices connect to, e.g. mqtts://mqtt.eu.example:8883.
+        url: String,
+        /// mosquitto, rabbitmq, emqx, vernemq or other.
+        #[arg(long, default_value = "other")]
+        kind: String,
+    },
+    /// List the known endpoints (`fleetgate` is this instance's own).
+    List,
+    /// Remove a known endpoint (admin token).
+    Delete {
+        /// Name.
+        name: String,
+    },
+}
+
 /// `fleetgate token ...`.
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
@@ -460,6 +491,9 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::User { client, command } => {
             user(&connect(&client), &client, command, &mut out)
+        }
+        ClientCommand::Endpoint { client, command } => {
+            endpoint(&connect(&client), &client, command, &mut out)
         }
         ClientCommand::Device { client, command } => {
             device(&connect(&client), &client, command, &mut out)
@@ -953,6 +987,30 @@ fn account(
         AccountCommand::Show { name } => {
             let shown = api.get_account(&name)?;
             out.push_str(&one(&value(&shown)?, &cols, c.json));
+        }
+    }
+    Ok(())
+}
+
+fn endpoint(
+    api: &Client,
+    c: &ClientArgs,
+    cmd: EndpointCommand,
+    out: &mut String,
+) -> anyhow::Result<()> {
+    let cols = ["name", "kind", "url"];
+    match cmd {
+        EndpointCommand::Add { name, url, kind } => {
+            let added = api.create_endpoint(&Endpoint { name, url, kind })?;
+            out.push_str(&one(&value(&added)?, &cols, c.json));
+        }
+        EndpointCommand::List => {
+            let items = api.list_endpoints()?;
+            out.push_str(&listing(&value(&Items { items })?, &cols, c.json));
+        }
+        EndpointCommand::Delete { name } => {
+            api.delete_endpoint(&name)?;
+            out.push_str(&format!("endpoint {name} removed\n"));
         }
     }
     Ok(())

@@ -25,10 +25,10 @@ use serde::de::DeserializeOwned;
 
 pub use error::Error;
 use types::{
-    Account, AccountList, BulkCreated, Device, DevicePage, DeviceQuery, Execution, ExecutionList,
-    Health, NewAccount, NewDevice, NewUser, Problem, ProvisionRequest, ProvisionRequestInput,
-    RequestPage, RequestQuery, Secret, TokenCreated, User, UserCreated, UserList, UserPatch,
-    encode,
+    Account, AccountList, BulkCreated, Device, DevicePage, DeviceQuery, Endpoint, EndpointList,
+    Execution, ExecutionList, Health, NewAccount, NewDevice, NewUser, Problem, ProvisionRequest,
+    ProvisionRequestInput, RequestPage, RequestQuery, Secret, TokenCreated, User, UserCreated,
+    UserList, UserPatch, encode,
 };
 
 pub use fleetgate_wire::MAX_BULK_ITEMS;
@@ -209,6 +209,25 @@ impl Client {
     /// `DELETE /api/v1/accounts/{account}/tokens/{id}`.
     pub fn delete_token(&self, account: &str, id: &str) -> Result<()> {
         let path = format!("{}/{}", tokens_path(account), encode(id));
+        self.call("DELETE", &path, None).map(drop)
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Known broker endpoints
+
+    /// `GET /api/v1/endpoints`: `fleetgate` first, then the others by name.
+    pub fn list_endpoints(&self) -> Result<Vec<Endpoint>> {
+        Ok(self.get::<EndpointList>("/api/v1/endpoints")?.items)
+    }
+
+    /// `POST /api/v1/endpoints` (admin token).
+    pub fn create_endpoint(&self, endpoint: &Endpoint) -> Result<Endpoint> {
+        self.json("POST", "/api/v1/endpoints", Some(endpoint))
+    }
+
+    /// `DELETE /api/v1/endpoints/{name}` (admin token).
+    pub fn delete_endpoint(&self, name: &str) -> Result<()> {
+        let path = format!("/api/v1/endpoints/{}", encode(name));
         self.call("DELETE", &path, None).map(drop)
     }
 

@@ -27,6 +27,7 @@ max_packet_size = 65536
 max_connections = 50000
 connect_timeout = 5.0
 max_inflight = 16
+strict_broker_urls = false
 
 [provisioning.tls]
 listen = "127.0.0.1:8883"
@@ -43,6 +44,7 @@ max_queue = 1000
 max_keepalive = 0
 max_retained = 10000
 session_expiry = 7200.0
+public_url = ""
 
 [operational.sandbox]
 listen = ""
@@ -58,6 +60,10 @@ listen = "127.0.0.1:8080"
 token = ""
 body_limit = 1048576
 bulk_body_limit = 16777216
+
+[hooks]
+listen = "127.0.0.1:8081"
+token = ""
 
 [auth]
 max_failures = 5
@@ -121,6 +127,9 @@ pub struct Provisioning {
     pub connect_timeout: f64,
     /// Most unacknowledged QoS 1 messages per session.
     pub max_inflight: u16,
+    /// Refuse (422) a provision request whose `brokerUrl` is not a known broker endpoint,
+    /// instead of answering it with a warning (API.md "Known broker endpoints").
+    pub strict_broker_urls: bool,
     /// TLS listener.
     pub tls: Tls,
 }
@@ -149,6 +158,9 @@ pub struct Operational {
     pub max_retained: usize,
     /// Seconds a 3.1.1 persistent session (clean session 0) outlives its connection.
     pub session_expiry: f64,
+    /// The operational endpoint's URL as devices reach it (`mqtt://host:port`), listed as the
+    /// known broker endpoint `fleetgate`; empty = derived from `listen`.
+    pub public_url: String,
     /// TLS listener.
     pub tls: Tls,
     /// The anonymous sandbox listener (PROTOCOL.md 6.1).
@@ -193,6 +205,32 @@ impl std::fmt::Debug for Admin {
             .field("token", &redact(&self.token))
             .field("body_limit", &self.body_limit)
             .field("bulk_body_limit", &self.bulk_body_limit)
+            .finish()
+    }
+}
+
+/// `[hooks]`: the HTTP hook listener other brokers ask (HOOKS.md 2).
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Listener address; empty = no hook listener.
+    pub listen: String,
+    /// The token every hook request carries; empty = read or generate `DATA_DIR/hooks.token`.
+    pub token: String,
+}
+
+impl Hooks {
+    /// The listener address, when the hook listener is on (validated at load).
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.parse().ok()
+    }
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("listen", &self.listen)
+            .field("token", &redact(&self.token))
             .finish()
     }
 }
@@ -255,6 +293,8 @@ pub struct Config {
     pub operational: Operational,
     /// Admin API.
     pub admin: Admin,
+    /// HTTP hook listener.
+    pub hooks: Hooks,
     /// Auth hook limits and costs.
     pub auth: Auth,
     /// Storage.
@@ -282,6 +322,8 @@ pub struct Overrides {
     pub admin_listen: Option<String>,
     /// `--sandbox-listen`.
     pub sandbox_listen: Option<String>,
+    /// `--hooks-listen`.
+    pub hooks_listen: Option<String>,
     /// `--provisioning-account`.
     pub provisioning_account: Option<String>,
 }
@@ -416,7 +458,7 @@ impl Config {
                 set_path(&mut table, &path, value);
             }
         }
-        let flags: [(&[&str], Option<String>); 6] = [
+        let flags: [(&[&str], Option<String>); 7] = [
             (
                 &["data_dir"],
                 overrides.data_dir.as_ref().map(|p| p.display().to_string()),
@@ -434,6 +476,7 @@ impl Config {
                 &["operational", "sandbox", "listen"],
                 overrides.sandbox_listen.clone(),
             ),
+            (&["hooks", "listen"], overrides.hooks_listen.clone()),
             (
                 &["provisioning", "account"],
                 overrides.provisioning_account.clone(),
@@ -508,6 +551,16 @@ impl Config {
                 format!("{f:?} is not a topic filter"),
             ));
         }
+        if !self.hooks.listen.is_empty() && self.hooks.address().is_none() {
+            return bad("hooks.listen", "must be empty or ADDRESS:PORT");
+        }
+        let url = &self.operational.public_url;
+        if !url.is_empty() && fleetgate_storage::validate::check_broker_url(url).is_err() {
+            return bad(
+                "operational.public_url",
+                "must be empty or a broker URL (mqtt://HOST:PORT)",
+            );
+        }
         if self.auth.max_failures == 0 || self.auth.max_failures_per_address == 0 {
             return bad("auth.max_failures", "must be at least 1");
         }
@@ -517,6 +570,9 @@ impl Config {
     /// The effective configuration as TOML, secrets redacted (`fleetgate config`).
     pub fn redacted(&self) -> String {
         let mut c = self.clone();
+        if !c.hooks.token.is_empty() {
+            c.hooks.token = "<redacted>".into();
+        }
         if !c.admin.token.is_empty() {
             c.admin.token = "<redacted>".into();
         }

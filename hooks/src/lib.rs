@@ -41,7 +41,7 @@ use fleetgate_auth_hook::{AuthMetrics, Clock, check_client_id};
 use fleetgate_storage::ops::{self, Attempt, ConnectedSession};
 use fleetgate_storage::{ConnectionStatus, Store};
 
-pub use fleetgate_acl::Decision;
+pub use fleetgate_acl::{Access, Decision};
 pub use fleetgate_auth_hook::limiter::LimitConfig;
 pub use fleetgate_auth_hook::{
     AccountSession, ConnectFacts, DeviceSession, Protocol, ProvisioningSession, Refusal,
@@ -176,6 +176,19 @@ impl Session {
         }
     }
 
+    /// The session as seen at `peer`, for doors that learn the peer from an event rather than
+    /// a connection (the registry's `peer`).
+    pub fn at(mut self, peer: Option<SocketAddr>) -> Session {
+        self.peer = peer.or(self.peer);
+        self
+    }
+
+    /// The scopes this session may `access`, as topic filters (HOOKS.md 2.1: EMQX enforces
+    /// them itself); the very scopes [`Hooks::authorize`] decides with.
+    pub fn rules(&self, access: acl::Access) -> Vec<String> {
+        acl::rules(&self.acl, access)
+    }
+
     /// The account-user identity, for an application's operational session.
     pub fn as_account_user(&self) -> Option<&AccountSession> {
         match &self.identity {
@@ -248,6 +261,12 @@ impl Hooks {
     /// The usernames whose sessions must end, from now on (see [`Hooks::revoke`]).
     pub fn revocations(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
         self.revoked.subscribe()
+    }
+
+    /// The failed-attempt limits in force (`auth.*`), for doors that limit callers of their
+    /// own (the HTTP hook listener's wrong tokens).
+    pub fn limits(&self) -> LimitConfig {
+        self.limiter.config()
     }
 
     /// The verification pool (the admin API hashes new provision passwords and account users'
@@ -337,6 +356,12 @@ impl Hooks {
         let directory = store::Directory::new(&self.store);
         operational::identify(&directory, client_id, username)
             .map(|admitted| Session::operational(admitted, None))
+    }
+
+    /// Whether `username` may connect at all (exists, enabled, `broker:connect`), for doors
+    /// that ask with a user name and no client ID (RabbitMQ's vhost and resource checks).
+    pub fn may_connect_as(&self, username: &str) -> Result<(), Refusal> {
+        operational::may_connect_as(&store::Directory::new(&self.store), username)
     }
 
     async fn authenticate_provisioning(&self, facts: &ConnectFacts) -> Result<Session, Refusal> {
@@ -469,6 +494,20 @@ impl Hooks {
             ))
         });
         logged(write, "could not record the connection status")
+    }
+
+    /// Another broker's hook authenticated `session` (HOOKS.md 2): a device's registry entry
+    /// records `lastAuthenticatedOn`; submitted and resolved as [`Hooks::connected`]. Nothing
+    /// for an account user.
+    pub fn authenticated(&self, session: &Session) -> impl Future<Output = ()> + 'static {
+        let write = session.as_device().map(|device| {
+            self.store.write_async(ops::record_authenticated(
+                device.account.clone(),
+                device.client_id.clone(),
+                self.clock.now(),
+            ))
+        });
+        logged(write, "could not record the authentication")
     }
 
     /// The session ended: a device's registry status becomes DISCONNECTED; submitted and

@@ -82,6 +82,17 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Labels of a decision asked through the HTTP hook listener.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabels {
+    /// The broker format: `emqx`, `vernemq`, `rabbitmq`, `mosquitto-go-auth`.
+    pub broker: &'static str,
+    /// The question: `authenticate`, `subscribe`, `publish`, `event`, ...
+    pub hook: &'static str,
+    /// `allow`, `deny`, or `error` (refused before a decision: token, malformed body).
+    pub result: &'static str,
+}
+
 /// `route` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabel {
@@ -153,6 +164,8 @@ pub struct Metrics {
     pub broker_retained: Family<EndpointLabel, Gauge>,
     /// Admin-API requests by route, method and status.
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Decisions of the HTTP hook listener.
+    pub hook_decisions: Family<HookLabels, Counter>,
     /// Admin-API request latency by route, seconds.
     pub http_duration: Family<RouteLabel, Histogram>,
     process: process::ProcessMetrics,
@@ -173,6 +186,7 @@ impl Metrics {
             verify_queue: Gauge::default(),
             bans: Family::default(),
             acl_denials: Family::default(),
+            hook_decisions: Family::default(),
             commit_duration: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             requests: Family::default(),
@@ -232,6 +246,11 @@ impl Metrics {
         );
         registry.register("bans", "Bans after repeated failures", m.bans.clone());
         registry.register("acl_denials", "ACL denials", m.acl_denials.clone());
+        registry.register(
+            "hook_decisions",
+            "Decisions asked by other brokers through the HTTP hook listener",
+            m.hook_decisions.clone(),
+        );
         registry.register(
             "storage_commit_duration_seconds",
             "Group commit latency",
@@ -353,6 +372,17 @@ impl Metrics {
         self.http_duration
             .get_or_create(&RouteLabel { route })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts a decision of the HTTP hook listener.
+    pub fn hook_decision(&self, broker: &'static str, hook: &'static str, result: &'static str) {
+        self.hook_decisions
+            .get_or_create(&HookLabels {
+                broker,
+                hook,
+                result,
+            })
+            .inc();
     }
 
     /// Counts an ACL denial.

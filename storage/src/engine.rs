@@ -67,10 +67,12 @@ pub enum Table {
     AccountUsers,
     /// account, username -> ()
     AccountUsersByAccount,
+    /// name -> BrokerEndpoint
+    Endpoints,
 }
 
 impl Table {
-    const ALL: [Table; 18] = [
+    const ALL: [Table; 19] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -89,6 +91,7 @@ impl Table {
         Table::BrokerSessions,
         Table::AccountUsers,
         Table::AccountUsersByAccount,
+        Table::Endpoints,
     ];
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -111,6 +114,7 @@ impl Table {
             Table::BrokerSessions => "broker_sessions",
             Table::AccountUsers => "account_users",
             Table::AccountUsersByAccount => "account_users_by_account",
+            Table::Endpoints => "endpoints",
         })
     }
 }

@@ -33,7 +33,8 @@ pub use read::Reader;
 pub use records::*;
 pub use validate::{
     AccountInput, AccountSpec, AccountUserInput, AccountUserSpec, DeviceInput, DeviceSpec,
-    FieldError, RequestInput, RequestSpec, UserPatchInput, UserPatchSpec,
+    EndpointInput, EndpointSpec, FieldError, RequestInput, RequestSpec, UserPatchInput,
+    UserPatchSpec,
 };
 
 /// Errors of the store. Domain refusals carry field-level detail for the admin API.
@@ -90,6 +91,9 @@ pub enum RecordKind {
     /// A registry entry.
     #[error("device")]
     Device,
+    /// A known broker endpoint.
+    #[error("endpoint")]
+    Endpoint,
 }
 
 /// Why a stored record could not be decoded.

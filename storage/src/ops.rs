@@ -61,6 +61,45 @@ pub fn create_account(spec: AccountSpec, now: Timestamp) -> Op<Account> {
     })
 }
 
+/// Adds a known broker endpoint; its name is unique and `fleetgate` is Fleetgate's own (409).
+pub fn create_endpoint(spec: crate::EndpointSpec, now: Timestamp) -> Op<BrokerEndpoint> {
+    Box::new(move |tx| {
+        if spec.name == crate::validate::OWN_ENDPOINT
+            || tx
+                .get_raw(Table::Endpoints, spec.name.as_bytes())?
+                .is_some()
+        {
+            return Err(StoreError::conflict(
+                "name",
+                "an endpoint with this name exists",
+            ));
+        }
+        let endpoint = BrokerEndpoint {
+            name: spec.name,
+            url: spec.url,
+            kind: spec.kind,
+            created_on: now,
+        };
+        tx.put(
+            Table::Endpoints,
+            endpoint.name.as_bytes().to_vec(),
+            &endpoint,
+        );
+        Ok(endpoint)
+    })
+}
+
+/// Removes a known broker endpoint (requests naming its URL keep it).
+pub fn delete_endpoint(name: String) -> Op<()> {
+    Box::new(move |tx| {
+        if tx.get_raw(Table::Endpoints, name.as_bytes())?.is_none() {
+            return Err(not_found(RecordKind::Endpoint));
+        }
+        tx.delete(Table::Endpoints, name.into_bytes());
+        Ok(())
+    })
+}
+
 /// Stores a new API token of an existing account.
 pub fn create_token(token: ApiToken) -> Op<ApiToken> {
     Box::new(move |tx| {
@@ -776,6 +815,7 @@ fn write_identity(
             .map_or(ConnectionStatus::NeverConnected, |c| c.status),
         last_connected_on: connection.as_ref().and_then(|c| c.last_connected_on),
         peer: connection.as_ref().and_then(|c| c.peer.clone()),
+        last_authenticated_on: connection.as_ref().and_then(|c| c.last_authenticated_on),
         protocol: connection.and_then(|c| c.protocol),
     };
     log.push(line(
@@ -1033,5 +1073,6 @@ fn unprovisioned_connection(account: &str, client_id: &str) -> DeviceConnection 
         last_connected_on: None,
         peer: None,
         protocol: None,
+        last_authenticated_on: None,
     }
 }

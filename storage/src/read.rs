@@ -33,6 +33,11 @@ impl Reader {
         self.values(Table::Accounts, b"")
     }
 
+    /// The known broker endpoints added through the API, by name.
+    pub fn endpoints(&self) -> Result<Vec<BrokerEndpoint>, StoreError> {
+        self.values(Table::Endpoints, b"")
+    }
+
     /// An API token by id.
     pub fn token(&self, id: &str) -> Result<Option<ApiToken>, StoreError> {
         self.snap.get(Table::Tokens, id.as_bytes())

@@ -476,6 +476,10 @@ pub struct DeviceConnection {
     /// MQTT version (`3.1.1`, `5.0`) of the last operational session.
     #[serde(default)]
     pub protocol: Option<String>,
+    /// Last successful authentication by another broker's hook (HOOKS.md 2): the status that
+    /// brokers without a disconnect callback (RabbitMQ) can give.
+    #[serde(default, serialize_with = "ts::ser_opt")]
+    pub last_authenticated_on: Option<Timestamp>,
 }
 
 /// The device registry entry: created by provisioning, or beforehand with the API (API.md
@@ -747,4 +751,20 @@ mod tests {
             assert_eq!(ours, chrono);
         }
     }
+}
+
+/// A known broker endpoint (API.md "Known broker endpoints"): a broker devices are provisioned
+/// to, offered in the console's drop-down and checked against a request's `brokerUrl`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerEndpoint {
+    /// 1 to 64 of `[a-z0-9-]`, unique; `fleetgate` is Fleetgate's own.
+    pub name: String,
+    /// The URL devices connect to.
+    pub url: String,
+    /// What runs there: `mosquitto`, `rabbitmq`, `emqx`, `vernemq` or `other`.
+    pub kind: String,
+    /// When it was added.
+    #[serde(serialize_with = "ts::ser")]
+    pub created_on: Timestamp,
 }

@@ -809,3 +809,66 @@ mod tests {
         }
     }
 }
+
+/// The kinds of broker a known endpoint may name.
+pub const ENDPOINT_KINDS: [&str; 5] = ["mosquitto", "rabbitmq", "emqx", "vernemq", "other"];
+
+/// The name of Fleetgate's own operational endpoint in the known endpoints (reserved).
+pub const OWN_ENDPOINT: &str = "fleetgate";
+
+/// A known-endpoint body (`POST /endpoints`) as the caller gave it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointInput {
+    /// Name.
+    pub name: Option<String>,
+    /// Broker URL.
+    pub url: Option<String>,
+    /// Kind (default `other`).
+    pub kind: Option<String>,
+}
+
+/// A validated known endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSpec {
+    /// Name.
+    pub name: String,
+    /// Broker URL.
+    pub url: String,
+    /// Kind.
+    pub kind: String,
+}
+
+impl EndpointInput {
+    /// Applies API.md's rules: a name like an account's (not `fleetgate`, which is 409 at the
+    /// store), a broker URL as a request's `brokerUrl`, a known kind.
+    pub fn validate(self) -> Result<EndpointSpec, Vec<FieldError>> {
+        let mut e = Errors::default();
+        let name = e.required("name", self.name.as_deref());
+        if let Some(n) = name
+            && !valid_account_name(n)
+        {
+            e.add("name", "must be 1 to 64 characters of a-z 0-9 -");
+        }
+        let url = e.required("url", self.url.as_deref());
+        if let Some(u) = url
+            && let Err(m) = check_broker_url(u)
+        {
+            e.add("url", m.to_string());
+        }
+        let kind = self.kind.as_deref().unwrap_or("other");
+        if !ENDPOINT_KINDS.contains(&kind) {
+            e.add(
+                "kind",
+                format!("must be one of {}", ENDPOINT_KINDS.join(", ")),
+            );
+        }
+        if !e.0.is_empty() {
+            return Err(e.0);
+        }
+        Ok(EndpointSpec {
+            name: name.unwrap_or_default().to_string(),
+            url: url.unwrap_or_default().to_string(),
+            kind: kind.to_string(),
+        })
+    }
+}

@@ -410,6 +410,9 @@ pub struct Device {
     pub provision_request_id: Option<String>,
     /// Last successful operational CONNECT, or null.
     pub last_connected_on: Option<DateTime<Utc>>,
+    /// Last successful authentication through another broker's hook (HOOKS.md 2), or null:
+    /// the status of devices on brokers that report no disconnects (RabbitMQ).
+    pub last_authenticated_on: Option<DateTime<Utc>>,
     /// Peer `ip:port` of the last operational session, or null.
     pub peer: Option<String>,
     /// MQTT version of the last operational session (`3.1.1`, `5.0`), or null.
@@ -776,4 +779,23 @@ mod tests {
         assert_eq!(other.detail, "bad gateway");
         assert!(other.errors.is_empty());
     }
+}
+
+/// A known broker endpoint (API.md "Known broker endpoints").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Its name; `fleetgate` is the instance's own operational endpoint.
+    pub name: String,
+    /// The URL devices connect to.
+    pub url: String,
+    /// `fleetgate`, `mosquitto`, `rabbitmq`, `emqx`, `vernemq` or `other`.
+    pub kind: String,
+}
+
+/// `GET /endpoints`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EndpointList {
+    /// `fleetgate` first, then the others by name.
+    pub items: Vec<Endpoint>,
 }

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "binary-admin-token-0123456789";
 
+/// The hook listener's token (HOOKS.md 2).
+pub const HOOKS_TOKEN: &str = "binary-hooks-token-0123456789";
+
 /// The sandbox settings most broker tests want: a subscription refused for
 /// `test/nosubscribe` (what the Paho suite expects) and otherwise the defaults.
 pub const SANDBOX: &str = r#"
@@ -30,6 +33,8 @@ pub struct Broker {
     pub provisioning: SocketAddr,
     pub operational: SocketAddr,
     pub sandbox: SocketAddr,
+    /// The HTTP hook listener.
+    pub hooks: SocketAddr,
     /// Whether start-up waits for the sandbox listener (see [`Broker::start_operational`]).
     needs_sandbox: bool,
 }
@@ -63,6 +68,7 @@ impl Broker {
                 provisioning: addr,
                 operational: addr,
                 sandbox: addr,
+                hooks: addr,
                 needs_sandbox,
             };
         }
@@ -80,6 +86,7 @@ impl Broker {
             provisioning: free_addr(),
             operational: free_addr(),
             sandbox: free_addr(),
+            hooks: free_addr(),
             needs_sandbox,
         };
         b.boot();
@@ -109,7 +116,14 @@ impl Broker {
                     self.provisioning,
                     self.operational,
                     self.sandbox,
-                ) = (free_addr(), free_addr(), free_addr(), free_addr());
+                    self.hooks,
+                ) = (
+                    free_addr(),
+                    free_addr(),
+                    free_addr(),
+                    free_addr(),
+                    free_addr(),
+                );
             }
             let log = std::fs::OpenOptions::new()
                 .create(true)
@@ -130,7 +144,10 @@ impl Broker {
                 .arg(self.operational.to_string())
                 .arg("--sandbox-listen")
                 .arg(self.sandbox.to_string())
+                .arg("--hooks-listen")
+                .arg(self.hooks.to_string())
                 .env("FLEETGATE_ADMIN_TOKEN", TOKEN)
+                .env("FLEETGATE_HOOKS_TOKEN", HOOKS_TOKEN)
                 .env("FLEETGATE_AUTH_ARGON2_M_COST", "64")
                 .env("FLEETGATE_AUTH_ARGON2_T_COST", "1")
                 .stdin(Stdio::null())

@@ -15,6 +15,8 @@ use fleetgate_config::{Config, Overrides};
 use tokio::sync::mpsc;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The hook listener's token (HOOKS.md 2).
+pub const HOOKS_TOKEN: &str = "test-hooks-token-0123456789";
 
 /// A clock the test moves by hand.
 #[derive(Clone)]
@@ -54,6 +56,8 @@ fn base_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         ("FLEETGATE_PROVISIONING_LISTEN", "127.0.0.1:0"),
         ("FLEETGATE_OPERATIONAL_LISTEN", "127.0.0.1:0"),
         ("FLEETGATE_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("FLEETGATE_HOOKS_LISTEN", "127.0.0.1:0"),
+        ("FLEETGATE_HOOKS_TOKEN", HOOKS_TOKEN),
         ("FLEETGATE_AUTH_ARGON2_M_COST", "64"),
         ("FLEETGATE_AUTH_ARGON2_T_COST", "1"),
         ("FLEETGATE_PROVISIONING_LINGER", "0.5"),
@@ -119,6 +123,13 @@ impl TestServer {
     }
     pub fn operational_addr(&self) -> SocketAddr {
         self.running().addrs.operational
+    }
+    /// The HTTP hook listener's base URL (`http://127.0.0.1:PORT`).
+    pub fn hooks_url(&self) -> String {
+        format!(
+            "http://{}",
+            self.running().addrs.hooks.expect("hook listener on")
+        )
     }
     pub fn admin_url(&self) -> String {
         format!("http://{}", self.running().addrs.admin)

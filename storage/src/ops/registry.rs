@@ -126,6 +126,20 @@ pub fn record_connected(session: ConnectedSession, now: Timestamp) -> Op<()> {
     })
 }
 
+/// Another broker's hook authenticated the device (HOOKS.md 2): its connection entry records
+/// `lastAuthenticatedOn` (created under LOOSE coupling for a device never provisioned).
+pub fn record_authenticated(account: String, client_id: String, now: Timestamp) -> Op<()> {
+    Box::new(move |tx| {
+        let ck = key(&[&account, &client_id]);
+        let mut c = tx
+            .get::<DeviceConnection>(Table::DeviceConnections, &ck)?
+            .unwrap_or_else(|| super::unprovisioned_connection(&account, &client_id));
+        c.last_authenticated_on = Some(now);
+        tx.put(Table::DeviceConnections, ck, &c);
+        Ok(())
+    })
+}
+
 /// Records the facts of a device's Kura BIRTH (PROTOCOL.md 6.3) in its registry entry, which
 /// a device connecting without provisioning gets here (as Kapua registers a device on BIRTH).
 pub fn record_birth(account: String, client_id: String, birth: Birth, now: Timestamp) -> Op<()> {
