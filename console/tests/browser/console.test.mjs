@@ -31,6 +31,7 @@ let page;
 let accountToken;
 let keyed; // the request created with an activation key: {clientId, key}
 let files; // a temporary directory for the imported files
+let hasEndpoints; // whether the server has GET /api/v1/endpoints (API.md "Known broker endpoints")
 const problems = [];
 
 async function adminApi(method, path, body, token = ADMIN) {
@@ -92,6 +93,7 @@ async function tabTo(name, { back = false, row = null } = {}) {
 before(async () => {
   assert.ok(API && ADMIN && MQTT_PORT, 'CONSOLE_API, CONSOLE_TOKEN and CONSOLE_MQTT_PORT are set');
   files = mkdtempSync(join(tmpdir(), 'fleetgate-console-'));
+  hasEndpoints = (await adminApi('GET', '/api/v1/endpoints')).status === 200;
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu'],
@@ -202,6 +204,7 @@ test('Add with an activation key: shown once, copied', async () => {
   await dialog.getByRole('button', { name: 'Create' }).click();
   const created = page.getByRole('dialog', { name: 'Request created' });
   keyed.key = await created.getByLabel('Activation Key').inputValue();
+  if (hasEndpoints) await created.getByText('is not a known broker endpoint').waitFor();
   assert.equal(keyed.key.length, 32);
   await created.getByRole('button', { name: 'Copy' }).click();
   await created.getByText('Copied.').waitFor();
@@ -450,7 +453,7 @@ test('Devices, Users and the Overview show the enrolled device', async () => {
 });
 
 test('the Endpoints view and the Add form\'s drop-down follow the API\'s endpoints route', async () => {
-  const has = (await adminApi('GET', '/api/v1/endpoints')).status === 200;
+  const has = hasEndpoints;
   const link = page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name: 'Endpoints' });
   assert.equal(await link.isVisible(), has);
   const url = 'mqtts://mqtt.eu.example:8883';
@@ -478,6 +481,22 @@ test('a revoked token returns to sign-in with a message', async () => {
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();
   await page.getByText('The token was refused').waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.getItem('fleetgate.token')), null);
+});
+
+test('the admin adds and deletes a known endpoint', async (t) => {
+  if (!hasEndpoints) { t.skip('the server has no endpoints route'); return; }
+  await signIn(ADMIN);
+  await view('Endpoints');
+  await page.getByLabel('Name', { exact: true }).fill('web-us');
+  await page.getByLabel('URL', { exact: true }).fill('mqtts://mqtt.us.example:8883');
+  await page.getByLabel('Kind').selectOption('emqx');
+  await page.getByRole('button', { name: 'Add endpoint' }).click();
+  await page.getByRole('cell', { name: 'mqtts://mqtt.us.example:8883' }).waitFor();
+  await shot('endpoints');
+  assert.equal(await page.getByRole('row').filter({ hasText: 'fleetgate' }).getByRole('button', { name: 'Delete' }).count(), 0);
+  await page.getByRole('row').filter({ hasText: 'web-us' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete endpoint' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('cell', { name: 'mqtts://mqtt.us.example:8883' }).waitFor({ state: 'detached' });
 });
 
 test('no page error, CSP violation or console error happened', () => {
