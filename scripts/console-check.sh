@@ -31,6 +31,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
+# playwright-core 1.61 (pinned) runs on Node.js 18 (Debian 12's) and newer.
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 18 ? 0 : 1)' ||
+    die "Node.js 18 or newer is needed, found $(node --version)"
 
 echo "== npm ci (playwright-core, mqtt; log: $WORK/npm.log)"
 (cd "$ROOT/console/tests/browser" && npm ci --no-audit --no-fund >"$WORK/npm.log" 2>&1) ||
@@ -45,5 +48,5 @@ echo "== the console in headless chromium"
 (cd "$ROOT/console/tests/browser" &&
     CONSOLE_API="$API" CONSOLE_TOKEN="$TOKEN" CONSOLE_MQTT_PORT="$PROV_PORT" \
     CONSOLE_SCREENSHOTS="${SCREENSHOTS:-$WORK/screenshots}" CHROMIUM="$(command -v chromium)" \
-    node --test --test-concurrency=1 console.test.mjs) || die "console browser tests failed"
+    node --test console.test.mjs) || die "console browser tests failed"
 echo "== every console flow passed in chromium"
