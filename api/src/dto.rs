@@ -222,6 +222,49 @@ pub struct AccountInput {
     pub default_coupling: Option<wire::Coupling>,
 }
 
+/// `POST .../devices/{clientId}/requests` body: a Kura request.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceRequestInput {
+    /// The app, one topic level: `CONF-V1`, `CMD-V1`, `DEPLOY-V2`, ...
+    #[schema(example = "CONF-V1", max_length = 255)]
+    pub app: String,
+    /// `GET`, `PUT`, `POST`, `DEL` or `EXEC`.
+    #[schema(example = "GET")]
+    pub method: String,
+    /// Resource path, one topic level each.
+    #[schema(example = json!(["configurations"]))]
+    pub resources: Option<Vec<String>>,
+    /// The app's metrics: strings, booleans, integers (INT32 when they fit, else INT64).
+    #[schema(value_type = Option<Object>)]
+    pub metrics: Option<serde_json::Value>,
+    /// The body, as text.
+    pub body: Option<String>,
+    /// Seconds to wait for the reply, 1 to 3600 (default `device_management.timeout`).
+    #[schema(minimum = 1, maximum = 3600)]
+    pub timeout: Option<u32>,
+}
+
+/// `POST .../devices/{clientId}/commands` body.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct CommandInput {
+    /// The command.
+    #[schema(example = "uname")]
+    pub command: String,
+    /// Its arguments.
+    #[schema(example = json!(["-a"]))]
+    pub arguments: Option<Vec<String>>,
+    /// Environment variables.
+    #[schema(value_type = Option<Object>)]
+    pub environment: Option<serde_json::Value>,
+    /// The device command service's password, when it has one.
+    pub password: Option<String>,
+    /// Seconds the command may run, 1 to 3600 (the reply is awaited 5 s longer).
+    #[schema(minimum = 1, maximum = 3600)]
+    pub timeout: Option<u32>,
+}
+
 /// `POST /endpoints` body.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]

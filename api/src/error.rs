@@ -28,14 +28,18 @@ pub enum ApiError {
     Malformed(String),
     /// The body is larger than the limit (413).
     TooLarge(usize),
-    /// The body's content type is not JSON (415).
-    UnsupportedMediaType,
+    /// The body's content type is not the one the route reads (415); carries that one.
+    UnsupportedMediaType(&'static str),
     /// Validation failed (422).
     Invalid(Vec<FieldError>),
     /// Conflict with the current state (409).
     Conflict(Vec<FieldError>),
     /// Overloaded, or not ready (503).
     Unavailable(String),
+    /// A device answered what Fleetgate cannot use: an error reply, a malformed one (502).
+    BadGateway(String),
+    /// A device did not answer in time (504).
+    GatewayTimeout(String),
     /// Something broke inside; the detail is logged, not shown (500).
     Internal(String),
 }
@@ -69,10 +73,12 @@ impl fmt::Display for ApiError {
             ApiError::MethodNotAllowed(_) => f.write_str("this method is not supported here"),
             ApiError::Malformed(m) => write!(f, "the body is not valid JSON: {m}"),
             ApiError::TooLarge(limit) => write!(f, "the body is larger than {limit} bytes"),
-            ApiError::UnsupportedMediaType => f.write_str("the body must be application/json"),
+            ApiError::UnsupportedMediaType(t) => write!(f, "the body must be {t}"),
             ApiError::Invalid(e) => write!(f, "validation failed: {}", summary(e)),
             ApiError::Conflict(e) => write!(f, "conflict with the current state: {}", summary(e)),
-            ApiError::Unavailable(m) => f.write_str(m),
+            ApiError::Unavailable(m) | ApiError::BadGateway(m) | ApiError::GatewayTimeout(m) => {
+                f.write_str(m)
+            }
             ApiError::Internal(_) => f.write_str("internal error"),
         }
     }
@@ -141,10 +147,12 @@ impl WebResponseError for ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -10,6 +10,10 @@ use fleetgate_storage::validate::{
     UserPatchSpec,
 };
 use fleetgate_storage::{Coupling, FieldError, Timestamp};
+use std::time::Duration;
+
+use fleetgate_devmgmt::{Method, Request};
+use fleetgate_kura::proto::KuraMetric;
 use serde_json::{Map, Value};
 
 /// Reads fields out of a JSON object, collecting type errors instead of stopping at the first.
@@ -207,6 +211,165 @@ pub fn device_spec(body: &Value) -> Result<DeviceSpec, Vec<FieldError>> {
     };
     f.finish(input.validate())
 }
+
+/// Longest device-management request wait, seconds.
+pub const MAX_DEVICE_TIMEOUT: i64 = 3600;
+
+/// One topic level of a request: non-empty, at most 255 bytes, no `/`, `+`, `#`, NUL.
+fn topic_level(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 255 && !s.contains(['/', '+', '#', '\0'])
+}
+
+impl Fields<'_> {
+    /// `timeout` in seconds, 1 to [`MAX_DEVICE_TIMEOUT`], else `default`.
+    fn timeout(&mut self, default: Duration) -> Duration {
+        match self.integer("timeout") {
+            Some(n) if (1..=MAX_DEVICE_TIMEOUT).contains(&n) => {
+                Duration::from_secs(n.unsigned_abs())
+            }
+            Some(_) => {
+                self.wrong("timeout", "must be 1 to 3600 seconds");
+                default
+            }
+            None => default,
+        }
+    }
+
+    /// `metrics`: an object of strings, booleans and integers, as Kura metrics (integers that
+    /// fit INT32 as INT32, others as INT64).
+    fn metrics(&mut self) -> Vec<KuraMetric> {
+        let Some(v) = self.value("metrics") else {
+            return Vec::new();
+        };
+        let Some(obj) = v.as_object() else {
+            self.wrong("metrics", "must be an object");
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(obj.len());
+        for (name, value) in obj {
+            let metric = match value {
+                Value::String(s) => Some(KuraMetric::string(name, s)),
+                Value::Bool(b) => Some(KuraMetric::bool(name, *b)),
+                Value::Number(n) => n.as_i64().map(|i| match i32::try_from(i) {
+                    Ok(small) => KuraMetric::int32(name, small),
+                    Err(_) => KuraMetric::int64(name, i),
+                }),
+                _ => None,
+            };
+            match metric {
+                Some(m) if name != "request.id" && name != "requester.client.id" => out.push(m),
+                Some(_) => self.wrong(
+                    "metrics",
+                    "request.id and requester.client.id are Fleetgate's",
+                ),
+                None => self.wrong("metrics", "values must be strings, booleans or integers"),
+            }
+        }
+        out
+    }
+}
+
+/// Parses and validates a device-management request body (`POST .../devices/{clientId}/
+/// requests`).
+pub fn device_request(body: &Value, default_timeout: Duration) -> Result<Request, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let app = f.string("app");
+    let method = f.string("method");
+    let resources = f.strings("resources").unwrap_or_default();
+    let metrics = f.metrics();
+    let text = f.string("body");
+    let timeout = f.timeout(default_timeout);
+    let mut e = Vec::new();
+    match &app {
+        None => e.push(FieldError::new("app", "is required")),
+        Some(a) if !topic_level(a) => e.push(FieldError::new("app", "must be one topic level")),
+        Some(_) => {}
+    }
+    let method = match method.as_deref().map(|m| (m, Method::parse(m))) {
+        None => {
+            e.push(FieldError::new("method", "is required"));
+            None
+        }
+        Some((_, None)) => {
+            e.push(FieldError::new(
+                "method",
+                "must be GET, PUT, POST, DEL or EXEC",
+            ));
+            None
+        }
+        Some((_, Some(m))) => Some(m),
+    };
+    if !resources.iter().all(|r| topic_level(r)) {
+        e.push(FieldError::new("resources", "each must be one topic level"));
+    }
+    let request = match (app, method) {
+        (Some(app), Some(method)) if e.is_empty() => Ok(Request {
+            app,
+            method,
+            resources,
+            metrics,
+            body: text.map(String::into_bytes),
+            timeout,
+        }),
+        _ => Err(e),
+    };
+    f.finish(request)
+}
+
+/// Parses and validates a command body (`POST .../devices/{clientId}/commands`) into a CMD-V1
+/// `EXEC command` request: `command.command`, `command.argumentN`, `command.environment.pairN`
+/// (`NAME=VALUE`), `command.password`, `command.timeout` (seconds; the reply is awaited a few
+/// seconds longer).
+pub fn command(body: &Value, default_timeout: Duration) -> Result<Request, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let command = f.string("command");
+    let arguments = f.strings("arguments").unwrap_or_default();
+    let environment: Vec<(String, String)> = match f.value("environment") {
+        None => Vec::new(),
+        Some(Value::Object(o)) if o.values().all(Value::is_string) => o
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        Some(_) => {
+            f.wrong("environment", "must be an object of strings");
+            Vec::new()
+        }
+    };
+    let password = f.string("password");
+    let timeout = f.timeout(default_timeout);
+    let request = match command.filter(|c| !c.trim().is_empty()) {
+        None => Err(vec![FieldError::new("command", "is required")]),
+        Some(c) => {
+            let mut metrics = vec![KuraMetric::string("command.command", c)];
+            for (i, a) in arguments.into_iter().enumerate() {
+                metrics.push(KuraMetric::string(format!("command.argument{i}"), a));
+            }
+            for (i, (k, v)) in environment.into_iter().enumerate() {
+                metrics.push(KuraMetric::string(
+                    format!("command.environment.pair{i}"),
+                    format!("{k}={v}"),
+                ));
+            }
+            if let Some(p) = password {
+                metrics.push(KuraMetric::string("command.password", p));
+            }
+            let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+            metrics.push(KuraMetric::int32("command.timeout", secs));
+            Ok(Request {
+                app: "CMD-V1".into(),
+                method: Method::Exec,
+                resources: vec!["command".into()],
+                metrics,
+                body: None,
+                timeout: timeout + COMMAND_GRACE,
+            })
+        }
+    };
+    f.finish(request)
+}
+
+/// How much longer than its own timeout a command's reply is awaited.
+const COMMAND_GRACE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

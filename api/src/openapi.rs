@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, devices, dto, endpoints, error, requests, users};
+use super::{accounts, devices, dto, endpoints, error, management, requests, users};
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
 struct BearerAuth;
@@ -90,16 +90,23 @@ impl Modify for RequestIdHeader {
         devices::list_devices,
         devices::get_device,
         devices::delete_device,
+        management::device_request,
+        management::get_configurations,
+        management::put_configurations,
+        management::get_one_configuration,
+        management::put_one_configuration,
+        management::run_command,
         endpoints::list_endpoints,
         endpoints::create_endpoint,
         endpoints::delete_endpoint,
     ),
-    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput, dto::EndpointInput)),
+    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput, dto::EndpointInput, dto::DeviceRequestInput, dto::CommandInput)),
     modifiers(&BearerAuth, &RequestIdHeader),
     tags(
         (name = "accounts", description = "Target accounts and their API tokens (admin token)"),
         (name = "provision requests", description = "Enrollment orders of devices and their executions"),
         (name = "users", description = "Operational users: account users (applications) and the device users provisioning created (PROTOCOL.md 6.1)"),
+        (name = "device management", description = "Kura request/reply with a connected device: configurations, commands, any app (PROTOCOL.md 7)"),
         (name = "endpoints", description = "Known broker endpoints: where devices are provisioned to"),
         (name = "devices", description = "The Device Registry: entries, connection state and BIRTH facts (PROTOCOL.md 6.3)"),
         (name = "operations", description = "Health, metrics and this document (no auth)"),

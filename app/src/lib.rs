@@ -78,6 +78,9 @@ pub struct App {
     /// Where the operational endpoint listens, once bound (its URL when
     /// `operational.public_url` is unset).
     pub operational_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Kura request/reply with devices (PROTOCOL.md 7), attached to the operational broker
+    /// when it runs.
+    pub devices: Arc<fleetgate_devmgmt::Requester>,
     /// The token hook requests must carry (HOOKS.md 2); empty when the listener is off.
     pub hooks_token: String,
     /// Set once every listener accepts connections (`/healthz`).
@@ -167,6 +170,9 @@ impl App {
             t_cost: config.auth.argon2_t_cost,
             p_cost: config.auth.argon2_p_cost,
         };
+        let devices = Arc::new(fleetgate_devmgmt::Requester::new(
+            config.device_management.requester.clone(),
+        ));
         Ok(Arc::new(App {
             config,
             store,
@@ -177,6 +183,7 @@ impl App {
             admin_token,
             hooks_token,
             operational_addr: std::sync::OnceLock::new(),
+            devices,
             ready: AtomicBool::new(false),
             tasks: Tasks::default(),
         }))

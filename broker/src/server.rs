@@ -17,7 +17,7 @@ use ntex::time::Seconds;
 use fleetgate_app::App;
 use fleetgate_config::Config;
 use fleetgate_mqtt::ServiceError;
-use fleetgate_mqtt::broker::{Broker, Door, Limits};
+use fleetgate_mqtt::broker::{Broker, DeviceTransport, Door, Limits};
 use fleetgate_mqtt::provisioning::Provisioning;
 
 /// The bound sockets, before the server takes them.
@@ -149,8 +149,11 @@ impl Brokers {
         };
         let open =
             |door| Broker::open(door, limits.clone(), app.store.clone(), app.metrics.clone());
+        let operational = open(Door::Operational)?;
+        app.devices
+            .attach(Arc::new(DeviceTransport(operational.clone())));
         Ok(Brokers {
-            operational: open(Door::Operational)?,
+            operational,
             sandbox: c
                 .sandbox
                 .address()

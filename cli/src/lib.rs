@@ -14,8 +14,8 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fleetgate_client::Client;
 use fleetgate_client::types::{
-    Coupling, DeviceQuery, Endpoint, Items, NewAccount, NewDevice, NewUser, Problem,
-    ProvisionRequestInput, RequestQuery, Secret, UserPatch,
+    Coupling, DeviceCommand as CommandBody, DeviceQuery, Endpoint, Items, NewAccount, NewDevice,
+    NewUser, Problem, ProvisionRequestInput, RequestQuery, Secret, UserPatch,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -230,9 +230,7 @@ impl RequestFields {
             body.password_length = Some(n);
         }
         if let Some(path) = &self.additional_configuration {
-            let xml = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            body.additional_configuration = Some(xml);
+            body.additional_configuration = Some(read_input(path)?);
         }
         Ok(())
     }
@@ -470,6 +468,47 @@ pub enum DeviceCommand {
         /// Delete even while CONNECTED (and disconnect it).
         #[arg(long)]
         force: bool,
+    },
+    /// A connected device's configuration, over Kura's CONF-V1.
+    Config {
+        #[command(subcommand)]
+        /// What to do.
+        command: ConfigCommand,
+    },
+    /// Run a command on a connected device (Kura's CMD-V1); prints its output and fails when
+    /// it exits non-zero.
+    Exec {
+        /// Client ID.
+        client_id: String,
+        /// Seconds it may run.
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u32>,
+        /// The command and its arguments (after `--` when they start with `-`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+}
+
+/// `fleetgate device config ...`.
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the device's configuration (Kura snapshot XML).
+    Get {
+        /// Client ID.
+        client_id: String,
+        /// Only this configuration.
+        #[arg(long, value_name = "PID")]
+        pid: Option<String>,
+    },
+    /// Send a configuration document (seed or snapshot form) to the device.
+    Put {
+        /// Client ID.
+        client_id: String,
+        /// The XML file; `-` reads standard input.
+        file: PathBuf,
+        /// The document holds only this configuration.
+        #[arg(long, value_name = "PID")]
+        pid: Option<String>,
     },
 }
 
@@ -781,17 +820,22 @@ fn bulk_format(file: &Path, format: Option<BulkFormat>) -> anyhow::Result<BulkFo
 }
 
 /// Reads the rows of a bulk file.
+/// The text of `file`, or of standard input for `-`.
+fn read_input(file: &Path) -> anyhow::Result<String> {
+    if file == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+    }
+}
+
 fn read_bulk(file: &Path, format: Option<BulkFormat>) -> anyhow::Result<Vec<Row>> {
     let format = if file == Path::new("-") {
         format.ok_or_else(|| anyhow!("reading standard input needs --format csv|jsonl"))?
     } else {
         bulk_format(file, format)?
     };
-    let text = if file == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
-    };
+    let text = read_input(file)?;
     let rows = match format {
         BulkFormat::Csv => read_csv(&text)?,
         BulkFormat::Jsonl => read_jsonl(&text)?,
@@ -1201,6 +1245,48 @@ fn device(
                 out.push_str(&pretty(&json!({ "deleted": client_id })));
             } else {
                 let _ = writeln!(out, "deleted {client_id}");
+            }
+        }
+        DeviceCommand::Config {
+            command: ConfigCommand::Get { client_id, pid },
+        } => {
+            out.push_str(&api.device_configuration(&account, &client_id, pid.as_deref())?);
+            out.push('\n');
+        }
+        DeviceCommand::Config {
+            command:
+                ConfigCommand::Put {
+                    client_id,
+                    file,
+                    pid,
+                },
+        } => {
+            let xml = read_input(&file)?;
+            api.put_device_configuration(&account, &client_id, pid.as_deref(), xml)?;
+            let _ = writeln!(out, "configuration applied on {client_id}");
+        }
+        DeviceCommand::Exec {
+            client_id,
+            timeout,
+            mut command,
+        } => {
+            let body = CommandBody {
+                command: command.remove(0),
+                arguments: command,
+                timeout,
+            };
+            let ran = api.run_command(&account, &client_id, &body)?;
+            if c.json {
+                out.push_str(&pretty(&value(&ran)?));
+            } else {
+                out.push_str(&ran.stdout);
+                eprint!("{}", ran.stderr);
+            }
+            match ran.exit_code {
+                Some(0) => {}
+                Some(code) => anyhow::bail!("the command exited with {code}"),
+                None if ran.timed_out => anyhow::bail!("the command timed out"),
+                None => {}
             }
         }
     }

@@ -25,10 +25,10 @@ use serde::de::DeserializeOwned;
 
 pub use error::Error;
 use types::{
-    Account, AccountList, BulkCreated, Device, DevicePage, DeviceQuery, Endpoint, EndpointList,
-    Execution, ExecutionList, Health, NewAccount, NewDevice, NewUser, Problem, ProvisionRequest,
-    ProvisionRequestInput, RequestPage, RequestQuery, Secret, TokenCreated, User, UserCreated,
-    UserList, UserPatch, encode,
+    Account, AccountList, BulkCreated, CommandResult, Device, DeviceCommand, DevicePage,
+    DeviceQuery, Endpoint, EndpointList, Execution, ExecutionList, Health, NewAccount, NewDevice,
+    NewUser, Problem, ProvisionRequest, ProvisionRequestInput, RequestPage, RequestQuery, Secret,
+    TokenCreated, User, UserCreated, UserList, UserPatch, encode,
 };
 
 pub use fleetgate_wire::MAX_BULK_ITEMS;
@@ -95,8 +95,19 @@ impl Client {
     // ------------------------------------------------------------------------------------
     // Transport
 
-    /// Sends a request; returns the body of a 2xx answer, else the answer as an error.
+    /// Sends a request with an optional JSON body; returns the body of a 2xx answer, else the
+    /// answer as an error.
     fn call(&self, method: &'static str, path: &str, body: Option<Vec<u8>>) -> Result<String> {
+        self.call_typed(method, path, body.map(|b| (b, "application/json")))
+    }
+
+    /// [`Client::call`] with a body of any content type.
+    fn call_typed(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+    ) -> Result<String> {
         let url = format!("{}{path}", self.base);
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
@@ -107,8 +118,8 @@ impl Client {
             source,
         };
         let result = match body {
-            Some(b) => self.agent.run(
-                req.header("Content-Type", "application/json")
+            Some((b, content_type)) => self.agent.run(
+                req.header("Content-Type", content_type)
                     .body(b)
                     .map_err(invalid)?,
             ),
@@ -450,6 +461,41 @@ impl Client {
         self.get(&device_path(account, client_id))
     }
 
+    /// `GET .../devices/{clientId}/configurations[/{pid}]`: the device's configuration in
+    /// Kura's snapshot form.
+    pub fn device_configuration(
+        &self,
+        account: &str,
+        client_id: &str,
+        pid: Option<&str>,
+    ) -> Result<String> {
+        self.call("GET", &configurations_path(account, client_id, pid), None)
+    }
+
+    /// `PUT .../devices/{clientId}/configurations[/{pid}]` with a configuration XML document.
+    pub fn put_device_configuration(
+        &self,
+        account: &str,
+        client_id: &str,
+        pid: Option<&str>,
+        xml: String,
+    ) -> Result<()> {
+        let path = configurations_path(account, client_id, pid);
+        self.call_typed("PUT", &path, Some((xml.into_bytes(), "application/xml")))
+            .map(drop)
+    }
+
+    /// `POST .../devices/{clientId}/commands`: runs a command on the device.
+    pub fn run_command(
+        &self,
+        account: &str,
+        client_id: &str,
+        command: &DeviceCommand,
+    ) -> Result<CommandResult> {
+        let path = format!("{}/commands", device_path(account, client_id));
+        self.json("POST", &path, Some(command))
+    }
+
     /// `DELETE .../devices/{clientId}`, with `?force=true` to delete (and disconnect) a
     /// CONNECTED one.
     pub fn delete_device(&self, account: &str, client_id: &str, force: bool) -> Result<()> {
@@ -651,4 +697,13 @@ mod tests {
             assert_eq!(v["requests"].as_array().unwrap().len(), c.items.len());
         }
     }
+}
+
+fn configurations_path(account: &str, client_id: &str, pid: Option<&str>) -> String {
+    let mut path = format!("{}/configurations", device_path(account, client_id));
+    if let Some(pid) = pid {
+        path.push('/');
+        path.push_str(&encode(pid));
+    }
+    path
 }

@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 pub use fleetgate_wire::{
-    Account, AccountList, Birth, BulkCreated, ConnectionStatus, Coupling, Device, DevicePage,
-    DeviceStatus, Endpoint, EndpointList, Execution, ExecutionList, FieldError, Health, LogLevel,
-    LogLine, NewAccount, NewDevice, NewUser, Outcome, Problem, ProvisionRequest,
+    Account, AccountList, Birth, BulkCreated, CommandResult, ConnectionStatus, Coupling, Device,
+    DevicePage, DeviceStatus, Endpoint, EndpointList, Execution, ExecutionList, FieldError, Health,
+    LogLevel, LogLine, NewAccount, NewDevice, NewUser, Outcome, Problem, ProvisionRequest,
     ProvisionRequestInput, Rejection, RequestPage, RequestStatus, Secret, TokenCreated, User,
     UserCreated, UserKind, UserList, UserPatch,
 };
@@ -136,4 +136,17 @@ mod tests {
         );
         assert_eq!(DeviceQuery::default().to_query_string(), "");
     }
+}
+
+/// `POST .../devices/{clientId}/commands` body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCommand {
+    /// The command.
+    pub command: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<String>,
+    /// Seconds it may run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
 }

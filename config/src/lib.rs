@@ -65,6 +65,10 @@ bulk_body_limit = 16777216
 listen = "127.0.0.1:8081"
 token = ""
 
+[device_management]
+requester = "fleetgate"
+timeout = 30.0
+
 [auth]
 max_failures = 5
 max_failures_per_address = 100
@@ -235,6 +239,16 @@ impl std::fmt::Debug for Hooks {
     }
 }
 
+/// `[device_management]`: Kura request/reply (PROTOCOL.md 7).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceManagement {
+    /// The requester's client ID in request metrics and reply topics.
+    pub requester: String,
+    /// Seconds a request waits for its reply unless it says otherwise.
+    pub timeout: f64,
+}
+
 /// `[auth]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +309,8 @@ pub struct Config {
     pub admin: Admin,
     /// HTTP hook listener.
     pub hooks: Hooks,
+    /// Device management.
+    pub device_management: DeviceManagement,
     /// Auth hook limits and costs.
     pub auth: Auth,
     /// Storage.
@@ -517,6 +533,7 @@ impl Config {
             ("auth.ban", self.auth.ban),
             ("auth.verify_deadline", self.auth.verify_deadline),
             ("server.shutdown_timeout", self.server.shutdown_timeout),
+            ("device_management.timeout", self.device_management.timeout),
             (
                 "operational.session_expiry",
                 self.operational.session_expiry,
@@ -550,6 +567,12 @@ impl Config {
                 "operational.sandbox.deny_subscribe".into(),
                 format!("{f:?} is not a topic filter"),
             ));
+        }
+        if !fleetgate_acl::valid_client_id(&self.device_management.requester) {
+            return bad(
+                "device_management.requester",
+                "must be a client ID that is one topic level",
+            );
         }
         if !self.hooks.listen.is_empty() && self.hooks.address().is_none() {
             return bad("hooks.listen", "must be empty or ADDRESS:PORT");

@@ -27,4 +27,4 @@ pub use model::{
     Configuration, Document, InvalidDocument, MASK, Property, PropertyType, UnexpectedValue,
 };
 pub use parse::{MAX_DEPTH, MAX_DOCUMENT_BYTES, ParseError};
-pub use write::{METATYPE_NAMESPACE, XML_DECLARATION};
+pub use write::{ESF_NAMESPACE, METATYPE_NAMESPACE, XML_DECLARATION};

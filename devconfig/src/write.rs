@@ -5,6 +5,18 @@ use crate::model::{Document, MASK, PropertyType};
 /// The XML declaration every written document starts with.
 pub const XML_DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 
+/// The two forms a document is written in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The seed's `<configurations><configuration><id>` form (PROV-V1 replies).
+    Seed,
+    /// Kura's `esf:` snapshot form (CONF-V1 PUT bodies).
+    Snapshot,
+}
+
+/// The namespace Kura's snapshot form binds to `esf`.
+pub const ESF_NAMESPACE: &str = "http://eurotech.com/esf/2.0";
+
 /// The namespace the seed form binds to `ns0` on the root element.
 pub const METATYPE_NAMESPACE: &str = "http://www.osgi.org/xmlns/metatype/v1.2.0";
 
@@ -19,35 +31,85 @@ impl Document {
     /// references). Characters XML 1.0 cannot carry at all are written as they are; parsed,
     /// generated and merged documents never contain them (see [`Document::validate`]).
     pub fn to_xml(&self) -> String {
-        let mut out = String::with_capacity(256 + 128 * self.property_count());
+        self.write(Form::Seed)
+    }
+
+    /// Writes the document in Kura's snapshot form, the only one Kura's CONF-V1 PUT applies
+    /// (PROTOCOL.md 7), compactly:
+    /// `<?xml ...?><esf:configurations xmlns:esf="http://eurotech.com/esf/2.0" xmlns:ocd="...">`
+    /// `<esf:configuration pid="PID"><esf:properties><esf:property array=".." encrypted=".."`
+    /// ` name=".." type=".."><esf:value>..</esf:value></esf:property>...`. Values are written
+    /// untrimmed and escaped as in [`Document::to_xml`].
+    pub fn to_snapshot_xml(&self) -> String {
+        self.write(Form::Snapshot)
+    }
+
+    fn write(&self, form: Form) -> String {
+        let snapshot = form == Form::Snapshot;
+        let mut out = String::with_capacity(256 + 160 * self.property_count());
         out.push_str(XML_DECLARATION);
-        out.push_str(r#"<configurations xmlns:ns0=""#);
+        if snapshot {
+            out.push_str(r#"<esf:configurations xmlns:esf=""#);
+            out.push_str(ESF_NAMESPACE);
+            out.push_str(r#"" xmlns:ocd=""#);
+        } else {
+            out.push_str(r#"<configurations xmlns:ns0=""#);
+        }
         out.push_str(METATYPE_NAMESPACE);
         out.push_str(r#"">"#);
+        let p = if snapshot { "esf:" } else { "" };
         for c in &self.configurations {
-            out.push_str("<configuration><id>");
-            push_text(&mut out, &c.id);
-            out.push_str("</id><properties>");
-            for p in &c.properties {
-                out.push_str(r#"<property name=""#);
-                push_attribute(&mut out, &p.name);
-                out.push_str(r#"" array=""#);
-                out.push_str(bool_str(p.array));
-                out.push_str(r#"" encrypted=""#);
-                out.push_str(bool_str(p.encrypted));
-                out.push_str(r#"" type=""#);
-                out.push_str(p.ptype.as_str());
-                out.push_str(r#"">"#);
-                for v in &p.values {
-                    out.push_str("<value>");
-                    push_text(&mut out, v);
-                    out.push_str("</value>");
-                }
-                out.push_str("</property>");
+            if snapshot {
+                out.push_str(r#"<esf:configuration pid=""#);
+                push_attribute(&mut out, &c.id);
+                out.push_str(r#""><esf:properties>"#);
+            } else {
+                out.push_str("<configuration><id>");
+                push_text(&mut out, &c.id);
+                out.push_str("</id><properties>");
             }
-            out.push_str("</properties></configuration>");
+            for prop in &c.properties {
+                let attributes = [
+                    ("array", bool_str(prop.array)),
+                    ("encrypted", bool_str(prop.encrypted)),
+                    ("type", prop.ptype.as_str()),
+                ];
+                out.push('<');
+                out.push_str(p);
+                out.push_str("property");
+                if !snapshot {
+                    push_named_attribute(&mut out, "name", &prop.name);
+                }
+                for (name, value) in &attributes[..2] {
+                    push_named_attribute(&mut out, name, value);
+                }
+                if snapshot {
+                    push_named_attribute(&mut out, "name", &prop.name);
+                }
+                push_named_attribute(&mut out, attributes[2].0, attributes[2].1);
+                out.push('>');
+                for v in &prop.values {
+                    out.push('<');
+                    out.push_str(p);
+                    out.push_str("value>");
+                    push_text(&mut out, v);
+                    out.push_str("</");
+                    out.push_str(p);
+                    out.push_str("value>");
+                }
+                out.push_str("</");
+                out.push_str(p);
+                out.push_str("property>");
+            }
+            out.push_str("</");
+            out.push_str(p);
+            out.push_str("properties></");
+            out.push_str(p);
+            out.push_str("configuration>");
         }
-        out.push_str("</configurations>");
+        out.push_str("</");
+        out.push_str(p);
+        out.push_str("configurations>");
         out
     }
 
@@ -76,6 +138,15 @@ impl Document {
     fn property_count(&self) -> usize {
         self.configurations.iter().map(|c| c.properties.len()).sum()
     }
+}
+
+/// ` name="value"`, the value escaped.
+fn push_named_attribute(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push_str(r#"=""#);
+    push_attribute(out, value);
+    out.push('"');
 }
 
 fn bool_str(b: bool) -> &'static str {
@@ -121,6 +192,23 @@ mod tests {
         Document {
             configurations: vec![Configuration::new("pid.a", vec![p])],
         }
+    }
+
+    #[test]
+    fn writes_the_snapshot_form_exactly_and_reads_it_back() {
+        let d = one(Property::array("k", PropertyType::String, [" a", "b "]));
+        let xml = d.to_snapshot_xml();
+        assert_eq!(
+            xml,
+            concat!(
+                r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+                r#"<esf:configurations xmlns:esf="http://eurotech.com/esf/2.0" xmlns:ocd="http://www.osgi.org/xmlns/metatype/v1.2.0">"#,
+                r#"<esf:configuration pid="pid.a"><esf:properties>"#,
+                r#"<esf:property array="true" encrypted="false" name="k" type="String"><esf:value> a</esf:value><esf:value>b </esf:value></esf:property>"#,
+                r#"</esf:properties></esf:configuration></esf:configurations>"#
+            )
+        );
+        assert_eq!(Document::parse(&xml).unwrap(), d);
     }
 
     #[test]

@@ -2,9 +2,6 @@
 //! accepted PUBLISH is asked) and reading the registry's facts out of its KuraPayload, plain or
 //! gzip-compressed (Kura's cloud service compresses payloads when that makes them smaller).
 
-use std::borrow::Cow;
-use std::io::Read as _;
-
 use fleetgate_kura::{KuraError, Payload};
 use fleetgate_storage::Birth;
 
@@ -12,52 +9,12 @@ use fleetgate_storage::Birth;
 /// small compressed payload must not expand without bound.
 const MAX_BIRTH: usize = 256 * 1024;
 
-/// The two bytes every gzip stream starts with.
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-
-/// Why a BIRTH payload yields no facts.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BirthError {
-    /// It starts like gzip but does not decompress.
-    #[error("invalid gzip: {0}")]
-    Gzip(#[from] std::io::Error),
-    /// It decompresses past [`MAX_BIRTH`] bytes.
-    #[error("larger than {MAX_BIRTH} bytes once decompressed")]
-    TooLarge,
-    /// It is not a KuraPayload.
-    #[error(transparent)]
-    Kura(#[from] KuraError),
-}
-
-/// The payload, decompressed when it is gzip.
-fn plain(payload: &[u8]) -> Result<Cow<'_, [u8]>, BirthError> {
-    if !payload.starts_with(&GZIP_MAGIC) {
-        return Ok(Cow::Borrowed(payload));
-    }
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(payload)
-        .take(MAX_BIRTH as u64 + 1)
-        .read_to_end(&mut out)?;
-    if out.len() > MAX_BIRTH {
-        return Err(BirthError::TooLarge);
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// Whether `topic` is `$EDC/{account}/{client_id}/MQTT/BIRTH`.
-pub(crate) fn is_birth_topic(topic: &str, account: &str, client_id: &str) -> bool {
-    topic
-        .strip_prefix("$EDC/")
-        .and_then(|t| t.strip_prefix(account))
-        .and_then(|t| t.strip_prefix('/'))
-        .and_then(|t| t.strip_prefix(client_id))
-        .is_some_and(|t| t == "/MQTT/BIRTH")
-}
+pub(crate) use fleetgate_kura::topics::is_birth_topic;
 
 /// The BIRTH metrics the registry keeps. A metric of another type than STRING is kept as
 /// text when it has a natural one (numbers, booleans), since Kura versions differ there.
-pub(crate) fn decode(payload: &[u8]) -> Result<Birth, BirthError> {
-    let p = Payload::decode(&plain(payload)?)?;
+pub(crate) fn decode(payload: &[u8]) -> Result<Birth, KuraError> {
+    let p = Payload::decode_maybe_gzip(payload, MAX_BIRTH)?;
     let text = |name: &str| -> Option<String> {
         let m = p.metric(name)?;
         m.as_str()
@@ -144,11 +101,11 @@ mod tests {
         assert_eq!(b.os.as_deref(), Some("Linux"));
         assert!(matches!(
             decode(&gzip(&vec![0u8; MAX_BIRTH + 1])),
-            Err(BirthError::TooLarge)
+            Err(KuraError::TooLarge { .. })
         ));
         assert!(matches!(
             decode(&[0x1f, 0x8b, 0, 1, 2]),
-            Err(BirthError::Gzip(_))
+            Err(KuraError::Gzip(_))
         ));
     }
 }

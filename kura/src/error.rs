@@ -19,6 +19,9 @@ pub enum KuraError {
         /// The limit it exceeded.
         limit: usize,
     },
+    /// It starts like gzip but does not decompress.
+    #[error("invalid gzip: {0}")]
+    Gzip(#[source] std::io::Error),
     /// A required field (JSON key or Kura metric/body) is absent.
     #[error("`{0}` is missing")]
     MissingField(&'static str),

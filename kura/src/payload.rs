@@ -28,6 +28,29 @@ impl Payload {
         })
     }
 
+    /// Decodes a KuraPayload that may be gzip-compressed (Kura's cloud service compresses a
+    /// payload when that makes it smaller), reading at most `max` bytes once decompressed so
+    /// that a small compressed payload cannot expand without bound.
+    pub fn decode_maybe_gzip(bytes: &[u8], max: usize) -> Result<Self, KuraError> {
+        use std::io::Read as _;
+        const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+        if !bytes.starts_with(&GZIP_MAGIC) {
+            return Self::decode(bytes);
+        }
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(bytes)
+            .take(max as u64 + 1)
+            .read_to_end(&mut plain)
+            .map_err(KuraError::Gzip)?;
+        if plain.len() > max {
+            return Err(KuraError::TooLarge {
+                len: plain.len(),
+                limit: max,
+            });
+        }
+        Self::decode(&plain)
+    }
+
     /// Encodes as a KuraPayload protobuf.
     pub fn encode(&self) -> Vec<u8> {
         self.proto.encode_to_vec()

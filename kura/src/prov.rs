@@ -65,6 +65,17 @@ pub mod topics {
     pub fn reply_filter(pa: &str, cid: &str) -> String {
         format!("$EDC/{pa}/{cid}/PROV-V1/REPLY/#")
     }
+
+    /// Whether `topic` is `$EDC/{account}/{client_id}/MQTT/BIRTH`, a Kura device's BIRTH
+    /// (allocates nothing: every accepted PUBLISH is asked).
+    pub fn is_birth_topic(topic: &str, account: &str, client_id: &str) -> bool {
+        topic
+            .strip_prefix("$EDC/")
+            .and_then(|t| t.strip_prefix(account))
+            .and_then(|t| t.strip_prefix('/'))
+            .and_then(|t| t.strip_prefix(client_id))
+            .is_some_and(|t| t == "/MQTT/BIRTH")
+    }
 }
 
 /// Which of the two PROV-V1 encodings a payload uses. A reply uses the request's.

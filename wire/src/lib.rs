@@ -799,3 +799,33 @@ pub struct EndpointList {
     /// `fleetgate` first, then the others by name.
     pub items: Vec<Endpoint>,
 }
+
+/// A device's reply to a Kura request (API.md "Device management").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceReply {
+    /// `response.code`: 200, 400, 404, 500.
+    pub response_code: i32,
+    /// Every metric of the reply, by name (bytes as base64).
+    #[schema(value_type = Object)]
+    pub metrics: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The reply's body as UTF-8 text, or null.
+    pub body: Option<String>,
+    /// The body as base64 when it is not UTF-8 (then `body` is null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+}
+
+/// What a command did on the device (CMD-V1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResult {
+    /// Its exit code (null when the device did not say).
+    pub exit_code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Whether it was stopped at its timeout.
+    pub timed_out: bool,
+}

@@ -32,7 +32,10 @@ fn usage() -> ! {
 
 fn parse() -> Args {
     let mut it = std::env::args().skip(1);
-    let addr: SocketAddr = it.next().and_then(|a| a.parse().ok()).unwrap_or_else(|| usage());
+    let addr: SocketAddr = it
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage());
     if !addr.ip().is_loopback() {
         eprintln!("hook-load: loopback addresses only");
         std::process::exit(2);

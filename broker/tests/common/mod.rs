@@ -652,4 +652,5 @@ pub async fn operational(
 }
 
 pub mod binary;
+pub mod kura;
 pub mod raw;

@@ -166,6 +166,9 @@ impl Drop for Conn {
             will,
         );
         if current && let Some(s) = &self.who.hooks {
+            if let Some(d) = s.as_device() {
+                self.app.devices.on_disconnect(&d.account, &d.client_id);
+            }
             // Submitted now, committed with the next group commit.
             drop(ntex::rt::spawn(self.app.hooks.disconnected(s)));
         }
@@ -513,11 +516,14 @@ async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool)
     }
     // Submitted before routing (so it sees this message), awaited after: ready at once for
     // anything but a BIRTH.
-    let recorded = conn
-        .who
-        .hooks
-        .as_ref()
-        .map(|s| conn.app.hooks.published(s, &msg.topic, &msg.payload));
+    let recorded = conn.who.hooks.as_ref().map(|s| {
+        if let Some(d) = s.as_device() {
+            conn.app
+                .devices
+                .on_publish(&d.account, &d.client_id, &msg.topic, &msg.payload);
+        }
+        conn.app.hooks.published(s, &msg.topic, &msg.payload)
+    });
     let published = route(conn, msg, v5).await;
     if let Some(recorded) = recorded {
         recorded.await;

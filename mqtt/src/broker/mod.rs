@@ -678,6 +678,15 @@ impl Broker {
         Retain::Kept
     }
 
+    /// `None` when `key` has no connected session; else whether one of its subscriptions
+    /// (shared ones included) matches `topic`.
+    pub fn subscribed(&self, key: &SessionKey, topic: &str) -> Option<bool> {
+        let core = self.core.lock();
+        let s = core.sessions.get(core.by_key.get(key)?)?;
+        s.link.as_ref()?;
+        Some(s.subs.keys().any(|f| matches(f, topic)))
+    }
+
     /// Routes a message to every matching session (each once, at the highest granted QoS,
     /// with every matching subscription identifier) and to one member of each matching
     /// `$share` group.
@@ -989,3 +998,26 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
+
+/// The operational broker as the device-management requester's way to devices: requests are
+/// routed like any PUBLISH (QoS 1, not retained, from no session).
+pub struct DeviceTransport(pub Arc<Broker>);
+
+impl fleetgate_devmgmt::Transport for DeviceTransport {
+    fn subscribed(&self, account: &str, client_id: &str, topic: &str) -> Option<bool> {
+        self.0
+            .subscribed(&(account.to_string(), client_id.to_string()), topic)
+    }
+
+    fn publish(&self, topic: String, payload: Vec<u8>) {
+        self.0.route(Message {
+            topic: topic.into(),
+            payload: payload.into(),
+            qos: 1,
+            retain: false,
+            props: message::Properties::default(),
+            expires: None,
+            from: 0,
+        });
+    }
+}
