@@ -46,7 +46,7 @@ FLEETGATE_AUTH_ARGON2_M_COST=64 FLEETGATE_AUTH_ARGON2_T_COST=1 FLEETGATE_PROVISI
 
 echo "== the console in headless chromium"
 (cd "$ROOT/console/tests/browser" &&
-    CONSOLE_API="$API" CONSOLE_TOKEN="$TOKEN" CONSOLE_MQTT_PORT="$PROV_PORT" \
+    CONSOLE_API="$API" CONSOLE_TOKEN="$TOKEN" CONSOLE_MQTT_PORT="$PROV_PORT" CONSOLE_OPERATIONAL_PORT="$OPER_PORT" \
     CONSOLE_SCREENSHOTS="${SCREENSHOTS:-$WORK/screenshots}" CHROMIUM="$(command -v chromium)" \
     node --test console.test.mjs) || die "console browser tests failed"
 echo "== every console flow passed in chromium"

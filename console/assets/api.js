@@ -34,16 +34,18 @@ async function problemOf(res) {
 }
 
 /**
- * Calls the API. `body` is sent as JSON; `accept` other than JSON returns the text.
- * Throws ApiError for any non-2xx answer or a network failure (status 0).
+ * Calls the API. `body` is sent as JSON, `xml` as application/xml; `accept` other than JSON
+ * returns the text. Throws ApiError for any non-2xx answer or a network failure (status 0).
  */
-export async function api(method, path, { body, accept = 'application/json', token = session.token } = {}) {
+export async function api(method, path, { body, xml, accept = 'application/json', token = session.token } = {}) {
   const headers = { Accept: accept, Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let payload;
+  if (xml !== undefined) { headers['Content-Type'] = 'application/xml'; payload = xml; }
+  if (body !== undefined) { headers['Content-Type'] = 'application/json'; payload = JSON.stringify(body); }
   let res;
   try {
     res = await fetch(path, {
-      method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+      method, headers, body: payload,
       cache: 'no-store', credentials: 'omit', redirect: 'error',
     });
   } catch (e) {

@@ -4,6 +4,7 @@
 //   CONSOLE_API        http://127.0.0.1:PORT (admin listener)
 //   CONSOLE_TOKEN      its admin token
 //   CONSOLE_MQTT_PORT  its provisioning listener (a real MQTT client runs PROV-V1 against it)
+//   CONSOLE_OPERATIONAL_PORT  its operational listener (the provisioned device connects there)
 //   CONSOLE_SCREENSHOTS  where the screenshots of the main views go
 //   CHROMIUM           the browser (default /usr/bin/chromium)
 // Any page error, CSP violation or unexpected console error fails the run.
@@ -19,6 +20,7 @@ import mqtt from 'mqtt';
 const API = process.env.CONSOLE_API;
 const ADMIN = process.env.CONSOLE_TOKEN;
 const MQTT_PORT = process.env.CONSOLE_MQTT_PORT;
+const OPERATIONAL_PORT = process.env.CONSOLE_OPERATIONAL_PORT;
 const SHOTS = process.env.CONSOLE_SCREENSHOTS;
 const CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
   + "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
@@ -233,6 +235,17 @@ test('a 422 on bad XML shows line and column by the field', async () => {
 });
 
 /** Runs PROV-V1 (PROTOCOL.md 4) as a device with a real MQTT 5 client; resolves the reply. */
+/** An MQTT 5 connection; resolves once connected. */
+function connect(port, clientId, username, password) {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+      clientId, username, password, protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 10000,
+    });
+    client.once('connect', () => resolve(client));
+    client.once('error', (e) => { client.end(true); reject(e); });
+  });
+}
+
 function provision(clientId, username, key) {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${MQTT_PORT}`, {
@@ -259,6 +272,7 @@ function provision(clientId, username, key) {
 test('a provisioning exchange appears in Executions, with its log under Show Log', async () => {
   const reply = await provision(keyed.clientId, 'web-prov-1', keyed.key);
   assert.equal(reply['response.code'], 200, JSON.stringify(reply));
+  keyed.reply = reply;
   // The request completes once the device's PUBACK of the reply is in (and the linger ends).
   let status;
   for (let i = 0; i < 50 && status !== 'COMPLETED'; i += 1) {
@@ -412,6 +426,29 @@ test('a long list is paged with Next page, and filters by status and client ID',
 test('Devices, Users and the Overview show the enrolled device', async () => {
   await view('Devices');
   await page.getByRole('cell', { name: keyed.clientId, exact: true }).waitFor();
+  // The enrolled device connects with its operational credentials: Configuration and Run
+  // command appear; it has sent no BIRTH, so the API's 409 (not ready) is shown.
+  const device = await connect(OPERATIONAL_PORT, keyed.clientId, keyed.reply.username, keyed.reply.password);
+  try {
+    await view('Devices');
+    const row = page.getByRole('row').filter({ hasText: keyed.clientId });
+    await row.getByText('CONNECTED', { exact: true }).waitFor();
+    await row.getByRole('button', { name: 'Run command' }).click();
+    const run = page.getByRole('dialog', { name: `Run command on ${keyed.clientId}` });
+    await run.getByLabel('Command').fill('uname');
+    await run.getByLabel('Arguments').fill('-a');
+    await run.getByRole('button', { name: 'Run', exact: true }).click();
+    await run.locator('[data-field="clientId"] .field-error, .form-message .message.error').first().waitFor();
+    assert.match(await run.textContent(), /not (connected|ready)|ready/i);
+    await page.keyboard.press('Escape');
+    await row.getByRole('button', { name: 'Configuration' }).click();
+    const conf = page.getByRole('dialog', { name: `Configuration of ${keyed.clientId}` });
+    await conf.getByRole('alert').waitFor();
+    await page.keyboard.press('Escape');
+    await conf.waitFor({ state: 'detached' });
+  } finally {
+    await new Promise((r) => { device.end(false, {}, r); });
+  }
   await page.getByRole('button', { name: 'Add device' }).click();
   const add = page.getByRole('dialog', { name: 'Add device' });
   await add.getByLabel('Client ID').fill('web-registry-1');
