@@ -2,7 +2,7 @@
 // views (#/overview, #/accounts, #/provisioning[/ID], #/devices, #/users, #/endpoints).
 
 import { api, ApiError, session, whenUnauthorized } from './api.js';
-import { errorMessage, message, replace } from './dom.js';
+import { errorMessage, h, message, replace } from './dom.js';
 import * as overview from './views/overview.js';
 import * as accounts from './views/accounts.js';
 import * as provisioning from './views/provisioning.js';
@@ -79,7 +79,7 @@ async function route() {
   const mine = generation;
   const root = document.createElement('div');
   replace($('view'), root);
-  replace(root, message('ok', 'Loading…'));
+  replace(root, h('p', { class: 'hint' }, 'Loading…'));
   const module = name === 'provisioning' && param ? request : views[name];
   const ctx = {
     ...state, root, param,
