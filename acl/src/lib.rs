@@ -25,7 +25,7 @@ mod tree;
 pub use permission::{Permission, Permissions};
 pub use session::{Access, Decision, Session, may_publish, may_subscribe, rules};
 pub use topic::{
-    MAX_CLIENT_ID, MAX_TOPIC_LEN, filter_is_within, filter_matches, valid_client_id,
+    MAX_CLIENT_ID, MAX_TOPIC_LEN, filter_is_within, filter_matches, plain_filter, valid_client_id,
     valid_topic_filter, valid_topic_name,
 };
 pub use tree::{MAX_TREE_LEVELS, SubscriptionTree, TreeError};

@@ -1031,3 +1031,10 @@ fn rules_list_what_the_decisions_allow() {
     };
     assert!(rules(&unsafe_id, Access::Publish).is_empty());
 }
+
+#[test]
+fn shared_subscriptions_have_a_plain_filter() {
+    assert_eq!(plain_filter("$share/g/acme/#"), "acme/#");
+    assert_eq!(plain_filter("acme/#"), "acme/#");
+    assert_eq!(plain_filter("$share/g"), "$share/g");
+}

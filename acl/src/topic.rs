@@ -20,6 +20,16 @@ pub fn valid_client_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:@-".contains(&b))
 }
 
+/// The plain filter of an MQTT 5 shared subscription (`$share/GROUP/FILTER` -> `FILTER`); any
+/// other filter as it is. The ACL decides on plain filters, so every door strips the share
+/// prefix this way before asking.
+pub fn plain_filter(filter: &str) -> &str {
+    filter
+        .strip_prefix("$share/")
+        .and_then(|rest| rest.split_once('/'))
+        .map_or(filter, |(_, plain)| plain)
+}
+
 /// `true` for a valid PUBLISH topic name: non-empty, at most [`MAX_TOPIC_LEN`] bytes, without
 /// wildcards (`+`, `#`) or NUL.
 pub fn valid_topic_name(topic: &str) -> bool {

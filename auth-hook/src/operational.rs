@@ -106,6 +106,26 @@ pub enum Admitted {
     Account(AccountSession),
 }
 
+impl Admitted {
+    /// The session's identity for the topic decisions of `fleetgate-acl`, so that every door
+    /// derives it the same way.
+    pub fn acl_session(&self) -> fleetgate_acl::Session {
+        match self {
+            Admitted::Device(d) => fleetgate_acl::Session::Device {
+                account: d.account.clone(),
+                client_id: d.client_id.clone(),
+            },
+            Admitted::Account(a) => fleetgate_acl::Session::Account {
+                account: a.account.clone(),
+                client_id: a.client_id.clone(),
+                permissions: fleetgate_acl::Permissions::from_names(
+                    a.permissions.iter().map(String::as_str),
+                ),
+            },
+        }
+    }
+}
+
 /// The outcome of [`authenticate`]: decided, or waiting for the one thing that is not pure.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {

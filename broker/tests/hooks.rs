@@ -315,6 +315,18 @@ fn emqx_events_move_the_registry_status() {
         d["connection"], "DISCONNECTED",
         "other events change nothing"
     );
+    // A device whose user was disabled while connected: its disconnect still counts (a
+    // disabled user is why a broker closes the connection).
+    event("client.connected");
+    let (status, _) = call(
+        &s,
+        "PATCH",
+        "/api/v1/accounts/acme/users/dev-1@acme",
+        Some(&json!({"enabled": false})),
+    );
+    assert_eq!(status, 200);
+    let d = event("client.disconnected");
+    assert_eq!(d["connection"], "DISCONNECTED", "{d}");
 }
 
 #[test]
@@ -411,15 +423,26 @@ fn vernemq_webhooks() {
     );
 }
 
+/// Percent-encodes a form value (generated passwords hold `+`, `%`, `&`...).
+fn enc(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[test]
 fn rabbitmq_backend() {
     let (s, device, app) = fleet();
     let user = |form: String| rabbit(&s, "user", &form);
-    let enc = |v: &str| v.replace('@', "%40");
     let (status, ct, body) = user(format!(
         "username={}&password={}&client_id=dev-1&vhost=%2F&ip=10.0.0.1",
         enc("dev-1@acme"),
-        device
+        enc(&device)
     ));
     assert_eq!(
         (status, ct.as_str(), body.as_str()),
@@ -434,7 +457,12 @@ fn rabbitmq_backend() {
         "deny"
     );
     assert_eq!(
-        user(format!("username={}&password={device}", enc("dev-1@acme"))).2,
+        user(format!(
+            "username={}&password={}",
+            enc("dev-1@acme"),
+            enc(&device)
+        ))
+        .2,
         "deny",
         "no client ID: undecidable, refused"
     );
@@ -443,7 +471,8 @@ fn rabbitmq_backend() {
         &s,
         "GET",
         &format!(
-            "/hooks/rabbitmq/user?token=test-hooks-token-0123456789&username=dash%40acme&password={app}&client_id=dash-1"
+            "/hooks/rabbitmq/user?token=test-hooks-token-0123456789&username=dash%40acme&password={}&client_id=dash-1",
+            enc(&app)
         ),
         &[],
         b"",

@@ -591,6 +591,15 @@ fn user_path(account: &str, username: &str) -> String {
     format!("{}/{}", users_path(account), encode(username))
 }
 
+fn configurations_path(account: &str, client_id: &str, pid: Option<&str>) -> String {
+    let mut path = format!("{}/configurations", device_path(account, client_id));
+    if let Some(pid) = pid {
+        path.push('/');
+        path.push_str(&encode(pid));
+    }
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,13 +706,4 @@ mod tests {
             assert_eq!(v["requests"].as_array().unwrap().len(), c.items.len());
         }
     }
-}
-
-fn configurations_path(account: &str, client_id: &str, pid: Option<&str>) -> String {
-    let mut path = format!("{}/configurations", device_path(account, client_id));
-    if let Some(pid) = pid {
-        path.push('/');
-        path.push_str(&encode(pid));
-    }
-    path
 }

@@ -1,13 +1,14 @@
 //! EMQX 5: HTTP authentication (with the user's ACL in EMQX 5.8's format), HTTP authorization
 //! and the webhook's connect/disconnect events (HOOKS.md 2.1).
 
+use fleetgate_acl::plain_filter;
 use fleetgate_hooks::{Access, Action, Protocol, Session};
 use ntex::util::Bytes;
 use ntex::web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{HookDoor, HookError, facts, json, peer, strip_share};
+use crate::{HookDoor, HookError, facts, json, peer};
 
 const BROKER: &str = "emqx";
 
@@ -102,7 +103,7 @@ pub(crate) async fn authz(
     let a: Authz = json(body)?;
     let (hook, action) = match a.action.as_str() {
         "publish" => ("publish", Action::Publish(&a.topic)),
-        "subscribe" => ("subscribe", Action::Subscribe(strip_share(&a.topic))),
+        "subscribe" => ("subscribe", Action::Subscribe(plain_filter(&a.topic))),
         other => {
             return Err(HookError::Malformed(format!(
                 "action must be publish or subscribe, not {other:?}"

@@ -1,12 +1,13 @@
 //! mosquitto-go-auth's HTTP backend (HOOKS.md 2.4), JSON response mode: `{"Ok", "Error"}`.
 
+use fleetgate_acl::plain_filter;
 use fleetgate_hooks::{Action, Protocol};
 use ntex::util::Bytes;
 use ntex::web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{HookDoor, HookError, facts, json, strip_share};
+use crate::{HookDoor, HookError, facts, json};
 
 const BROKER: &str = "mosquitto-go-auth";
 
@@ -76,7 +77,7 @@ pub(crate) async fn acl(
             a.acc
         )));
     }
-    let filter = strip_share(&a.topic);
+    let filter = plain_filter(&a.topic);
     let ok = [
         (READ, Action::Subscribe(&a.topic)),
         (WRITE, Action::Publish(&a.topic)),

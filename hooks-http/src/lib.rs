@@ -12,6 +12,7 @@
 pub mod emqx;
 pub mod goauth;
 pub mod rabbitmq;
+mod replica;
 pub mod vernemq;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -103,7 +104,8 @@ impl HookDoor {
     }
 
     /// A device's connection began (`true`) or ended at a broker that reports it: the registry
-    /// status follows. Unknown or refused identities change nothing.
+    /// status follows. A connect of an identity refused now changes nothing; its disconnect
+    /// is still recorded (a user disabled since is why the broker closed it).
     async fn connection(
         &self,
         client_id: &str,
@@ -114,6 +116,7 @@ impl HookDoor {
         match self.app.hooks.identify(client_id, username) {
             Ok(session) if up => self.app.hooks.connected(&session.at(peer)).await,
             Ok(session) => self.app.hooks.disconnected(&session).await,
+            Err(_) if !up => self.app.hooks.disconnected_user(client_id, username).await,
             Err(why) => {
                 tracing::debug!(%client_id, reason = why.label(), "connection event of an unknown session ignored");
             }
@@ -183,15 +186,6 @@ fn query_token(req: &HttpRequest) -> Option<String> {
         .into_inner()
         .into_iter()
         .find_map(|(k, v)| (k == "token").then_some(v))
-}
-
-/// The plain filter of a shared subscription (`$share/GROUP/FILTER`): the ACL decides on the
-/// filter, as the operational endpoint does.
-fn strip_share(filter: &str) -> &str {
-    filter
-        .strip_prefix("$share/")
-        .and_then(|rest| rest.split_once('/'))
-        .map_or(filter, |(_, f)| f)
 }
 
 /// A JSON body as `T`, or 400 naming what is wrong.
@@ -271,6 +265,7 @@ routes! {
     post "/hooks/mosquitto-go-auth/user" => goauth::user;
     post "/hooks/mosquitto-go-auth/superuser" => goauth::superuser;
     post "/hooks/mosquitto-go-auth/acl" => goauth::acl;
+    get "/hooks/replica" => replica::feed;
 }
 
 /// The prologue of every route: the token, then the handler; errors become their answers.
@@ -324,13 +319,6 @@ mod tests {
         assert_eq!(peer(Some("[::1]:80")), "[::1]:80".parse().unwrap());
         assert!(peer(Some("nonsense")).ip().is_unspecified());
         assert!(peer(None).ip().is_unspecified());
-    }
-
-    #[test]
-    fn shared_subscriptions_are_decided_on_their_filter() {
-        assert_eq!(strip_share("$share/g/acme/#"), "acme/#");
-        assert_eq!(strip_share("acme/#"), "acme/#");
-        assert_eq!(strip_share("$share/g"), "$share/g");
     }
 
     #[test]

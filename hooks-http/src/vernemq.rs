@@ -3,13 +3,14 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
+use fleetgate_acl::plain_filter;
 use fleetgate_hooks::{Action, Protocol};
 use ntex::util::Bytes;
 use ntex::web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{HookDoor, HookError, facts, json, strip_share};
+use crate::{HookDoor, HookError, facts, json};
 
 const BROKER: &str = "vernemq";
 
@@ -145,7 +146,7 @@ pub(crate) async fn hook(
                     let allowed = door.may(
                         &s.client_id,
                         username,
-                        Action::Subscribe(strip_share(&t.topic)),
+                        Action::Subscribe(plain_filter(&t.topic)),
                     );
                     door.count(BROKER, "subscribe", allowed);
                     Topic {

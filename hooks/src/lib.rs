@@ -108,26 +108,10 @@ impl Session {
     }
 
     fn operational(admitted: Admitted, facts: Option<&ConnectFacts>) -> Session {
-        let (username, acl, identity) = match admitted {
-            Admitted::Device(d) => (
-                d.username.clone(),
-                acl::Session::Device {
-                    account: d.account.clone(),
-                    client_id: d.client_id.clone(),
-                },
-                Identity::Device(d),
-            ),
-            Admitted::Account(a) => (
-                a.username.clone(),
-                acl::Session::Account {
-                    account: a.account.clone(),
-                    client_id: a.client_id.clone(),
-                    permissions: acl::Permissions::from_names(
-                        a.permissions.iter().map(String::as_str),
-                    ),
-                },
-                Identity::Account(a),
-            ),
+        let acl = admitted.acl_session();
+        let (username, identity) = match admitted {
+            Admitted::Device(d) => (d.username.clone(), Identity::Device(d)),
+            Admitted::Account(a) => (a.username.clone(), Identity::Account(a)),
         };
         Session {
             identity,
@@ -522,6 +506,36 @@ impl Hooks {
                 self.clock.now(),
             ))
         });
+        logged(write, "could not record the connection status")
+    }
+
+    /// The session of device user `username` with `client_id` ended at a broker that reports
+    /// it (HOOKS.md 2), when that user no longer passes [`Hooks::identify`] (disabled or
+    /// revoked since, which is often why the broker closed it): the registry entry of the
+    /// user's account becomes DISCONNECTED all the same. Nothing for an unknown user.
+    pub fn disconnected_user(
+        &self,
+        client_id: &str,
+        username: &str,
+    ) -> impl Future<Output = ()> + 'static {
+        let account = self
+            .store
+            .read()
+            .and_then(|r| r.device_user(username))
+            .map(|u| u.map(|u| u.account));
+        let write = match account {
+            Ok(Some(account)) => Some(self.store.write_async(ops::set_connection_status(
+                account,
+                client_id.to_string(),
+                ConnectionStatus::Disconnected,
+                self.clock.now(),
+            ))),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed for a disconnect");
+                None
+            }
+        };
         logged(write, "could not record the connection status")
     }
 

@@ -19,6 +19,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::journal::{ChangeKind, ChangedKey, Journal};
 use crate::{CorruptRecord, StoreError};
 
 /// Version byte of every record encoded today.
@@ -168,6 +169,7 @@ pub struct Engine {
     /// `None` once closed: the writer finishes the queued jobs and exits.
     jobs: RwLock<Option<Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    journal: Arc<Journal>,
 }
 
 /// Options for [`Engine::open`].
@@ -204,13 +206,16 @@ impl Engine {
         let db = Arc::new(db);
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let writer_db = db.clone();
+        let journal = Arc::new(Journal::default());
+        let writer_journal = journal.clone();
         let writer = std::thread::Builder::new()
             .name("fleetgate-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx, &options))?;
+            .spawn(move || writer_loop(&writer_db, &rx, &options, &writer_journal))?;
         Ok(Engine {
             db: RwLock::new(Some(db)),
             jobs: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            journal,
         })
     }
 
@@ -245,6 +250,11 @@ impl Engine {
             // Closed: the job answers its caller with `Closed` instead of running.
             job(None)(Err(StoreError::Closed));
         }
+    }
+
+    /// The change journal of the records the decisions read.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// A consistent read snapshot.
@@ -286,7 +296,12 @@ impl Drop for Engine {
     }
 }
 
-fn writer_loop(db: &redb::Database, rx: &Receiver<Job>, options: &EngineOptions) {
+fn writer_loop(
+    db: &redb::Database,
+    rx: &Receiver<Job>,
+    options: &EngineOptions,
+    journal: &Journal,
+) {
     let mut batch: Vec<Job> = Vec::new();
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -298,9 +313,14 @@ fn writer_loop(db: &redb::Database, rx: &Receiver<Job>, options: &EngineOptions)
         }
         let size = batch.len();
         let started = Instant::now();
-        let (replies, result) = run_batch(db, options.durable, batch.drain(..));
+        let (replies, result, changed) = run_batch(db, options.durable, batch.drain(..));
         if let Some(observer) = &options.observer {
             observer(size, started.elapsed());
+        }
+        if result.is_ok() {
+            // Before the replies: a caller that saw its write acknowledged finds it in the
+            // journal.
+            journal.record(changed);
         }
         for reply in replies {
             reply(result.clone());
@@ -308,11 +328,10 @@ fn writer_loop(db: &redb::Database, rx: &Receiver<Job>, options: &EngineOptions)
     }
 }
 
-fn run_batch(
-    db: &redb::Database,
-    durable: bool,
-    jobs: impl Iterator<Item = Job>,
-) -> (Vec<Reply>, Result<(), StoreError>) {
+/// The replies of a batch, its commit's result and the journal keys it changed.
+type BatchOutcome = (Vec<Reply>, Result<(), StoreError>, Vec<ChangedKey>);
+
+fn run_batch(db: &redb::Database, durable: bool, jobs: impl Iterator<Item = Job>) -> BatchOutcome {
     let mut replies = Vec::new();
     let mut txn = match db.begin_write() {
         Ok(t) => t,
@@ -322,13 +341,14 @@ fn run_batch(
                 // Each job still answers its caller, with the failure of the batch.
                 replies.push(job(None));
             }
-            return (replies, Err(err));
+            return (replies, Err(err), Vec::new());
         }
     };
     if !durable {
         let _ = txn.set_durability(redb::Durability::None);
     }
     let mut result = Ok(());
+    let changed;
     {
         let mut tables = match Tables::open(&txn) {
             Ok(t) => t,
@@ -336,7 +356,7 @@ fn run_batch(
                 for job in jobs {
                     replies.push(job(None));
                 }
-                return (replies, Err(e));
+                return (replies, Err(e), Vec::new());
             }
         };
         for job in jobs {
@@ -350,15 +370,18 @@ fn run_batch(
                 result = Err(e);
             }
         }
+        changed = tables.changed;
     }
     if result.is_ok() {
         result = txn.commit().map_err(StoreError::from);
     }
-    (replies, result)
+    (replies, result, changed)
 }
 
 struct Tables<'txn> {
     open: BTreeMap<Table, redb::Table<'txn, &'static [u8], &'static [u8]>>,
+    /// The journal keys the applied closures changed, in order.
+    changed: Vec<ChangedKey>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -367,7 +390,10 @@ impl<'txn> Tables<'txn> {
         for t in Table::ALL {
             open.insert(t, txn.open_table(t.definition())?);
         }
-        Ok(Tables { open })
+        Ok(Tables {
+            open,
+            changed: Vec::new(),
+        })
     }
 
     // `open` opened every table of `Table::ALL`, so a lookup cannot miss.
@@ -399,15 +425,31 @@ impl Tx<'_, '_> {
         let staged = std::mem::take(&mut self.staged);
         for ((table, k), v) in staged {
             let t = self.tables.get_mut(table);
+            // Whether a key existed before and after: redb hands the old value back for free.
             let r = match v {
-                Some(v) => t.insert(k.as_slice(), v.as_slice()).map(|_| ()),
-                None => t.remove(k.as_slice()).map(|_| ()),
+                Some(v) => t
+                    .insert(k.as_slice(), v.as_slice())
+                    .map(|old| (old.is_some(), true)),
+                None => t.remove(k.as_slice()).map(|old| (old.is_some(), false)),
             };
-            if let Err(e) = r {
-                // A storage error half-way through applying: the whole batch must not commit.
-                let e = StoreError::from(e);
-                self.failed = Some(e.clone());
-                return Err(e);
+            let (existed, exists) = match r {
+                Ok(e) => e,
+                Err(e) => {
+                    // A storage error half-way through applying: the whole batch must not
+                    // commit.
+                    let e = StoreError::from(e);
+                    self.failed = Some(e.clone());
+                    return Err(e);
+                }
+            };
+            match ChangeKind::of(table) {
+                // The decisions read only a registry entry's existence; its status and BIRTH
+                // facts change on every connect and must not flood the journal.
+                Some(ChangeKind::Device) if existed == exists => {}
+                // Deleting what was not there changes nothing.
+                Some(_) if !existed && !exists => {}
+                Some(kind) => self.tables.changed.push(ChangedKey::from_raw(kind, k)),
+                None => {}
             }
         }
         Ok(value)

@@ -20,6 +20,7 @@
 pub mod broker;
 pub mod engine;
 pub mod ids;
+pub mod journal;
 pub mod ops;
 pub mod read;
 pub mod records;
@@ -213,6 +214,12 @@ impl Store {
     /// answer [`StoreError::Closed`].
     pub fn close(&self) {
         self.engine.close();
+    }
+
+    /// The journal of changes to what the connect and topic decisions read (a replica's
+    /// feed follows it).
+    pub fn journal(&self) -> &journal::Journal {
+        self.engine.journal()
     }
 
     /// A consistent read view.

@@ -296,6 +296,35 @@ impl Reader {
         Ok(Page { items, next })
     }
 
+    /// Every device user of the instance (a replica's snapshot).
+    pub fn all_device_users(&self) -> Result<Vec<DeviceUser>, StoreError> {
+        self.values(Table::DeviceUsers, b"")
+    }
+
+    /// Every account user of the instance (a replica's snapshot).
+    pub fn all_account_users(&self) -> Result<Vec<AccountUser>, StoreError> {
+        self.values(Table::AccountUsers, b"")
+    }
+
+    /// Every device-connection entry of the instance (a replica's snapshot).
+    pub fn all_device_connections(&self) -> Result<Vec<DeviceConnection>, StoreError> {
+        self.values(Table::DeviceConnections, b"")
+    }
+
+    /// The account and client ID of every registry entry of the instance (a replica's
+    /// snapshot needs their existence only, so the entries are not decoded).
+    pub fn all_device_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        self.snap.scan(Table::Devices, b"", b"", |k, _| {
+            let mut parts = k.splitn(2, |b| *b == 0);
+            let mut part =
+                || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+            out.push((part(), part()));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
     fn values<T: serde::de::DeserializeOwned>(
         &self,
         table: Table,

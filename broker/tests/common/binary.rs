@@ -256,16 +256,30 @@ impl Broker {
 
     /// `POST` JSON to the admin API with the admin token: (status, JSON body or Null).
     pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.request("POST", path, Some(body))
+    }
+
+    /// Any admin API call with the admin token: (status, JSON body or Null).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .new_agent();
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.admin))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut r = agent
-            .post(&format!("http://{}{path}", self.admin))
-            .header("Authorization", &format!("Bearer {TOKEN}"))
-            .send_json(body)
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+            .run(req.body(body).unwrap())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = r.status().as_u16();
         let text = r.body_mut().read_to_string().unwrap_or_default();
         (
@@ -277,6 +291,11 @@ impl Broker {
     /// Provisions device `cid` in `account` (created here) over the provisioning listener
     /// (PROV-V1, JSON, MQTT 3.1.1) and returns its operational (username, password).
     pub fn provision(&self, account: &str, cid: &str) -> (String, String) {
+        self.provision_to(account, cid, "mqtt://127.0.0.1:1884")
+    }
+
+    /// [`Broker::provision`] with the request's `brokerUrl` (where the device is sent).
+    pub fn provision_to(&self, account: &str, cid: &str, broker_url: &str) -> (String, String) {
         use super::raw::{Client, Msg, Options};
         use fleetgate_kura::{Encoding, ProvReply, ProvRequest};
         const PASSWORD: &str = "fleet-password-1";
@@ -290,7 +309,7 @@ impl Broker {
                 "provisionUsername": puser,
                 "provisionPassword": PASSWORD,
                 "confirmProvisionPassword": PASSWORD,
-                "brokerUrl": "mqtt://127.0.0.1:1884",
+                "brokerUrl": broker_url,
             }),
         );
         assert_eq!(status, 201, "{body}");

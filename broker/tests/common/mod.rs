@@ -653,4 +653,5 @@ pub async fn operational(
 
 pub mod binary;
 pub mod kura;
+pub mod rabbit;
 pub mod raw;

@@ -46,6 +46,8 @@ pub struct Conn {
     will: RefCell<Option<(Message, Duration)>>,
     /// A normal DISCONNECT arrived (no will).
     clean_exit: Cell<bool>,
+    /// Detached from its session already (see [`Conn::end`]).
+    ended: Cell<bool>,
     /// Session expiry: `None` never, zero with the connection.
     expiry: Cell<Option<Duration>>,
     inflight: Rc<RefCell<BTreeMap<u64, Delivery>>>,
@@ -150,6 +152,27 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl Conn {
+    /// At a DISCONNECT: a session that ends with its connection (clean session, expiry 0) ends
+    /// now, so that a client reconnecting at once does not find it still attached to the
+    /// connection that is closing (and resume it). A persistent session stays attached until
+    /// the connection goes away: acknowledgements read just before the DISCONNECT are still
+    /// being settled, and a reconnect takes it over as it should.
+    fn disconnected(&self) {
+        if self.expiry.get().is_some_and(|e| e.is_zero()) {
+            self.end();
+        }
+    }
+
+    /// Detaches the connection from its session, once (see [`Conn::disconnected`]).
+    fn end(&self) {
+        if self.ended.replace(true) {
+            return;
+        }
         let unacked: Vec<Delivery> = std::mem::take(&mut *self.inflight.borrow_mut())
             .into_values()
             .collect();
@@ -270,6 +293,7 @@ async fn admit(
         generation: 0,
         will: RefCell::new(asked.will),
         clean_exit: Cell::new(false),
+        ended: Cell::new(false),
         expiry: Cell::new(asked.expiry),
         inflight: Rc::default(),
         max_packet: asked.max_packet,
@@ -747,6 +771,7 @@ async fn protocol_v3(
         }
         v3::ProtocolMessage::Disconnect(d) => {
             conn.clean_exit.set(true);
+            conn.disconnected();
             d.ack()
         }
         v3::ProtocolMessage::Ping(p) => p.ack(),
@@ -804,6 +829,7 @@ async fn protocol_v5(
             if let Some(secs) = pkt.session_expiry_interval_secs {
                 conn.expiry.set(expiry_v5(secs));
             }
+            conn.disconnected();
             d.ack()
         }
         v5::ProtocolMessage::Ping(p) => p.ack(),
