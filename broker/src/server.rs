@@ -223,6 +223,7 @@ pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex
             ntex::http::HttpService::new(
                 ntex::web::App::new()
                     .state(app)
+                    .configure(fleetgate_console::configure)
                     .configure(fleetgate_api::configure),
             )
         })?;
