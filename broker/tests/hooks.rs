@@ -338,6 +338,38 @@ fn emqx_events_move_the_registry_status() {
 }
 
 #[test]
+fn events_may_come_in_batches_decided_in_order() {
+    let (s, _, _) = fleet();
+    let enroll_more = enroll(&s, "acme", "dev-2");
+    assert!(!enroll_more.is_empty());
+    let event = |name: &str, cid: &str| {
+        json!({"event": name, "clientid": cid, "username": format!("{cid}@acme"),
+               "peername": "10.0.0.1:1000", "timestamp": 1})
+    };
+    let (status, _) = post_json(
+        &s,
+        "/hooks/emqx/events",
+        &json!([
+            event("client.connected", "dev-1"),
+            event("client.connected", "dev-2"),
+            event("client.disconnected", "dev-2"),
+            event("session.subscribed", "dev-1"),
+        ]),
+    );
+    assert_eq!(status, 204);
+    let connection = |cid: &str| {
+        get(&s, &format!("/api/v1/accounts/acme/devices/{cid}")).1["connection"].clone()
+    };
+    assert_eq!(connection("dev-1"), "CONNECTED");
+    assert_eq!(connection("dev-2"), "DISCONNECTED", "the later event wins");
+    let too_many: Vec<Value> = (0..5_001)
+        .map(|_| json!({"event": "x", "clientid": "d"}))
+        .collect();
+    let (status, _) = post_json(&s, "/hooks/emqx/events", &json!(too_many));
+    assert_eq!(status, 400);
+}
+
+#[test]
 fn vernemq_webhooks() {
     let (s, device, _) = fleet();
     let call_hook = |name: &str, body: Value| {

@@ -124,21 +124,48 @@ struct Event {
     peername: Option<String>,
 }
 
+/// The most events one request may carry.
+const MAX_EVENTS: usize = 5_000;
+
+/// One event object (EMQX's webhook), or an array of them (the Mosquitto plugin batches what
+/// queued up while its previous post was in flight).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Events {
+    One(Event),
+    Many(Vec<Event>),
+}
+
 /// `POST /hooks/emqx/events`: `client.connected` / `client.disconnected` move the device's
-/// registry status; other events are acknowledged and ignored.
+/// registry status; other events are acknowledged and ignored. A batch is decided in order
+/// and its writes go to the store together (one group commit, not one per event).
 pub(crate) async fn events(
     door: &HookDoor,
     _: &HttpRequest,
     body: &Bytes,
 ) -> Result<HttpResponse, HookError> {
-    let e: Event = json(body)?;
-    let up = match e.event.as_str() {
-        "client.connected" => true,
-        "client.disconnected" => false,
-        _ => return Ok(HttpResponse::NoContent().finish()),
+    let events = match json::<Events>(body)? {
+        Events::One(e) => vec![e],
+        Events::Many(es) if es.len() <= MAX_EVENTS => es,
+        Events::Many(_) => {
+            return Err(HookError::Malformed(format!(
+                "at most {MAX_EVENTS} events per request"
+            )));
+        }
     };
-    let username = e.username.as_deref().unwrap_or("");
-    let at = e.peername.as_deref().map(|p| peer(Some(p)));
-    door.connection(&e.clientid, username, at, up).await;
+    let writes: Vec<_> = events
+        .iter()
+        .filter_map(|e| {
+            let up = match e.event.as_str() {
+                "client.connected" => true,
+                "client.disconnected" => false,
+                _ => return None,
+            };
+            let at = e.peername.as_deref().map(|p| peer(Some(p)));
+            let username = e.username.as_deref().unwrap_or("");
+            Some(door.connection(&e.clientid, username, at, up))
+        })
+        .collect();
+    futures::future::join_all(writes).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -107,20 +107,23 @@ impl HookDoor {
 
     /// A device's connection began (`true`) or ended at a broker that reports it: the registry
     /// status follows. A connect of an identity refused now changes nothing; its disconnect
-    /// is still recorded (a user disabled since is why the broker closed it).
-    async fn connection(
+    /// is still recorded (a user disabled since is why the broker closed it). The write is
+    /// submitted before this returns (so events submitted in turn are committed in that
+    /// order); the future resolves once it is committed.
+    fn connection(
         &self,
         client_id: &str,
         username: &str,
         peer: Option<SocketAddr>,
         up: bool,
-    ) {
+    ) -> futures::future::BoxFuture<'static, ()> {
         match self.app.hooks.identify(client_id, username) {
-            Ok(session) if up => self.app.hooks.connected(&session.at(peer)).await,
-            Ok(session) => self.app.hooks.disconnected(&session).await,
-            Err(_) if !up => self.app.hooks.disconnected_user(client_id, username).await,
+            Ok(session) if up => Box::pin(self.app.hooks.connected(&session.at(peer))),
+            Ok(session) => Box::pin(self.app.hooks.disconnected(&session)),
+            Err(_) if !up => Box::pin(self.app.hooks.disconnected_user(client_id, username)),
             Err(why) => {
                 tracing::debug!(%client_id, reason = why.label(), "connection event of an unknown session ignored");
+                Box::pin(std::future::ready(()))
             }
         }
     }
