@@ -156,6 +156,23 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
+/// What the decisions read of a stored device connection.
+#[derive(serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct CouplingOf {
+    coupling: crate::Coupling,
+    reserved_user: Option<String>,
+}
+
+/// Whether two encoded device connections couple their client ID the same way (an entry
+/// that does not decode counts as changed).
+fn same_coupling(old: &[u8], new: &[u8]) -> bool {
+    match (decode::<CouplingOf>(old), decode::<CouplingOf>(new)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Observes each durable commit: batch size and commit latency (fed to metrics).
 pub type CommitObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
 
@@ -426,13 +443,20 @@ impl Tx<'_, '_> {
         for ((table, k), v) in staged {
             let t = self.tables.get_mut(table);
             // Whether a key existed before and after: redb hands the old value back for free.
+            // For a device connection, also whether what the decisions read of it (coupling,
+            // reserved user) stayed the same.
+            let kind = ChangeKind::of(table);
             let r = match v {
-                Some(v) => t
-                    .insert(k.as_slice(), v.as_slice())
-                    .map(|old| (old.is_some(), true)),
-                None => t.remove(k.as_slice()).map(|old| (old.is_some(), false)),
+                Some(v) => t.insert(k.as_slice(), v.as_slice()).map(|old| {
+                    let same = kind == Some(ChangeKind::DeviceConnection)
+                        && old.as_ref().is_some_and(|o| same_coupling(o.value(), &v));
+                    (old.is_some(), true, same)
+                }),
+                None => t
+                    .remove(k.as_slice())
+                    .map(|old| (old.is_some(), false, false)),
             };
-            let (existed, exists) = match r {
+            let (existed, exists, same_decision) = match r {
                 Ok(e) => e,
                 Err(e) => {
                     // A storage error half-way through applying: the whole batch must not
@@ -442,10 +466,13 @@ impl Tx<'_, '_> {
                     return Err(e);
                 }
             };
-            match ChangeKind::of(table) {
+            match kind {
                 // The decisions read only a registry entry's existence; its status and BIRTH
                 // facts change on every connect and must not flood the journal.
                 Some(ChangeKind::Device) if existed == exists => {}
+                // Nor a connection entry's status, peer and times: only its coupling and
+                // reserved user.
+                Some(ChangeKind::DeviceConnection) if same_decision => {}
                 // Deleting what was not there changes nothing.
                 Some(_) if !existed && !exists => {}
                 Some(kind) => self.tables.changed.push(ChangedKey::from_raw(kind, k)),

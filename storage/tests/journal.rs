@@ -99,4 +99,24 @@ fn committed_decision_records_are_journaled_and_bookkeeping_is_not() {
     );
     let keys = changes_since(&store, head);
     assert_eq!(keys[0].parts(), vec!["acme", "dev-1"]);
+
+    // Later connects and disconnects change only the entry's status and times: not journaled
+    // (the replicas of every Mosquitto would otherwise follow every connect of the fleet).
+    let head = j.head();
+    store
+        .write(ops::set_connection_status(
+            "acme".into(),
+            "dev-1".into(),
+            ConnectionStatus::Disconnected,
+            Utc::now(),
+        ))
+        .unwrap();
+    store
+        .write(ops::record_authenticated(
+            "acme".into(),
+            "dev-1".into(),
+            Utc::now(),
+        ))
+        .unwrap();
+    assert_eq!(j.head(), head);
 }
