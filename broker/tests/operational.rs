@@ -8,11 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use fleetgate_kura::{Encoding, ProvReply, ProvRequest};
 use fleetgate_storage::ConnectionStatus;
 use serde_json::json;
 
-const PA: &str = "provision";
 const PASSWORD: &str = "fleet-password-1";
 
 /// A provisioned device's operational identity.
@@ -43,34 +41,7 @@ async fn provision(
     }
     create_request(s, account, body);
 
-    let mut d = Device::connect(Connect {
-        version: v,
-        addr: s.provisioning_addr(),
-        client_id: cid,
-        username: &puser,
-        password: PASSWORD,
-        manual_acks: false,
-    })
-    .await
-    .expect("provisioning CONNECT accepted");
-    d.subscribe(&format!("$EDC/{PA}/{cid}/PROV-V1/REPLY/#"), 1)
-        .await;
-    assert_eq!(d.suback().await, vec![1]);
-    d.publish(
-        &format!("$EDC/{PA}/{cid}/PROV-V1/EXEC/provision"),
-        1,
-        ProvRequest::new("r-1").encode(Encoding::Json),
-    )
-    .await;
-    let (_, payload) = d
-        .publish_received(Duration::from_secs(10))
-        .await
-        .expect("a provisioning reply");
-    d.disconnect().await;
-    let (_, reply) = fleetgate_kura::decode_reply(&payload).unwrap();
-    let ProvReply::Success(ok) = reply else {
-        panic!("failure reply: {reply:?}")
-    };
+    let ok = prov_v1_exchange(s, v, cid, &puser, PASSWORD).await;
     assert_eq!(ok.client_id, cid);
     assert_eq!(ok.username, format!("{cid}@{account}"));
     // The device identity is committed with the exchange; wait until it is readable.

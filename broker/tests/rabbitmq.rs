@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::rabbit::RabbitCluster;
 use common::*;
-use fleetgate_kura::{Encoding, ProvReply, ProvRequest, ProvSuccess};
+use fleetgate_kura::ProvSuccess;
 use serde_json::json;
 
 const ACCOUNT: &str = "acme";
@@ -29,35 +29,7 @@ async fn enroll_device(s: &TestServer, broker_url: &str) -> ProvSuccess {
     let mut body = request_body(DEVICE, &puser, PROVISION_PASSWORD);
     body["brokerUrl"] = json!(broker_url);
     create_request(s, ACCOUNT, body);
-    let mut d = Device::connect(Connect {
-        version: Version::V3,
-        addr: s.provisioning_addr(),
-        client_id: DEVICE,
-        username: &puser,
-        password: PROVISION_PASSWORD,
-        manual_acks: false,
-    })
-    .await
-    .expect("provisioning CONNECT accepted");
-    d.subscribe(&format!("$EDC/provision/{DEVICE}/PROV-V1/REPLY/#"), 1)
-        .await;
-    assert_eq!(d.suback().await, vec![1]);
-    d.publish(
-        &format!("$EDC/provision/{DEVICE}/PROV-V1/EXEC/provision"),
-        1,
-        ProvRequest::new("r-1").encode(Encoding::Json),
-    )
-    .await;
-    let (_, payload) = d
-        .publish_received(Duration::from_secs(10))
-        .await
-        .expect("a provisioning reply");
-    d.disconnect().await;
-    let (_, reply) = fleetgate_kura::decode_reply(&payload).unwrap();
-    let ProvReply::Success(ok) = reply else {
-        panic!("failure reply: {reply:?}")
-    };
-    ok
+    prov_v1_exchange(s, Version::V3, DEVICE, &puser, PROVISION_PASSWORD).await
 }
 
 /// What a device tries outside its topics.

@@ -632,6 +632,48 @@ pub fn enroll(s: &TestServer, account: &str, client_id: &str) -> String {
     password
 }
 
+/// Runs device `client_id`'s PROV-V1 exchange (JSON) over the provisioning endpoint with MQTT
+/// `version`, as provision user `username`: subscribe to the reply topic, publish the request,
+/// read the reply. The success reply; panics on a failure reply.
+pub async fn prov_v1_exchange(
+    s: &TestServer,
+    version: Version,
+    client_id: &str,
+    username: &str,
+    password: &str,
+) -> fleetgate_kura::ProvSuccess {
+    use fleetgate_kura::{Encoding, ProvReply, ProvRequest, topics};
+    let pa = s.app().config.provisioning.account.clone();
+    let mut d = Device::connect(Connect {
+        version,
+        addr: s.provisioning_addr(),
+        client_id,
+        username,
+        password,
+        manual_acks: false,
+    })
+    .await
+    .expect("provisioning CONNECT accepted");
+    d.subscribe(&topics::reply_filter(&pa, client_id), 1).await;
+    assert_eq!(d.suback().await, vec![1]);
+    d.publish(
+        &topics::request_topic(&pa, client_id),
+        1,
+        ProvRequest::new("r-1").encode(Encoding::Json),
+    )
+    .await;
+    let (_, payload) = d
+        .publish_received(Duration::from_secs(10))
+        .await
+        .expect("a provisioning reply");
+    d.disconnect().await;
+    let (_, reply) = fleetgate_kura::decode_reply(&payload).unwrap();
+    let ProvReply::Success(ok) = reply else {
+        panic!("failure reply: {reply:?}")
+    };
+    ok
+}
+
 /// Connects to the operational endpoint.
 pub async fn operational(
     s: &TestServer,
