@@ -73,8 +73,11 @@ fn listen(a: SocketAddr) -> io::Result<TcpListener> {
     ntex::server::create_tcp_listener(a, BACKLOG)
 }
 
-/// Binds every configured listener (port 0 picks a free port).
-pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
+/// Binds every listener `app.config` asks for (port 0 picks a free port), and records where the
+/// operational endpoint listens (its URL in the known endpoints when `operational.public_url`
+/// is unset).
+pub fn bind(app: &App) -> anyhow::Result<(Listeners, Addrs)> {
+    let config = &app.config;
     let b = |a: SocketAddr, what: &str| {
         listen(a).with_context(|| format!("cannot bind the {what} listener on {a}"))
     };
@@ -110,6 +113,7 @@ pub fn bind(config: &Config) -> anyhow::Result<(Listeners, Addrs)> {
         sandbox: l.sandbox.as_ref().map(addr).transpose()?,
         hooks: l.hooks.as_ref().map(addr).transpose()?,
     };
+    let _ = app.operational_addr.set(addrs.operational);
     Ok((l, addrs))
 }
 
@@ -355,8 +359,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(data_dir = %data_dir.display(), "store open");
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install the signal handlers")?;
-    let (listeners, addrs) = bind(&app.config)?;
-    let _ = app.operational_addr.set(addrs.operational);
+    let (listeners, addrs) = bind(&app)?;
     let brokers = Brokers::open(&app)?;
     let (server, thread) = spawn_server(&app, listeners, &brokers)?;
     log_listeners(&addrs);
@@ -386,8 +389,7 @@ pub struct Running {
 impl Running {
     /// Binds per `app.config` and starts the server on a new thread.
     pub fn start(app: Arc<App>) -> anyhow::Result<Running> {
-        let (listeners, addrs) = bind(&app.config)?;
-        let _ = app.operational_addr.set(addrs.operational);
+        let (listeners, addrs) = bind(&app)?;
         let brokers = Brokers::open(&app)?;
         let (server, thread) = spawn_server(&app, listeners, &brokers)?;
         Ok(Running {
