@@ -66,16 +66,22 @@ async fn send(
         })
 }
 
-/// A device error reply (anything but 200) as 502, with its code and message.
-fn ok_or_device_error(reply: Reply) -> Result<Reply, ApiError> {
-    if reply.code == 200 {
-        return Ok(reply);
-    }
-    Err(ApiError::BadGateway(format!(
+/// A device's error reply as 502, with its code and message.
+fn device_error(reply: &Reply) -> ApiError {
+    ApiError::BadGateway(format!(
         "the device answered {}: {}",
         reply.code,
         reply.exception_message().unwrap_or("(no message)")
-    )))
+    ))
+}
+
+/// The reply when the device answered 200, else [`device_error`].
+fn ok_or_device_error(reply: Reply) -> Result<Reply, ApiError> {
+    if reply.code == 200 {
+        Ok(reply)
+    } else {
+        Err(device_error(&reply))
+    }
 }
 
 fn metric_json(m: &KuraMetric) -> Value {
@@ -372,7 +378,7 @@ pub async fn run_command(
     let p = &reply.payload;
     let exit_code = p.metric_i32("command.exit.code");
     if reply.code != 200 && exit_code.is_none() {
-        return Err(ok_or_device_error(reply).unwrap_err());
+        return Err(device_error(&reply));
     }
     let text = |name: &str| p.metric_str(name).unwrap_or_default().to_string();
     Ok(HttpResponse::Ok().json(&CommandResult {

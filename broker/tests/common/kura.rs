@@ -39,15 +39,6 @@ pub const INITIAL_SNAPSHOT: &str = concat!(
     r#"</esf:properties></esf:configuration></esf:configurations>"#
 );
 
-fn reply_to(request: &Payload, code: i32) -> Option<(String, Payload)> {
-    let id = request.metric_str("request.id")?;
-    let requester = request.metric_str("requester.client.id")?;
-    Some((
-        format!("{requester}\u{0}{id}"),
-        Payload::new().with_i32("response.code", code),
-    ))
-}
-
 impl KuraDevice {
     /// Connects as `username`/`password`, subscribes to its `$EDC` tree, publishes its BIRTH
     /// and starts answering requests.
@@ -138,7 +129,8 @@ impl KuraDevice {
     }
 }
 
-/// Kura's answer to a request on `{APP}/{METHOD}/{resources...}`, as (topic, payload).
+/// Kura's answer to a request on `{APP}/{METHOD}/{resources...}`, as (topic, payload). Kura
+/// answers only requests whose `request.id` and `requester.client.id` are STRING metrics.
 fn answer(
     state: &Mutex<KuraState>,
     levels: &[&str],
@@ -146,18 +138,20 @@ fn answer(
     account: &str,
 ) -> Option<(String, Payload)> {
     let app = *levels.first()?;
-    let (key, mut reply) = match levels {
+    let id = request.metric_str("request.id")?;
+    let requester = request.metric_str("requester.client.id")?;
+    let reply = |code| Payload::new().with_i32("response.code", code);
+    let mut payload = match levels {
         ["CONF-V1", "GET", "configurations", ..] => {
-            let (k, r) = reply_to(request, 200)?;
             let body = state.lock().unwrap().configuration.clone();
-            (k, r.with_body(body.into_bytes()))
+            reply(200).with_body(body.into_bytes())
         }
         ["CONF-V1", "PUT", "configurations", ..] => {
             let body = String::from_utf8(request.body().unwrap_or_default().to_vec()).ok()?;
             let mut s = state.lock().unwrap();
             s.puts.push(body.clone());
             s.configuration = body;
-            reply_to(request, 200)?
+            reply(200)
         }
         ["CMD-V1", "EXEC", "command"] => {
             let mut argv = vec![request.metric_str("command.command")?.to_string()];
@@ -169,33 +163,26 @@ fn answer(
             state.lock().unwrap().commands.push(argv.clone());
             if argv[0] == "false" {
                 // Kura: a non-zero exit is answered 500, stderr as the message.
-                let (k, r) = reply_to(request, 500)?;
-                (
-                    k,
-                    r.with_str("response.exception.message", "boom")
-                        .with_str("command.stdout", "")
-                        .with_str("command.stderr", "boom")
-                        .with_i32("command.exit.code", 1)
-                        .with_bool("command.timedout", false),
-                )
+                reply(500)
+                    .with_str("response.exception.message", "boom")
+                    .with_str("command.stdout", "")
+                    .with_str("command.stderr", "boom")
+                    .with_i32("command.exit.code", 1)
+                    .with_bool("command.timedout", false)
             } else {
-                let (k, r) = reply_to(request, 200)?;
-                (
-                    k,
-                    r.with_str("command.stdout", argv.join(" "))
-                        .with_str("command.stderr", "")
-                        .with_i32("command.exit.code", 0)
-                        .with_bool("command.timedout", false),
-                )
+                reply(200)
+                    .with_str("command.stdout", argv.join(" "))
+                    .with_str("command.stderr", "")
+                    .with_i32("command.exit.code", 0)
+                    .with_bool("command.timedout", false)
             }
         }
         ["SILENT-V1", ..] => return None,
-        _ => reply_to(request, 404)?,
+        _ => reply(404),
     };
-    let (requester, id) = key.split_once('\u{0}')?;
-    reply.set_timestamp(Some(0));
+    payload.set_timestamp(Some(0));
     Some((
         format!("$EDC/{account}/{requester}/{app}/REPLY/{id}"),
-        reply,
+        payload,
     ))
 }
