@@ -123,17 +123,18 @@ pub(crate) async fn hook(
                 r.peer_addr.as_deref(),
                 protocol,
             );
-            let accepted = door.login(&f).await.is_ok();
-            door.count(BROKER, "authenticate", accepted);
-            if accepted {
-                let username = username.unwrap_or_default();
-                door.registered
-                    .insert(&r.mountpoint, &r.client_id, username);
-                door.connection(&r.client_id, username, Some(f.peer), true)
-                    .await;
-                ok()
-            } else {
-                not_allowed()
+            let session = door.login(&f).await;
+            door.count(BROKER, "authenticate", session.is_ok());
+            match session {
+                Ok(session) => {
+                    door.registered
+                        .insert(&r.mountpoint, &r.client_id, session.username());
+                    // VerneMQ connects the client right after: the session just decided
+                    // (with its peer and protocol) is the one the registry records.
+                    door.app.hooks.connected(&session).await;
+                    ok()
+                }
+                Err(_) => not_allowed(),
             }
         }
         "auth_on_subscribe" | "auth_on_subscribe_m5" => {
