@@ -83,6 +83,98 @@ pub struct Request {
     pub timeout: Duration,
 }
 
+/// How much longer than its own timeout a command's reply is awaited.
+pub const COMMAND_GRACE: Duration = Duration::from_secs(5);
+
+/// A CMD-V1 command: what [`Request::command`] sends.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// The command line's program.
+    pub command: String,
+    /// Its arguments.
+    pub arguments: Vec<String>,
+    /// `NAME=VALUE` environment pairs.
+    pub environment: Vec<(String, String)>,
+    /// The device's command-service password, if it has one.
+    pub password: Option<String>,
+}
+
+impl Request {
+    /// CONF-V1 `PUT configurations[/PID]` of a document already in Kura's snapshot form.
+    pub fn configuration_put(pid: Option<String>, snapshot_xml: String, timeout: Duration) -> Self {
+        Request {
+            app: "CONF-V1".into(),
+            method: Method::Put,
+            resources: std::iter::once("configurations".to_string())
+                .chain(pid)
+                .collect(),
+            metrics: vec![],
+            body: Some(snapshot_xml.into_bytes()),
+            timeout,
+        }
+    }
+
+    /// CMD-V1 `EXEC command`: `command.command`, `command.argumentN`,
+    /// `command.environment.pairN`, `command.password`, INT32 `command.timeout` (seconds); the
+    /// reply is awaited [`COMMAND_GRACE`] longer than the device's own timeout.
+    pub fn command(command: Command, timeout: Duration) -> Self {
+        let mut metrics = vec![KuraMetric::string("command.command", command.command)];
+        for (i, a) in command.arguments.into_iter().enumerate() {
+            metrics.push(KuraMetric::string(format!("command.argument{i}"), a));
+        }
+        for (i, (k, v)) in command.environment.into_iter().enumerate() {
+            metrics.push(KuraMetric::string(
+                format!("command.environment.pair{i}"),
+                format!("{k}={v}"),
+            ));
+        }
+        if let Some(p) = command.password {
+            metrics.push(KuraMetric::string("command.password", p));
+        }
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        metrics.push(KuraMetric::int32("command.timeout", secs));
+        Request {
+            app: "CMD-V1".into(),
+            method: Method::Exec,
+            resources: vec!["command".into()],
+            metrics,
+            body: None,
+            timeout: timeout + COMMAND_GRACE,
+        }
+    }
+}
+
+/// Why a JSON value cannot be a request metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetricError {
+    /// Only strings, booleans and integers are taken.
+    #[error("values must be strings, booleans or integers")]
+    Type,
+    /// `request.id` and `requester.client.id` are the requester's.
+    #[error("request.id and requester.client.id are Fleetgate's")]
+    Reserved,
+}
+
+/// A request's metric from JSON: a string, a boolean, or an integer (INT32 when it fits,
+/// else INT64).
+pub fn metric_from_json(name: &str, value: &serde_json::Value) -> Result<KuraMetric, MetricError> {
+    if name == "request.id" || name == "requester.client.id" {
+        return Err(MetricError::Reserved);
+    }
+    match value {
+        serde_json::Value::String(s) => Ok(KuraMetric::string(name, s)),
+        serde_json::Value::Bool(b) => Ok(KuraMetric::bool(name, *b)),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Ok(match i32::try_from(i) {
+                Ok(small) => KuraMetric::int32(name, small),
+                Err(_) => KuraMetric::int64(name, i),
+            }),
+            None => Err(MetricError::Type),
+        },
+        _ => Err(MetricError::Type),
+    }
+}
+
 /// A device's reply: its `response.code` and the whole payload (metrics and body).
 #[derive(Clone, Debug)]
 pub struct Reply {
