@@ -194,6 +194,8 @@ pub async fn metrics(req: HttpRequest, app: State<Arc<App>>) -> HttpResponse {
     app.metrics
         .verify_queue
         .set(i64::try_from(app.hooks.pool().queued()).unwrap_or(i64::MAX));
+    app.metrics
+        .set_device_replies_ignored(app.devices.ignored_replies());
     let openmetrics = app.metrics.render(&app.store, &app.config.data_dir);
     let wants_openmetrics = req
         .headers()

@@ -292,6 +292,79 @@ async fn a_step_without_reply_fails_at_its_timeout_and_now_runs_on_a_connected_d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_reply_fails_the_step_and_stray_replies_are_ignored_and_counted() {
+    let s = TestServer::start();
+    let password = enrolled_device(&s);
+    let mut d = Device::connect(Connect {
+        version: Version::V5,
+        addr: s.operational_addr(),
+        client_id: "dev-1",
+        username: "dev-1@acme",
+        password: &password,
+        manual_acks: false,
+    })
+    .await
+    .unwrap();
+    d.subscribe("$EDC/acme/dev-1/#", 1).await;
+    assert_eq!(d.suback().await, vec![1]);
+    let job = create_job(
+        &s,
+        json!({
+            "name": "garbage",
+            "targets": ["dev-1"],
+            "steps": [{"type": "request", "app": "DEPLOY-V2", "method": "EXEC", "resources": ["download"], "metrics": {"dp.uri": "http://x/y.dp", "dp.install": true, "job.id": 7}}],
+            "schedule": {"trigger": "NOW"},
+            "maxAttempts": 1,
+        }),
+    );
+    let (topic, payload) = d.publish_received(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(topic, "$EDC/acme/dev-1/DEPLOY-V2/EXEC/download");
+    let request = fleetgate_kura::Payload::decode(&payload).unwrap();
+    assert_eq!(request.metric_str("dp.uri"), Some("http://x/y.dp"));
+    assert_eq!(request.metric_bool("dp.install"), Some(true));
+    assert_eq!(request.metric_i32("job.id"), Some(7));
+    let id = request.metric_str("request.id").unwrap().to_string();
+    // A reply to an id nobody waits for: ignored, counted.
+    let ok = fleetgate_kura::Payload::new()
+        .with_i32("response.code", 200)
+        .encode();
+    d.publish(
+        "$EDC/acme/fleetgate/DEPLOY-V2/REPLY/0123456789abcdef",
+        1,
+        ok,
+    )
+    .await;
+    // The awaited reply, but not a KuraPayload.
+    d.publish(
+        &format!("$EDC/acme/fleetgate/DEPLOY-V2/REPLY/{id}"),
+        1,
+        b"\xff\xfenot protobuf".to_vec(),
+    )
+    .await;
+    let e = executions_until(&s, &job, |e| statuses(e) == ["FAILED"]).await;
+    let log = log_text(&e[0]);
+    assert!(
+        log.contains("DEPLOY-V2 EXEC download: malformed reply"),
+        "{log}"
+    );
+    let metrics = ureq::get(format!("{}/metrics", s.admin_url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        metrics.contains("fleetgate_device_replies_ignored_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("fleetgate_job_executions_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    d.disconnect().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cron_and_interval_jobs_fire_on_the_servers_clock() {
     let s = TestServer::start();
     let password = enrolled_device(&s);

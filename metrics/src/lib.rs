@@ -174,6 +174,9 @@ pub struct Metrics {
     pub job_executions_running: Gauge,
     /// Time from a job execution's start to its end, seconds.
     pub job_execution_duration: Histogram,
+    /// Device replies that matched no pending request (unknown or expired request id, or
+    /// another device's), copied from the requester's count at each scrape.
+    pub device_replies_ignored: Counter,
     process: process::ProcessMetrics,
 }
 
@@ -208,6 +211,7 @@ impl Metrics {
             job_executions: Family::default(),
             job_executions_running: Gauge::default(),
             job_execution_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            device_replies_ignored: Counter::default(),
             process: process::ProcessMetrics::default(),
             registry: Registry::default(),
         };
@@ -217,6 +221,11 @@ impl Metrics {
             "data_dir_available_bytes",
             "Free space for Fleetgate on the data dir's filesystem",
             m.process.data_dir_gauge(),
+        );
+        registry.register(
+            "device_replies_ignored",
+            "Device replies that matched no pending request (unknown or expired id, another device's)",
+            m.device_replies_ignored.clone(),
         );
         registry.register(
             "job_executions",
@@ -392,6 +401,13 @@ impl Metrics {
             })
             .inc();
         self.job_execution_duration.observe(took.as_secs_f64());
+    }
+
+    /// Sets the ignored-replies counter to the requester's running count.
+    pub fn set_device_replies_ignored(&self, total: u64) {
+        self.device_replies_ignored
+            .inner()
+            .store(total, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts an admin-API request and observes its latency.
