@@ -14,8 +14,9 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fleetgate_client::Client;
 use fleetgate_client::types::{
-    Coupling, DeviceCommand as CommandBody, DeviceQuery, Endpoint, Items, NewAccount, NewDevice,
-    NewUser, Problem, ProvisionRequestInput, RequestQuery, Secret, UserPatch,
+    Coupling, DeviceCommand as CommandBody, DeviceQuery, Endpoint, Items, Job, JobStatus,
+    NewAccount, NewDevice, NewUser, Problem, ProvisionRequestInput, RequestQuery, Secret,
+    UserPatch,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -101,6 +102,15 @@ pub enum ClientCommand {
         #[command(subcommand)]
         /// What to do.
         command: EndpointCommand,
+    },
+    /// Batch jobs of an account (API.md "Jobs").
+    Job {
+        #[command(flatten)]
+        /// Connection options.
+        client: ClientArgs,
+        #[command(subcommand)]
+        /// What to do.
+        command: JobCommand,
     },
     /// Devices of an account.
     Device {
@@ -489,6 +499,51 @@ pub enum DeviceCommand {
     },
 }
 
+/// `fleetgate job ...`.
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Create a job from its JSON body (API.md "Jobs": name, targets, steps, schedule,
+    /// maxAttempts, stepTimeout).
+    Create {
+        /// The JSON file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// List the jobs of --account.
+    List,
+    /// Show one job with its targets' counts per status.
+    Show {
+        /// Job id.
+        id: String,
+    },
+    /// Delete a job and its executions (steps in flight finish on their devices).
+    Delete {
+        /// Job id.
+        id: String,
+    },
+    /// Add and remove targets.
+    Targets {
+        /// Job id.
+        id: String,
+        /// Client IDs to add.
+        #[arg(long, value_delimiter = ',', value_name = "CID,...")]
+        add: Vec<String>,
+        /// Client IDs to remove.
+        #[arg(long, value_delimiter = ',', value_name = "CID,...")]
+        remove: Vec<String>,
+    },
+    /// The job's executions, one per attempt per target (with --json: their logs).
+    Executions {
+        /// Job id.
+        id: String,
+        /// Only this target's.
+        #[arg(long, value_name = "CID")]
+        client_id: Option<String>,
+        /// Only those in this status (PENDING, RUNNING, COMPLETED, FAILED).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+    },
+}
+
 /// `fleetgate device config ...`.
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
@@ -536,6 +591,9 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
         }
         ClientCommand::Device { client, command } => {
             device(&connect(&client), &client, command, &mut out)
+        }
+        ClientCommand::Job { client, command } => {
+            job(&connect(&client), &client, command, &mut out)
         }
     };
     result.map_err(|e| match e.downcast::<fleetgate_client::Error>() {
@@ -1180,6 +1238,116 @@ fn user(api: &Client, c: &ClientArgs, cmd: UserCommand, out: &mut String) -> any
             } else {
                 let _ = writeln!(out, "deleted {username}");
             }
+        }
+    }
+    Ok(())
+}
+
+fn job(api: &Client, c: &ClientArgs, cmd: JobCommand, out: &mut String) -> anyhow::Result<()> {
+    let account = account_of(c)?;
+    let cols = [
+        "id",
+        "name",
+        "schedule",
+        "run",
+        "targetCounts",
+        "nextFireOn",
+    ];
+    let job_view = |job: &Job| -> anyhow::Result<Value> {
+        let mut v = value(job)?;
+        // One cell each: the trigger, and the counts as STATUS=N.
+        v["schedule"] = v["schedule"]["trigger"].clone();
+        let counts = &job.target_counts;
+        v["targetCounts"] = Value::from(format!(
+            "PENDING={} RUNNING={} COMPLETED={} FAILED={}",
+            counts.pending, counts.running, counts.completed, counts.failed
+        ));
+        Ok(v)
+    };
+    match cmd {
+        JobCommand::Create { file } => {
+            let body: Value = serde_json::from_str(&read_input(&file)?)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let created = api.create_job(&account, &body)?;
+            out.push_str(&if c.json {
+                pretty(&value(&created)?)
+            } else {
+                one(&job_view(&created)?, &cols, false)
+            });
+        }
+        JobCommand::List => {
+            let jobs = api.list_jobs(&account)?;
+            if c.json {
+                out.push_str(&pretty(&value(&Items { items: jobs })?));
+            } else {
+                let items = jobs
+                    .iter()
+                    .map(job_view)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                out.push_str(&listing(&json!({ "items": items }), &cols, false));
+            }
+        }
+        JobCommand::Show { id } => {
+            let shown = api.get_job(&account, &id)?;
+            out.push_str(&if c.json {
+                pretty(&value(&shown)?)
+            } else {
+                let mut all = cols.to_vec();
+                all.extend([
+                    "maxAttempts",
+                    "stepTimeout",
+                    "createdOn",
+                    "firedOn",
+                    "targets",
+                ]);
+                one(&job_view(&shown)?, &all, false)
+            });
+        }
+        JobCommand::Delete { id } => {
+            api.delete_job(&account, &id)?;
+            if c.json {
+                out.push_str(&pretty(&json!({ "deleted": id })));
+            } else {
+                let _ = writeln!(out, "deleted job {id}");
+            }
+        }
+        JobCommand::Targets { id, add, remove } => {
+            let changed = api.change_job_targets(&account, &id, &add, &remove)?;
+            out.push_str(&if c.json {
+                pretty(&value(&changed)?)
+            } else {
+                one(
+                    &job_view(&changed)?,
+                    &["id", "targets", "targetCounts"],
+                    false,
+                )
+            });
+        }
+        JobCommand::Executions {
+            id,
+            client_id,
+            status,
+        } => {
+            let status = status
+                .map(|s| {
+                    serde_json::from_value::<JobStatus>(Value::from(s.clone())).map_err(|_| {
+                        anyhow!("--status {s}: must be PENDING, RUNNING, COMPLETED or FAILED")
+                    })
+                })
+                .transpose()?;
+            let items = api.job_executions(&account, &id, client_id.as_deref(), status)?;
+            out.push_str(&listing(
+                &value(&Items { items })?,
+                &[
+                    "clientId",
+                    "status",
+                    "attempt",
+                    "run",
+                    "startedOn",
+                    "endedOn",
+                ],
+                c.json,
+            ));
         }
     }
     Ok(())
