@@ -93,6 +93,18 @@ impl TestServer {
         s
     }
 
+    /// Starts with extra `FLEETGATE_*` settings on an existing data dir (a restored backup).
+    pub fn start_in(dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> TestServer {
+        let mut s = TestServer {
+            running: None,
+            clock: ManualClock::new(),
+            dir,
+            env: base_env(extra),
+        };
+        s.boot();
+        s
+    }
+
     fn boot(&mut self) {
         let overrides = Overrides {
             data_dir: Some(self.dir.path().to_path_buf()),
