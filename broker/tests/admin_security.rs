@@ -447,7 +447,7 @@ fn the_audit_log_records_every_mutation_and_device_operation_without_secrets() {
 fn the_audit_log_keeps_the_latest_entries_and_rides_the_group_commit() {
     let s = TestServer::start_with(&[("FLEETGATE_ADMIN_AUDIT_RETENTION", "5")]);
     create_account(&s, "acme");
-    let commits = |s: &TestServer| metric(s, "fleetgate_commit_batch_size_count");
+    let commits = |s: &TestServer| metric(s, "fleetgate_storage_commit_batch_size_count");
     let before = commits(&s);
     const N: usize = 20;
     for i in 0..N {
