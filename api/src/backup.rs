@@ -30,7 +30,7 @@ const CHUNK: usize = 256 << 10;
 #[utoipa::path(
     get, path = "/api/v1/backup", tag = "operations",
     responses(
-        (status = 200, description = "A redb file: one consistent snapshot of every table", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "A redb file: one consistent snapshot of every table", content_type = "application/octet-stream", body = String),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not the admin token", body = Problem, content_type = "application/problem+json"),
     ),
