@@ -68,7 +68,7 @@ fn audit_query(pairs: Vec<(String, String)>) -> Result<(Option<String>, Paging),
 
 /// The audit log: every mutation and device operation through the API, oldest first.
 #[utoipa::path(
-    get, path = "/api/v1/audit", tag = "operations",
+    get, path = "/api/v1/audit", tag = "administration",
     params(
         ("account" = Option<String>, Query, description = "Only this account's entries (an account token: its own, the default)"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),

@@ -28,7 +28,7 @@ const CHUNK: usize = 256 << 10;
 
 /// A whole-store backup (admin token).
 #[utoipa::path(
-    get, path = "/api/v1/backup", tag = "operations",
+    get, path = "/api/v1/backup", tag = "administration",
     responses(
         (status = 200, description = "A redb file: one consistent snapshot of every table", content_type = "application/octet-stream", body = String),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),

@@ -158,6 +158,7 @@ impl Modify for BannedAnswer {
         (name = "endpoints", description = "Known broker endpoints: where devices are provisioned to"),
         (name = "devices", description = "The Device Registry: entries, connection state and BIRTH facts (PROTOCOL.md 6.3)"),
         (name = "operations", description = "Health, metrics and this document (no auth)"),
+        (name = "administration", description = "The audit log of the API's changes and device operations, and whole-store backups"),
     )
 )]
 pub struct ApiDoc;

@@ -142,6 +142,32 @@ fn the_admin_listener_serves_https_with_admin_tls() {
     client.health().unwrap();
     assert!(client.list_accounts().unwrap().is_empty());
 
+    // Over HTTPS too, a change is audited with the peer's address (which the bans count by).
+    client
+        .create_account(&fleetgate_client::types::NewAccount {
+            name: "acme".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let app = s.app();
+    let mut audited = Vec::new();
+    for _ in 0..100 {
+        audited = app
+            .store
+            .read()
+            .unwrap()
+            .audit(None, None, 10)
+            .unwrap()
+            .items;
+        if !audited.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(audited.len(), 1);
+    assert_eq!(audited[0].entry.action, "account.create");
+    assert_eq!(audited[0].entry.peer, "127.0.0.1");
+
     // Without the certificate as a root, the handshake is refused: nothing is sent in clear.
     let untrusting = fleetgate_client::Client::new(&https, Some(ADMIN_TOKEN));
     assert!(untrusting.health().is_err());
