@@ -188,6 +188,27 @@ fn the_admin_listener_serves_https_with_admin_tls() {
         );
     }
     client.health().unwrap();
+    // A connection that never completes the handshake (silent, or plain HTTP) is closed by
+    // the server (ntex's 5 s TLS handshake timeout; the bound here is generous) while HTTPS
+    // keeps being served.
+    let silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut plain, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    client.health().unwrap();
+    for mut conn in [silent, plain] {
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let closed = std::io::Read::read_to_end(&mut conn, &mut seen);
+        assert!(
+            closed.is_ok()
+                || closed
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "the server closes a connection without a handshake: {closed:?}"
+        );
+        assert!(!String::from_utf8_lossy(&seen).contains("HTTP/1.1 200"));
+    }
 
     // The CLI with --ca.
     let out = fleetgate(&[
