@@ -1,5 +1,5 @@
 //! `fleetgate-cli`: the `fleetgate` admin commands (`request`, `executions`, `account`, `token`,
-//! `user`, `device`), which the `fleetgate` binary mounts next to `serve`.
+//! `user`, `device`, `backup`), which the `fleetgate` binary mounts next to `serve`.
 //!
 //! It owns the command line of those commands, the bulk-file readers (CSV, JSON lines) and the
 //! human output (tables, `field  value` records; the API's JSON with `--json`). Every call goes
@@ -44,6 +44,10 @@ pub struct ClientArgs {
     /// Target account of the command.
     #[arg(long, global = true, env = "FLEETGATE_ACCOUNT", value_name = "NAME")]
     pub account: Option<String>,
+    /// PEM certificates to trust for an `https://` API instead of the system's WebPKI roots
+    /// (the admin listener's self-signed certificate, or the CA that signed it).
+    #[arg(long, global = true, env = "FLEETGATE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Commands that are clients of the admin API.
@@ -120,6 +124,16 @@ pub enum ClientCommand {
         #[command(subcommand)]
         /// What to do.
         command: DeviceCommand,
+    },
+    /// Save a consistent backup of the whole store (admin token) into a new file (mode 0600);
+    /// `fleetgate restore` puts it back into an empty data dir.
+    Backup {
+        #[command(flatten)]
+        /// Connection options.
+        client: ClientArgs,
+        /// The file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
     },
 }
 
@@ -572,28 +586,33 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     let mut out = String::new();
     let result = match cmd {
         ClientCommand::Request { client, command } => {
-            request(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| request(&api, &client, command, &mut out))
         }
         ClientCommand::Executions { client, command } => {
-            executions(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| executions(&api, &client, command, &mut out))
         }
         ClientCommand::Account { client, command } => {
-            account(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| account(&api, &client, command, &mut out))
         }
         ClientCommand::Token { client, command } => {
-            token(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| token(&api, &client, command, &mut out))
         }
         ClientCommand::User { client, command } => {
-            user(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| user(&api, &client, command, &mut out))
         }
         ClientCommand::Endpoint { client, command } => {
-            endpoint(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| endpoint(&api, &client, command, &mut out))
         }
+        ClientCommand::Backup { client, to } => connect(&client).and_then(|api| {
+            let size = api.backup(&to)?;
+            writeln!(out, "backup of {size} bytes written to {}", to.display())?;
+            Ok(())
+        }),
         ClientCommand::Device { client, command } => {
-            device(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| device(&api, &client, command, &mut out))
         }
         ClientCommand::Job { client, command } => {
-            job(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| job(&api, &client, command, &mut out))
         }
     };
     result.map_err(|e| match e.downcast::<fleetgate_client::Error>() {
@@ -607,15 +626,26 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The API
 
-/// The client of the command's instance: `--token`, else `FLEETGATE_ADMIN_TOKEN`.
-fn connect(c: &ClientArgs) -> Client {
+/// The client of the command's instance: `--token`, else `FLEETGATE_ADMIN_TOKEN`; trusting
+/// `--ca` for an `https://` API when given.
+fn connect(c: &ClientArgs) -> anyhow::Result<Client> {
     let token = c
         .token
         .as_ref()
         .map(|t| t.expose().to_string())
         .or_else(|| std::env::var("FLEETGATE_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty());
-    Client::new(&c.api, token.as_deref())
+    let client = Client::new(&c.api, token.as_deref());
+    match &c.ca {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            client
+                .with_ca_pem(&pem)
+                .with_context(|| format!("--ca {}", path.display()))
+        }
+        None => Ok(client),
+    }
 }
 
 /// The text of a problem answer, with a hint on a 401 (the usual cause: no token given).
