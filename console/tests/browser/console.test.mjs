@@ -628,10 +628,16 @@ test('Batch Jobs: a Device Connect job is created in the form, runs on a Kura-li
   await dialog.getByRole('button', { name: 'Add configuration step' }).click();
   await dialog.getByRole('button', { name: 'Add command step' }).click();
   const step = (n, kind) => dialog.getByRole('group', { name: `Step ${n}: ${kind}` });
-  // Reordering renumbers the steps; the command goes back to second place.
-  await step(2, 'Command').getByRole('button', { name: 'Move up' }).click();
+  // Reordering by keyboard renumbers the steps and keeps the focus on the moved step's
+  // buttons; the command goes back to second place.
+  const focused = () => page.evaluate(() => `${document.activeElement.closest('fieldset')?.querySelector('legend')?.textContent}: ${document.activeElement.textContent}`);
+  await step(2, 'Command').getByRole('button', { name: 'Move up' }).focus();
+  await page.keyboard.press('Enter');
   await step(1, 'Command').waitFor();
-  await step(1, 'Command').getByRole('button', { name: 'Move down' }).click();
+  assert.equal(await focused(), 'Step 1: Command: Move down');
+  await page.keyboard.press('Enter');
+  await step(2, 'Command').waitFor();
+  assert.equal(await focused(), 'Step 2: Command: Move up');
   await step(2, 'Command').getByLabel('Command', { exact: true }).fill('echo');
   await step(2, 'Command').getByLabel('Arguments').fill('hello kura');
   await step(1, 'Configuration').getByLabel('Configuration XML').fill(clockXml);
@@ -646,6 +652,20 @@ test('Batch Jobs: a Device Connect job is created in the form, runs on a Kura-li
   await cronError.waitFor();
   assert.ok((await cronError.textContent()).length > 0);
   assert.equal(await dialog.getByLabel('Cron Expression').getAttribute('aria-invalid'), 'true');
+  // Months have no fixed length: an interval of P1M is refused by its Every field.
+  await dialog.getByLabel('Interval').check();
+  await dialog.getByLabel('Every').fill('P1M');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  await dialog.locator('[data-field="schedule.every"] .field-error').waitFor();
+  assert.equal(await cronError.isVisible(), false);
+  // A request step's metrics must be a JSON object; Remove takes the step out again.
+  await dialog.getByRole('button', { name: 'Add request step' }).click();
+  await step(3, 'Request').getByLabel('App').fill('DEPLOY-V2');
+  await step(3, 'Request').getByLabel('Metrics').fill('{"dp.uri": ');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  await step(3, 'Request').locator('[data-field="steps[2].metrics"] .field-error').waitFor();
+  await step(3, 'Request').getByRole('button', { name: 'Remove' }).click();
+  assert.equal(await dialog.getByRole('group', { name: /^Step \d/ }).count(), 2);
 
   // Bad XML in step 1: line and column by that step's editor.
   await dialog.getByLabel('Device Connect').check();
