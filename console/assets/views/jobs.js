@@ -25,6 +25,7 @@ export function describeSchedule(s) {
   return name;
 }
 
+/** The account's jobs route, or the route of job `id`. */
 export function jobPath(ctx, id = '') {
   return accountPath(ctx.account, `/jobs${id ? `/${encodeURIComponent(id)}` : ''}`);
 }
