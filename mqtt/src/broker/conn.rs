@@ -55,6 +55,9 @@ pub struct Conn {
     max_packet: Option<u32>,
     /// Topic aliases the client accepts from the server (5.0).
     topic_alias_max: u16,
+    /// The wake-ups of the connection's delivery and kick-watch tasks, told when it ends.
+    notify: Arc<Notify>,
+    kicker: Arc<Kicker>,
 }
 
 /// Topic aliases of the messages sent to one connection (MQTT 5.0 3.3.2.3.4): the first
@@ -153,6 +156,9 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.end();
+        // The connection's tasks end with it.
+        self.kicker.kick(Kick::Gone);
+        self.notify.notify_one();
     }
 }
 
@@ -244,6 +250,7 @@ async fn admit(
     sink: Sink,
 ) -> Result<(Conn, bool), Refusal> {
     let name = broker.door.name();
+    let arrived = std::time::Instant::now();
     let decided = async {
         let slot = Slot::acquire(&app.metrics, name, app.config.operational.max_connections)
             .ok_or(Refusal::ServerBusy)?;
@@ -272,7 +279,7 @@ async fn admit(
         Ok(v) => v,
         Err(r) => {
             app.metrics.connect(name, r.label());
-            return Err(r);
+            return crate::paced(arrived, app, Err(r)).await;
         }
     };
     if let Some((w, _)) = &asked.will
@@ -298,6 +305,8 @@ async fn admit(
         inflight: Rc::default(),
         max_packet: asked.max_packet,
         topic_alias_max: asked.topic_alias_max,
+        notify: notify.clone(),
+        kicker: kicker.clone(),
     };
     let key = (conn.who.account.clone(), asked.facts.client_id.clone());
     let (attached, connected) = broker.attach(
@@ -316,7 +325,7 @@ async fn admit(
     }
     app.metrics.connect(name, "accepted");
     spawn_kick_watch(&sink, kicker);
-    spawn_drain(&conn, sink, notify);
+    spawn_drain(&conn, sink);
     Ok((conn, attached.present))
 }
 
@@ -329,6 +338,7 @@ fn spawn_kick_watch(sink: &Sink, kicker: Arc<Kicker>) {
         sink.close(match why {
             Kick::Revoked => DisconnectReasonCode::NotAuthorized,
             Kick::TakenOver => DisconnectReasonCode::SessionTakenOver,
+            Kick::Gone => return,
         });
     }));
 }
@@ -340,8 +350,9 @@ fn spawn_kick_watch(sink: &Sink, kicker: Arc<Kicker>) {
 /// acknowledgement queue per connection and expects every acknowledgement at its front, so a
 /// PUBCOMP arriving while later PUBLISHes wait for their acknowledgements would be taken for a
 /// protocol error.
-fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
+fn spawn_drain(conn: &Conn, sink: Sink) {
     let (broker, session, generation) = (conn.broker.clone(), conn.session, conn.generation);
+    let (notify, kicker) = (conn.notify.clone(), conn.kicker.clone());
     let inflight = conn.inflight.clone();
     let metrics = conn.app.metrics.clone();
     let max_packet = conn.max_packet;
@@ -354,7 +365,7 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
         let mut seq: u64 = 0;
         loop {
             notify.notified().await;
-            if !sink.is_open() {
+            if !sink.is_open() || kicker.gone() {
                 return;
             }
             while let Some(d) = broker.next_delivery(session, generation) {
@@ -669,6 +680,9 @@ async fn handshake_v5(
     app: Arc<App>,
 ) -> Result<v5::HandshakeAck<Conn>, BrokerError> {
     let pkt = h.packet();
+    if let Some(reason) = crate::refuse_auth_method(pkt) {
+        return Ok(h.failed(reason));
+    }
     let mut client_id = pkt.client_id.clone();
     let mut assigned = None;
     if client_id.is_empty() && matches!(broker.door, Door::Sandbox { .. }) {
@@ -838,7 +852,7 @@ async fn protocol_v5(
                 .qos2_released(conn.session, r.packet().packet_id.get());
             r.ack()
         }
-        v5::ProtocolMessage::Auth(a) => a.ack(v5::codec::Auth::default()),
+        m @ v5::ProtocolMessage::Auth(_) => crate::refuse_auth(&m),
     })
 }
 
