@@ -66,7 +66,7 @@ enroll_loop() {
             --operational-broker "mqtt://127.0.0.1:$OPER_PORT" --operational \
             --devices 200 --concurrency 20 --run-id "soak$i" --allow-failures \
             --json "$WORK/enroll.tmp.json" >>"$WORK/enroll.out" 2>&1 &&
-            mv "$WORK/enroll.tmp.json" "$WORK/enroll.json"
+            mv "$WORK/enroll.tmp.json" "$WORK/enroll.json" && echo run >>"$WORK/enroll.runs"
     done
 }
 cycle_loop() {
@@ -76,7 +76,7 @@ cycle_loop() {
         "$BIN/fleetgate-loadtest" cycle --sandbox --broker "mqtt://127.0.0.1:$SANDBOX_PORT" \
             --clients 500 --concurrency 50 --run-id "cyc$i" --allow-failures \
             --json "$WORK/cycle.tmp.json" >>"$WORK/cycle.out" 2>&1 &&
-            mv "$WORK/cycle.tmp.json" "$WORK/cycle.json"
+            mv "$WORK/cycle.tmp.json" "$WORK/cycle.json" && echo run >>"$WORK/cycle.runs"
     done
 }
 retained_loop() {
@@ -163,7 +163,7 @@ for name in ["rss_kib", "fds", "threads", "enroll_p99_ms", "cycle_p99_ms"]:
           f"min {min(vals) if vals else float('nan'):10.1f}  max {max(vals) if vals else float('nan'):10.1f}")
 work = sys.argv[2]
 def runs(name):
-    text = open(f"{work}/{name}.out").read() if glob.glob(f"{work}/{name}.out") else ""
-    return len(re.findall(r"^throughput", text, re.M))
+    path = f"{work}/{name}.runs"
+    return len(open(path).read().split()) if glob.glob(path) else 0
 print(f"enroll runs: {runs('enroll')} (200 devices each), cycle runs: {runs('cycle')} (500 clients each)")
 EOF

@@ -6,7 +6,7 @@
 //!   credentials (its request may be FAILED if its PUBACK raced the kill, but its user exists);
 //! - no request is left RUNNING after the restart;
 //! - every request the API acknowledged (201) exists;
-//! - every retained message acknowledged (PUBACK) is retained;
+//! - every retained message acknowledged (PUBACK) is retained, or a later one on its topic;
 //! - QoS 1 messages acknowledged for a persistent session that is away are delivered when it
 //!   comes back after the graceful restart of the last round; after a SIGKILL they are lost by
 //!   design (docs/design.md: sessions are saved at a graceful shutdown), which the test counts
@@ -296,13 +296,30 @@ fn encoding_of(i: usize) -> Encoding {
 /// Messages the broker acknowledged (PUBACK success), by number.
 #[derive(Default)]
 struct Acked {
-    retained: BTreeSet<u32>,
+    /// Retained topic -> the highest number acknowledged on it.
+    retained: BTreeMap<u32, u32>,
+    /// Retained messages acknowledged in all.
+    retained_acks: usize,
     queued: BTreeSet<u32>,
 }
 
+/// Retained messages rotate over this many topics: a SUBSCRIBE then gets at most this many,
+/// well under `operational.max_queue` (a subscriber's queue would drop the rest).
+const RETAINED_TOPICS: u32 = 200;
+
+impl Acked {
+    /// Adds a round's acknowledgements (numbers only grow, so a topic keeps its latest).
+    fn merge(&mut self, round: Acked) {
+        self.retained.extend(round.retained);
+        self.retained_acks += round.retained_acks;
+        self.queued.extend(round.queued);
+    }
+}
+
 /// Publishes QoS 1 messages as [`PUBLISHER`] until `stop` or the connection is lost: every
-/// fourth one retained on `acme/retained/N`, the others on `acme/queue/N` for the persistent
-/// subscriber, which is away. Returns what was acknowledged and the next number.
+/// fourth one retained on `acme/retained/{N % RETAINED_TOPICS}` with payload N, the others on
+/// `acme/queue/N` for the persistent subscriber, which is away. Returns what was acknowledged
+/// and the next number.
 fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>, first: u32) -> (Acked, u32) {
     let mut acked = Acked::default();
     let mut n = first;
@@ -317,7 +334,7 @@ fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>, first: u32) -> (Acked, u32) 
         n += 1;
         let retained = n % 4 == 0;
         let topic = if retained {
-            format!("acme/retained/{n}")
+            format!("acme/retained/{}", n % RETAINED_TOPICS)
         } else {
             format!("acme/queue/{n}")
         };
@@ -333,7 +350,8 @@ fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>, first: u32) -> (Acked, u32) 
         ) {
             Some(Packet::PubAck { code, .. }) if code < 0x80 => {
                 if retained {
-                    acked.retained.insert(n);
+                    acked.retained.insert(n % RETAINED_TOPICS, n);
+                    acked.retained_acks += 1;
                 } else {
                     acked.queued.insert(n);
                 }
@@ -365,15 +383,18 @@ fn drain_subscriber(addr: SocketAddr) -> BTreeSet<u32> {
     got
 }
 
-/// Every retained message the broker has under `acme/retained/#`, by number.
-fn retained_now(addr: SocketAddr, round: usize) -> BTreeSet<u32> {
+/// The retained messages under `acme/retained/#`: topic -> number.
+fn retained_now(addr: SocketAddr, round: usize) -> BTreeMap<u32, u32> {
     let o = Options::v5(&format!("crash-check-{round}")).login(PUBLISHER, APP_PASSWORD);
     let mut c = Client::connect(addr, &o);
     assert_eq!(c.subscribe("acme/retained/#", 1), 1);
     let got = c
         .drain(QUIET)
         .iter()
-        .filter_map(|m| m.topic.rsplit('/').next()?.parse().ok())
+        .filter_map(|m| {
+            let topic = m.topic.rsplit('/').next()?.parse().ok()?;
+            Some((topic, String::from_utf8_lossy(&m.payload).parse().ok()?))
+        })
         .collect();
     c.disconnect();
     got
@@ -579,8 +600,7 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             acknowledged.extend(api_acked);
             extra = n;
             let (round_acked, n) = publisher.join().unwrap();
-            acked.retained.extend(round_acked.retained);
-            acked.queued.extend(round_acked.queued);
+            acked.merge(round_acked);
             next_message = n;
             for (cid, r) in results {
                 match r {
@@ -601,8 +621,7 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             acknowledged.extend(api_acked);
             extra = n;
             let (round_acked, n) = publisher.join().unwrap();
-            acked.retained.extend(round_acked.retained);
-            acked.queued.extend(round_acked.queued);
+            acked.merge(round_acked);
             next_message = n;
             let mut got = 0;
             for t in tasks {
@@ -621,7 +640,12 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
         server = Server::start(&data, &log);
         check_after_restart(&server, round, &finished, &acknowledged).await;
         let retained = retained_now(server.operational, round);
-        let missing: Vec<_> = acked.retained.difference(&retained).collect();
+        // A later message on the topic may have been stored without its PUBACK (the kill).
+        let missing: Vec<_> = acked
+            .retained
+            .iter()
+            .filter(|(topic, n)| retained.get(topic).is_none_or(|r| r < n))
+            .collect();
         assert!(
             missing.is_empty(),
             "round {round}: acknowledged retained messages missing after the restart: {missing:?}"
@@ -638,9 +662,9 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             queued_lost += lost.len();
         }
         eprintln!(
-            "round {round}: {} retained acknowledged (all present), {} queued acknowledged, {} \
-             delivered after the restart",
-            acked.retained.len(),
+            "round {round}: {} retained acknowledged so far (each present, or a later one on its \
+             topic), {} queued acknowledged, {} delivered after the restart",
+            acked.retained_acks,
             acked.queued.len(),
             delivered.len()
         );
@@ -674,7 +698,7 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
          (by design), {:.1} s",
         finished.len(),
         acknowledged.len(),
-        acked.retained.len(),
+        acked.retained_acks,
         started.elapsed().as_secs_f64()
     );
     server.stop();
