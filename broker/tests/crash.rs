@@ -332,7 +332,7 @@ fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>, first: u32) -> (Acked, u32) 
     }
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let retained = n % 4 == 0;
+        let retained = n.is_multiple_of(4);
         let topic = if retained {
             format!("acme/retained/{}", n % RETAINED_TOPICS)
         } else {
