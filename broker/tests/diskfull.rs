@@ -4,8 +4,9 @@
 //! ballast file, until the API refuses a write. Then:
 //!
 //! - writes are refused cleanly: the admin API answers 503 `application/problem+json`, a
-//!   device's PROV-V1 exchange (which must write before it replies) gets reply code 500;
-//!   reads go on (lists, an enrolled device's operational CONNECT);
+//!   device's PROV-V1 exchange (which must write before it replies) gets reply code 500, a
+//!   5.0 retained PUBLISH (durable before its PUBACK) gets a PUBACK failure code; reads go on
+//!   (lists, an enrolled device's operational CONNECT);
 //! - the refusals are logged once (once a minute at most), not once per request;
 //! - nothing acknowledged is lost: every request answered 201 is listed, before and after a
 //!   restart;
@@ -255,6 +256,13 @@ fn a_full_disk_refuses_writes_cleanly_loses_nothing_and_recovers_by_itself() {
     op.ping();
     assert!(op.recv(common::raw::WAIT).is_some());
     op.disconnect();
+    let mut retainer = Client::connect(b.sandbox, &Options::v5("retainer"));
+    let code = retainer.publish(Msg::new("full/retained", "during").qos(1).retain());
+    assert!(
+        code >= 0x80,
+        "a retained PUBLISH on a full disk was acknowledged ({code:#04x})"
+    );
+    retainer.disconnect();
     let mut listed_now = listed(&b);
     listed_now.sort();
     acknowledged.sort();
@@ -278,6 +286,12 @@ fn a_full_disk_refuses_writes_cleanly_loses_nothing_and_recovers_by_itself() {
     acknowledged.push("after".into());
     assert_eq!(enroll(&b, "late").0, 200);
     assert!(b.log().contains("writes are accepted again"));
+    let mut retainer = Client::connect(b.sandbox, &Options::v5("retainer"));
+    assert_eq!(
+        retainer.publish(Msg::new("full/retained", "after").qos(1).retain()),
+        0
+    );
+    retainer.disconnect();
 
     // Nothing acknowledged lost across a restart; the file passes redb's integrity check.
     b.stop();
@@ -291,5 +305,9 @@ fn a_full_disk_refuses_writes_cleanly_loses_nothing_and_recovers_by_itself() {
     listed_now.sort();
     acknowledged.sort();
     assert_eq!(listed_now, acknowledged);
+    let mut reader = Client::connect(b.sandbox, &Options::v5("reader"));
+    assert_eq!(reader.subscribe("full/retained", 1), 1);
+    assert_eq!(reader.receive().payload, b"after");
+    reader.disconnect();
     b.stop();
 }

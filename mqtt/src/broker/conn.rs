@@ -589,7 +589,10 @@ async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
     match persisted.await {
         Ok(()) => Published::Ok,
         Err(e) => {
-            tracing::error!(error = %e, "could not store a retained message");
+            // A full disk is logged by the store once a minute, not once per message.
+            if !matches!(e, fleetgate_storage::StoreError::Full) {
+                tracing::error!(error = %e, "could not store a retained message");
+            }
             Published::NotStored
         }
     }
