@@ -16,6 +16,10 @@ need mosquitto
 # RabbitMQ 3.10 (Erlang 25) clustered behind HAProxy 2.6: broker/tests/rabbitmq.rs.
 need rabbitmq-server
 need haproxy
+# A small filesystem for the data dir (tmpfs via mount; a loop-mounted ext4 image if tmpfs is
+# refused): broker/tests/diskfull.rs.
+need mount
+need e2fsprogs
 
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 sudo=""

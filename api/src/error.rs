@@ -115,6 +115,10 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable("the data changed concurrently several times; retry".into())
             }
             StoreError::Closed => ApiError::Unavailable("the store is shutting down".into()),
+            // Not logged per request: the writer logs a full disk once a minute.
+            StoreError::Full => ApiError::Unavailable(
+                "the server's storage is full; writes are refused until space is freed".into(),
+            ),
             e @ (StoreError::Db(_)
             | StoreError::Writer(_)
             | StoreError::BatchAborted

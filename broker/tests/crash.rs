@@ -1,10 +1,16 @@
 //! Crash safety of the real binary: `fleetgate serve` is SIGKILLed in the middle of concurrent
-//! enrollments and API writes, restarted on the same data dir, and checked for:
+//! enrollments, API writes, retained publishes and QoS 1 traffic for a persistent session,
+//! restarted on the same data dir, and checked for:
 //!
 //! - every device that received its reply can CONNECT to the operational endpoint with those
 //!   credentials (its request may be FAILED if its PUBACK raced the kill, but its user exists);
 //! - no request is left RUNNING after the restart;
-//! - every request the API acknowledged (201) exists.
+//! - every request the API acknowledged (201) exists;
+//! - every retained message acknowledged (PUBACK) is retained, or a later one on its topic;
+//! - QoS 1 messages acknowledged for a persistent session that is away are delivered when it
+//!   comes back after the graceful restart of the last round; after a SIGKILL they are lost by
+//!   design (docs/design.md: sessions are saved at a graceful shutdown), which the test counts
+//!   and prints instead of asserting.
 //!
 //! Devices that did not finish retry in the next round; a final round without a kill must
 //! provision every remaining device. Rounds: `FLEETGATE_CRASH_ROUNDS` (default 3); seed of the
@@ -20,6 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::raw::{Client, Msg, Options, Packet, QUIET, WAIT};
 use common::{Connect, Device, Version};
 use fleetgate_kura::{Encoding, ProvReply, ProvRequest, decode_reply};
 use rand::{Rng, SeedableRng};
@@ -35,6 +42,11 @@ const DEVICES: usize = 48;
 /// Device starts are spread over this window, so that a kill at 50 to 400 ms catches some
 /// before, some during and some after their exchange.
 const SPREAD_MS: u64 = 500;
+
+/// The account users of the operational traffic: a publisher and a persistent subscriber.
+const APP_PASSWORD: &str = "crash-app-password-1";
+const PUBLISHER: &str = "pub@acme";
+const SUBSCRIBER: &str = "sub@acme";
 
 fn free_addr() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -281,6 +293,113 @@ fn encoding_of(i: usize) -> Encoding {
     }
 }
 
+/// Messages the broker acknowledged (PUBACK success), by number.
+#[derive(Default)]
+struct Acked {
+    /// Retained topic -> the highest number acknowledged on it.
+    retained: BTreeMap<u32, u32>,
+    /// Retained messages acknowledged in all.
+    retained_acks: usize,
+    queued: BTreeSet<u32>,
+}
+
+/// Retained messages rotate over this many topics: a SUBSCRIBE then gets at most this many,
+/// well under `operational.max_queue` (a subscriber's queue would drop the rest).
+const RETAINED_TOPICS: u32 = 200;
+
+impl Acked {
+    /// Adds a round's acknowledgements (numbers only grow, so a topic keeps its latest).
+    fn merge(&mut self, round: Acked) {
+        self.retained.extend(round.retained);
+        self.retained_acks += round.retained_acks;
+        self.queued.extend(round.queued);
+    }
+}
+
+/// Publishes QoS 1 messages as [`PUBLISHER`] until `stop` or the connection is lost: every
+/// fourth one retained on `acme/retained/{N % RETAINED_TOPICS}` with payload N, the others on
+/// `acme/queue/N` for the persistent subscriber, which is away. Returns what was acknowledged
+/// and the next number.
+fn traffic(addr: SocketAddr, stop: Arc<AtomicBool>, first: u32) -> (Acked, u32) {
+    let mut acked = Acked::default();
+    let mut n = first;
+    let o = Options::v5("crash-pub").login(PUBLISHER, APP_PASSWORD);
+    let Ok(mut c) = Client::try_connect(addr, &o) else {
+        return (acked, n);
+    };
+    if c.connack_code != 0 {
+        return (acked, n);
+    }
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let retained = n.is_multiple_of(4);
+        let topic = if retained {
+            format!("acme/retained/{}", n % RETAINED_TOPICS)
+        } else {
+            format!("acme/queue/{n}")
+        };
+        let mut m = Msg::new(&topic, n.to_string()).qos(1).id(c.next_id());
+        if retained {
+            m = m.retain();
+        }
+        c.send_publish(&m);
+        let id = m.id;
+        match c.try_expect(
+            WAIT,
+            |p| matches!(p, Packet::PubAck { id: i, .. } if *i == id),
+        ) {
+            Some(Packet::PubAck { code, .. }) if code < 0x80 => {
+                if retained {
+                    acked.retained.insert(n % RETAINED_TOPICS, n);
+                    acked.retained_acks += 1;
+                } else {
+                    acked.queued.insert(n);
+                }
+            }
+            Some(_) => {}
+            // The server is gone.
+            None => break,
+        }
+    }
+    (acked, n)
+}
+
+/// The persistent subscriber comes back (subscribing again when its session is gone) and
+/// takes every queued message; the numbers it received.
+fn drain_subscriber(addr: SocketAddr) -> BTreeSet<u32> {
+    let o = Options::v3("crash-sub")
+        .persistent()
+        .login(SUBSCRIBER, APP_PASSWORD);
+    let mut c = Client::connect(addr, &o);
+    if !c.session_present {
+        assert_eq!(c.subscribe("acme/queue/#", 1), 1);
+    }
+    let got = c
+        .drain(QUIET)
+        .iter()
+        .filter_map(|m| String::from_utf8_lossy(&m.payload).parse().ok())
+        .collect();
+    c.disconnect();
+    got
+}
+
+/// The retained messages under `acme/retained/#`: topic -> number.
+fn retained_now(addr: SocketAddr, round: usize) -> BTreeMap<u32, u32> {
+    let o = Options::v5(&format!("crash-check-{round}")).login(PUBLISHER, APP_PASSWORD);
+    let mut c = Client::connect(addr, &o);
+    assert_eq!(c.subscribe("acme/retained/#", 1), 1);
+    let got = c
+        .drain(QUIET)
+        .iter()
+        .filter_map(|m| {
+            let topic = m.topic.rsplit('/').next()?.parse().ok()?;
+            Some((topic, String::from_utf8_lossy(&m.payload).parse().ok()?))
+        })
+        .collect();
+    c.disconnect();
+    got
+}
+
 /// The checks after every restart.
 async fn check_after_restart(
     s: &Server,
@@ -373,6 +492,23 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
         Some(&json!({ "name": ACCOUNT })),
     );
     assert_eq!(status, 201, "{body}");
+    for (name, permissions) in [
+        ("pub", json!(["broker:connect", "data:read", "data:write"])),
+        ("sub", json!(["broker:connect", "data:read"])),
+    ] {
+        let (status, body) = http(
+            server.admin,
+            "POST",
+            &format!("/api/v1/accounts/{ACCOUNT}/users"),
+            Some(&json!({ "name": name, "password": APP_PASSWORD, "permissions": permissions })),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    // The subscriber's persistent session exists before the first message.
+    drain_subscriber(server.operational);
+    let mut acked = Acked::default();
+    let mut next_message = 0u32;
+    let mut queued_lost = 0usize;
 
     let mut acknowledged = BTreeSet::new();
     let mut cids: Vec<String> = Vec::new();
@@ -427,6 +563,14 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             })
         };
 
+        // Retained and queued QoS 1 messages on the operational listener.
+        let publisher = {
+            let (stop, addr, first) = (stop.clone(), server.operational, next_message);
+            std::thread::spawn(move || traffic(addr, stop, first))
+        };
+        // Job steps (issue 15) join the mixed load here: a thread that creates and advances
+        // jobs through the API, its acknowledged steps checked in `check_after_restart`.
+
         // Enrollments.
         let tasks: Vec<_> = pending
             .iter()
@@ -452,9 +596,12 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
                 results.push(t.await.unwrap());
             }
             stop.store(true, Ordering::Relaxed);
-            let (acked, n) = writer.join().unwrap();
-            acknowledged.extend(acked);
+            let (api_acked, n) = writer.join().unwrap();
+            acknowledged.extend(api_acked);
             extra = n;
+            let (round_acked, n) = publisher.join().unwrap();
+            acked.merge(round_acked);
+            next_message = n;
             for (cid, r) in results {
                 match r {
                     Some(c) => {
@@ -470,9 +617,12 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             server.kill();
             kills += 1;
             stop.store(true, Ordering::Relaxed);
-            let (acked, n) = writer.join().unwrap();
-            acknowledged.extend(acked);
+            let (api_acked, n) = writer.join().unwrap();
+            acknowledged.extend(api_acked);
             extra = n;
+            let (round_acked, n) = publisher.join().unwrap();
+            acked.merge(round_acked);
+            next_message = n;
             let mut got = 0;
             for t in tasks {
                 let (cid, r) = t.await.unwrap();
@@ -489,6 +639,36 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
 
         server = Server::start(&data, &log);
         check_after_restart(&server, round, &finished, &acknowledged).await;
+        let retained = retained_now(server.operational, round);
+        // A later message on the topic may have been stored without its PUBACK (the kill).
+        let missing: Vec<_> = acked
+            .retained
+            .iter()
+            .filter(|(topic, n)| retained.get(topic).is_none_or(|r| r < n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "round {round}: acknowledged retained messages missing after the restart: {missing:?}"
+        );
+        let delivered = drain_subscriber(server.operational);
+        let lost: Vec<u32> = acked.queued.difference(&delivered).copied().collect();
+        if last {
+            // Saved at the graceful stop: every acknowledged message is delivered.
+            assert!(
+                lost.is_empty(),
+                "acknowledged QoS 1 messages not delivered after a graceful restart: {lost:?}"
+            );
+        } else {
+            queued_lost += lost.len();
+        }
+        eprintln!(
+            "round {round}: {} retained acknowledged so far (each present, or a later one on its \
+             topic), {} queued acknowledged, {} delivered after the restart",
+            acked.retained_acks,
+            acked.queued.len(),
+            delivered.len()
+        );
+        acked.queued.clear();
     }
 
     assert_eq!(finished.len(), cids.len());
@@ -513,9 +693,12 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
         }
     }
     eprintln!(
-        "crash test: {kills} kills, {} devices ({statuses:?}), {} requests acknowledged, {:.1} s",
+        "crash test: {kills} kills, {} devices ({statuses:?}), {} requests acknowledged, \
+         {} retained messages acknowledged, {queued_lost} queued QoS 1 messages lost to SIGKILL \
+         (by design), {:.1} s",
         finished.len(),
         acknowledged.len(),
+        acked.retained_acks,
         started.elapsed().as_secs_f64()
     );
     server.stop();

@@ -578,9 +578,10 @@ async fn garbage_closes_the_connection_and_nothing_else() {
         n += 1;
     }
     // A second CONNECT on an open session. MQTT says the server must close the connection
-    // [MQTT-3.1.0-2]; ntex-mqtt 8 ignores it instead (its dispatchers drop any unexpected
-    // packet). What must hold either way: it never re-authenticates the session as another
-    // device, it gets no CONNACK, and the ACL still confines the session to its own client ID.
+    // [MQTT-3.1.0-2] (vendor/ntex-mqtt patch 10; 5.0 with DISCONNECT 0x82 first). It never
+    // re-authenticates the session as another device and gets no CONNACK; the SUBACK branch
+    // below is the reaction of an unpatched ntex-mqtt 8, which ignored the packet: the ACL
+    // still confined the session to its own client ID.
     for level in [4u8, 5] {
         let mut st = tcp(addr).await;
         st.write_all(&connect_packet(
@@ -607,13 +608,29 @@ async fn garbage_closes_the_connection_and_nothing_else() {
         mqtt_str(reply_filter("healthy-dev").as_bytes(), &mut sub);
         sub.push(1);
         let _ = st.write_all(&packet(0x82, &sub)).await;
-        // Either the server closed the connection (the MQTT-conformant reaction) or the
-        // next packet is the SUBACK refusing the other device's filter.
+        // Either the server closed the connection (the MQTT-conformant reaction; 5.0: after a
+        // DISCONNECT 0x82 Protocol Error) or the next packet is the SUBACK refusing the other
+        // device's filter.
         let mut first = [0u8; 1];
-        let closed = matches!(
+        let mut closed = matches!(
             tokio::time::timeout(Duration::from_secs(5), st.peek(&mut first)).await,
             Ok(Ok(0) | Err(_))
         );
+        if !closed && level == 5 && first[0] == 0xe0 {
+            let (_, body) = read_packet(&mut st).await;
+            assert_eq!(
+                body.first(),
+                Some(&0x82),
+                "level {level}: DISCONNECT {body:?}"
+            );
+            closed = closed_within(&mut st, Duration::from_secs(3))
+                .await
+                .is_some();
+            assert!(
+                closed,
+                "level {level}: DISCONNECT 0x82 but the connection stays open"
+            );
+        }
         if closed {
             eprintln!("second CONNECT (level {level}): connection closed");
         } else {

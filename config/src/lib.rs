@@ -84,6 +84,7 @@ ban = 300.0
 verify_threads = 0
 verify_queue = 4096
 verify_deadline = 2.0
+refusal_time = 0.25
 argon2_m_cost = 19456
 argon2_t_cost = 2
 argon2_p_cost = 1
@@ -304,6 +305,10 @@ pub struct Auth {
     pub verify_queue: usize,
     /// Seconds a verification may wait for a thread before Server busy.
     pub verify_deadline: f64,
+    /// Seconds after a CONNECT's arrival at which a credential refusal (0x86 / 0x04) is
+    /// answered, whether the client ID was unknown, the username wrong or the password wrong
+    /// (one argon2 verification), so that response time does not tell them apart; 0 = at once.
+    pub refusal_time: f64,
     /// argon2 memory, KiB.
     pub argon2_m_cost: u32,
     /// argon2 iterations.
@@ -569,6 +574,7 @@ impl Config {
             ("auth.failure_window", self.auth.failure_window),
             ("auth.ban", self.auth.ban),
             ("auth.verify_deadline", self.auth.verify_deadline),
+            ("auth.refusal_time", self.auth.refusal_time),
             ("server.shutdown_timeout", self.server.shutdown_timeout),
             ("device_management.timeout", self.device_management.timeout),
             (

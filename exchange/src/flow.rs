@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fleetgate_kura::{Encoding, ProvReply, RequestError, decode_request, topics};
 use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, ReplyFate};
-use fleetgate_storage::{Outcome, Store, Timestamp};
+use fleetgate_storage::{Outcome, Store, StoreError, Timestamp};
 
 use crate::plan::plan;
 
@@ -174,8 +174,14 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
                     .await;
             }
             (Err(e), _) => {
-                tracing::error!(error = %e, "could not store an exchange");
-                let reason = "could not store the provisioning result";
+                // A full disk is logged by the store once a minute, not once per device.
+                if !matches!(e, StoreError::Full) {
+                    tracing::error!(error = %e, "could not store an exchange");
+                }
+                let reason = match e {
+                    StoreError::Full => "the server's storage is full",
+                    _ => "could not store the provisioning result",
+                };
                 return self
                     .fail(&device_request_id, 500, reason.into(), encoding)
                     .await;

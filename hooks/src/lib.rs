@@ -398,7 +398,7 @@ impl Hooks {
                 };
                 let write = ops::record_rejected_connect(attempt, rejected.why.to_string());
                 if let Err(e) = self.store.write_async(write).await {
-                    tracing::error!(error = %e, "could not record a rejected CONNECT");
+                    write_failed(&e, "could not record a rejected CONNECT");
                 }
                 Err(rejected.why.into())
             }
@@ -443,7 +443,7 @@ impl Hooks {
                 now,
             );
             if let Err(e) = self.store.write_async(write).await {
-                tracing::error!(error = %e, "could not record a rejection");
+                write_failed(&e, "could not record a rejection");
             }
         }
         failure.into()
@@ -577,6 +577,14 @@ where
     if let Some(write) = write
         && let Err(e) = write.await
     {
+        write_failed(&e, what);
+    }
+}
+
+/// Logs a failed write, except for a full disk: the store logs that once a minute, and a line
+/// per CONNECT would flood the log (often on the same disk).
+fn write_failed(e: &fleetgate_storage::StoreError, what: &str) {
+    if !matches!(e, fleetgate_storage::StoreError::Full) {
         tracing::error!(error = %e, "{what}");
     }
 }

@@ -94,6 +94,22 @@ pub fn refusal_v5(r: Refusal) -> v5::codec::ConnectAckReason {
     }
 }
 
+/// The CONNACK refusing a 5.0 CONNECT that asks for enhanced authentication, which Fleetgate
+/// does not offer (MQTT 5.0 4.12: 0x8C Bad authentication method); `None` for any other.
+pub(crate) fn refuse_auth_method(pkt: &v5::codec::Connect) -> Option<v5::codec::ConnectAckReason> {
+    pkt.auth_method
+        .is_some()
+        .then_some(v5::codec::ConnectAckReason::BadAuthenticationMethod)
+}
+
+/// An AUTH packet on a session whose CONNECT had no authentication method (the only kind
+/// Fleetgate accepts) is a protocol error: DISCONNECT 0x82 (MQTT 5.0 4.12).
+pub(crate) fn refuse_auth(m: &v5::ProtocolMessage) -> v5::ProtocolMessageAck {
+    m.disconnect_with(v5::codec::Disconnect::new(
+        v5::codec::DisconnectReasonCode::ProtocolError,
+    ))
+}
+
 /// A connection's sink, whichever the protocol version.
 #[derive(Clone)]
 pub enum Sink {
@@ -230,6 +246,7 @@ async fn admit<E: Endpoint>(
     facts: ConnectFacts,
     sink: Sink,
 ) -> Result<E::State, Refusal> {
+    let arrived = std::time::Instant::now();
     let decided = match Slot::acquire(&app.metrics, E::NAME, E::max_connections(&app.config)) {
         Some(slot) => E::connect(endpoint, app, facts, sink, slot).await,
         None => Err(Refusal::ServerBusy),
@@ -238,6 +255,36 @@ async fn admit<E: Endpoint>(
         E::NAME,
         decided.as_ref().map_or_else(|r| r.label(), |_| "accepted"),
     );
+    paced(arrived, app, decided).await
+}
+
+/// Holds a credential refusal (0x86 / 0x04) until `auth.refusal_time` after the CONNECT
+/// arrived, so that an unknown client ID, a wrong username and a wrong password (the only one
+/// of the three that costs an argon2 verification: strangers cannot make the server verify)
+/// are answered after the same time. A timer, not CPU: waiting refusals cost a parked future
+/// each. Other answers go at once: an acceptance or a Not authorized already tells the client
+/// its credentials were right, and a ban or Server busy happens before any verification.
+pub(crate) async fn paced<T>(
+    arrived: std::time::Instant,
+    app: &App,
+    decided: Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    if matches!(decided, Err(Refusal::BadCredentials)) {
+        let at = arrived + fleetgate_config::Config::secs(app.config.auth.refusal_time);
+        // ntex's timer wheel rounds a long sleep to 8 ms (over 64 ms) or 64 ms (over 512 ms),
+        // and the rounding would depend on how long the decision took, i.e. on the class: the
+        // last stretch is slept in short steps, which the wheel keeps to the millisecond.
+        loop {
+            let left = at.saturating_duration_since(std::time::Instant::now());
+            let step = match left.as_millis() {
+                0 => break,
+                1..=50 => left,
+                51..=120 => left - std::time::Duration::from_millis(40),
+                _ => left - std::time::Duration::from_millis(100),
+            };
+            ntex::time::sleep(step).await;
+        }
+    }
     decided
 }
 
@@ -266,6 +313,9 @@ async fn handshake_v5<E: Endpoint>(
     app: Arc<App>,
 ) -> Result<v5::HandshakeAck<E::State>, BrokerError> {
     let pkt = h.packet();
+    if let Some(reason) = refuse_auth_method(pkt) {
+        return Ok(h.failed(reason));
+    }
     let f = facts(
         &pkt.client_id,
         pkt.username.as_ref(),
@@ -344,7 +394,7 @@ async fn protocol_v5<E: Endpoint>(
         v5::ProtocolMessage::Disconnect(d) => d.ack(),
         v5::ProtocolMessage::Ping(p) => p.ack(),
         v5::ProtocolMessage::PublishRelease(r) => r.ack(),
-        v5::ProtocolMessage::Auth(a) => a.ack(v5::codec::Auth::default()),
+        m @ v5::ProtocolMessage::Auth(_) => crate::refuse_auth(&m),
     })
 }
 

@@ -10,7 +10,8 @@
 //! a batch).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::journal::{ChangeKind, ChangedKey, Journal};
+use crate::space::Space;
 use crate::{CorruptRecord, StoreError};
 
 /// Version byte of every record encoded today.
@@ -202,8 +204,11 @@ type Job = Box<dyn FnOnce(Option<&mut Tx<'_, '_>>) -> Reply + Send>;
 
 /// The open database and its writer thread, until [`Engine::close`].
 pub struct Engine {
-    /// `None` once closed. Readers clone the `Arc` only for as long as they open a snapshot.
-    db: RwLock<Option<Arc<redb::Database>>>,
+    /// `None` once closed, or while the writer reopens the database after a write met a full
+    /// disk. Readers clone the `Arc` only for as long as they open a snapshot.
+    db: Arc<RwLock<Option<Arc<redb::Database>>>>,
+    /// [`Engine::close`] was called (tells `Closed` from a reopen in progress).
+    closed: AtomicBool,
     /// `None` once closed: the writer finishes the queued jobs and exits.
     jobs: RwLock<Option<Sender<Job>>>,
     /// `None` once closed: writes that ride the next batch ([`Engine::submit_lazy`]).
@@ -235,27 +240,29 @@ impl std::fmt::Debug for EngineOptions {
 impl Engine {
     /// Opens or creates the database file, creates missing tables and starts the writer.
     pub fn open(path: &Path, options: EngineOptions) -> Result<Engine, StoreError> {
-        let db = redb::Database::builder()
-            .set_cache_size(options.cache_size)
-            .create(path)?;
+        let db = open_db(path, &options)?;
         let txn = db.begin_write()?;
         for t in Table::ALL {
             txn.open_table(t.definition())?;
         }
         txn.commit()?;
-        let db = Arc::new(db);
+        let shared = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (lazy_tx, lazy_rx) = crossbeam_channel::unbounded::<Job>();
-        let writer_db = db.clone();
-        let journal = Arc::new(Journal::default());
-        let writer_journal = journal.clone();
+        let writer = Writer {
+            shared: shared.clone(),
+            path: path.to_path_buf(),
+            space: Space::new(path),
+            options,
+            journal: Arc::new(Journal::default()),
+        };
+        let journal = writer.journal.clone();
         let writer = std::thread::Builder::new()
             .name("fleetgate-writer".into())
-            .spawn(move || {
-                writer_loop(&writer_db, (&rx, &lazy_rx), &options, &writer_journal);
-            })?;
+            .spawn(move || writer.run(&rx, &lazy_rx))?;
         Ok(Engine {
-            db: RwLock::new(Some(db)),
+            db: shared,
+            closed: AtomicBool::new(false),
             jobs: RwLock::new(Some(tx)),
             lazy: RwLock::new(Some(lazy_tx)),
             writer: Mutex::new(Some(writer)),
@@ -300,7 +307,14 @@ impl Engine {
     /// A consistent read snapshot.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        let db = db.as_ref().ok_or(StoreError::Closed)?;
+        let db = db.as_ref().ok_or_else(|| {
+            if self.closed.load(Ordering::Acquire) {
+                StoreError::Closed
+            } else {
+                // The writer is reopening the database after a full disk.
+                StoreError::Full
+            }
+        })?;
         Ok(Snapshot {
             txn: db.begin_read()?,
         })
@@ -310,6 +324,7 @@ impl Engine {
     /// released, whoever still holds the engine. Later reads and writes answer `Closed`.
     /// Snapshots still open keep the file until they are dropped. Idempotent.
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         // Closing the channels lets the writer finish the queued jobs and exit.
         for queue in [&self.lazy, &self.jobs] {
             queue.write().unwrap_or_else(PoisonError::into_inner).take();
@@ -401,34 +416,94 @@ fn first_jobs(rx: &Receiver<Job>, lazy: &Receiver<Job>, batch: &mut Vec<Job>) ->
     !batch.is_empty()
 }
 
-fn writer_loop(
-    db: &redb::Database,
-    (rx, lazy): (&Receiver<Job>, &Receiver<Job>),
-    options: &EngineOptions,
-    journal: &Journal,
-) {
-    let mut batch: Vec<Job> = Vec::new();
-    while first_jobs(rx, lazy, &mut batch) {
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv().or_else(|_| lazy.try_recv()) {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+fn open_db(path: &Path, options: &EngineOptions) -> Result<redb::Database, StoreError> {
+    Ok(redb::Database::builder()
+        .set_cache_size(options.cache_size)
+        .create(path)?)
+}
+
+/// The writer thread's state.
+struct Writer {
+    /// The engine's handle on the database, taken away while it is reopened.
+    shared: Arc<RwLock<Option<Arc<redb::Database>>>>,
+    path: PathBuf,
+    space: Space,
+    options: EngineOptions,
+    journal: Arc<Journal>,
+}
+
+impl Writer {
+    fn run(mut self, rx: &Receiver<Job>, lazy: &Receiver<Job>) {
+        let mut db = self
+            .shared
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut batch: Vec<Job> = Vec::new();
+        while first_jobs(rx, lazy, &mut batch) {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv().or_else(|_| lazy.try_recv()) {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            let size = batch.len();
+            let started = Instant::now();
+            if db.is_none() {
+                db = self.reopen();
+            }
+            let ready = self
+                .space
+                .check()
+                .and_then(|()| db.clone().ok_or(StoreError::Full));
+            let ran_in_redb = ready.is_ok();
+            let (replies, result, changed) = match ready {
+                Ok(d) => run_batch(&d, self.options.durable, batch.drain(..)),
+                // Refused without touching redb: each job answers with the refusal.
+                Err(e) => (
+                    batch.drain(..).map(|job| job(None)).collect(),
+                    Err(e),
+                    Vec::new(),
+                ),
+            };
+            if let Some(observer) = &self.options.observer {
+                observer(size, started.elapsed());
+            }
+            match &result {
+                Ok(()) => {
+                    self.space.committed();
+                    // Before the replies: a caller that saw its write acknowledged finds it in
+                    // the journal.
+                    self.journal.record(changed);
+                }
+                Err(StoreError::Full) => {
+                    self.space.refused(size);
+                    if ran_in_redb {
+                        // redb latched its file after the failed write: open it again (once
+                        // every snapshot is gone) before the next batch.
+                        db = None;
+                        self.shared
+                            .write()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .take();
+                    }
+                }
+                Err(_) => {}
+            }
+            for reply in replies {
+                reply(result.clone());
             }
         }
-        let size = batch.len();
-        let started = Instant::now();
-        let (replies, result, changed) = run_batch(db, options.durable, batch.drain(..));
-        if let Some(observer) = &options.observer {
-            observer(size, started.elapsed());
-        }
-        if result.is_ok() {
-            // Before the replies: a caller that saw its write acknowledged finds it in the
-            // journal.
-            journal.record(changed);
-        }
-        for reply in replies {
-            reply(result.clone());
-        }
+    }
+
+    /// Opens the database again after a write met a full disk; `None` (and the next batch
+    /// refused) while that fails, e.g. while a snapshot still holds the old handle.
+    fn reopen(&mut self) -> Option<Arc<redb::Database>> {
+        self.space.check().ok()?;
+        let db = Arc::new(open_db(&self.path, &self.options).ok()?);
+        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = Some(db.clone());
+        tracing::warn!("the database was opened again after a write met a full disk");
+        Some(db)
     }
 }
 

@@ -27,6 +27,7 @@ pub mod journal;
 pub mod ops;
 pub mod read;
 pub mod records;
+mod space;
 pub mod validate;
 
 use std::path::Path;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 pub use engine::{CommitObserver, Tx};
 pub use read::Reader;
 pub use records::*;
+pub use space::RESERVE;
 pub use validate::{
     AccountInput, AccountSpec, AccountUserInput, AccountUserSpec, DeviceInput, DeviceSpec,
     EndpointInput, EndpointSpec, FieldError, RequestInput, RequestSpec, UserPatchInput,
@@ -78,6 +80,11 @@ pub enum StoreError {
     /// A backup could not be written.
     #[error("backup failed: {0}")]
     Backup(#[from] backup::BackupError),
+    /// The data dir's filesystem is full (free space below the writer's reserve, or a write
+    /// met ENOSPC): writes are refused until space returns, reads go on. Admin API 503,
+    /// provisioning reply 500, CONNACK Server busy where a CONNECT needs a write.
+    #[error("no space left on the data dir's filesystem")]
+    Full,
 }
 
 /// The kind of an addressed record, named in [`StoreError::NotFound`].
@@ -128,7 +135,10 @@ impl From<serde_json::Error> for CorruptRecord {
 
 impl From<redb::Error> for StoreError {
     fn from(e: redb::Error) -> Self {
-        StoreError::Db(Arc::new(e))
+        match &e {
+            redb::Error::Io(io) if space::is_no_space(io) => StoreError::Full,
+            _ => StoreError::Db(Arc::new(e)),
+        }
     }
 }
 
@@ -191,6 +201,13 @@ impl Default for StoreOptions {
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "fleetgate.redb";
+
+/// redb's integrity check of the database file at `path` (which nothing else may have open,
+/// e.g. after the server stopped): `Ok(true)` when every page and checksum is consistent.
+pub fn check_integrity(path: &Path) -> Result<bool, StoreError> {
+    let mut db = redb::Database::open(path)?;
+    Ok(db.check_integrity()?)
+}
 
 /// The store: cheap to clone, shared by every listener.
 #[derive(Clone)]

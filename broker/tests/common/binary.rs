@@ -37,6 +37,8 @@ pub struct Broker {
     pub hooks: SocketAddr,
     /// Whether start-up waits for the sandbox listener (see [`Broker::start_operational`]).
     needs_sandbox: bool,
+    /// The data dir when not `dir/data` (see [`Broker::start_on`]).
+    data: Option<PathBuf>,
 }
 
 impl Broker {
@@ -48,16 +50,22 @@ impl Broker {
     /// broker instead (e.g. Mosquitto, to check a test itself); `config` is then the other
     /// broker's business, and the tests that kill or restart the binary fail.
     pub fn start(config: &str) -> Broker {
-        Broker::start_with(config, true)
+        Broker::start_with(config, true, None)
+    }
+
+    /// Like [`Broker::start`] with the data dir at `data` (e.g. on a small filesystem the
+    /// test mounted); configuration and log stay in the temporary directory.
+    pub fn start_on(config: &str, data: &Path) -> Broker {
+        Broker::start_with(config, true, Some(data.to_path_buf()))
     }
 
     /// Like [`Broker::start`] for tests of the operational listener only: start-up does not
     /// wait for the sandbox (on all the same).
     pub fn start_operational(config: &str) -> Broker {
-        Broker::start_with(config, false)
+        Broker::start_with(config, false, None)
     }
 
-    fn start_with(config: &str, needs_sandbox: bool) -> Broker {
+    fn start_with(config: &str, needs_sandbox: bool, data: Option<PathBuf>) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         if let Ok(other) = std::env::var("FLEETGATE_TEST_SANDBOX") {
             let addr: SocketAddr = other.parse().expect("FLEETGATE_TEST_SANDBOX=HOST:PORT");
@@ -70,6 +78,7 @@ impl Broker {
                 sandbox: addr,
                 hooks: addr,
                 needs_sandbox,
+                data,
             };
         }
         // Two network workers, as on the machines here, unless the test's config says.
@@ -88,6 +97,7 @@ impl Broker {
             sandbox: free_addr(),
             hooks: free_addr(),
             needs_sandbox,
+            data,
         };
         b.boot();
         b
@@ -104,7 +114,9 @@ impl Broker {
 
     /// The data dir.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("data"))
     }
 
     fn boot(&mut self) {
@@ -348,6 +360,11 @@ impl Broker {
                 _ => std::thread::sleep(Duration::from_millis(100)),
             }
         }
+    }
+
+    /// The process id of the running binary (to sample its RSS and open fds in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("fleetgate is not running").id()
     }
 
     /// The directory of the run (configuration, data, log).

@@ -229,20 +229,7 @@ impl Client {
     /// Connects and reads the CONNACK, whatever its code; `Err` when the TCP connection fails
     /// or closes before a CONNACK.
     pub fn try_connect(addr: SocketAddr, o: &Options) -> Result<Client, String> {
-        let stream = TcpStream::connect_timeout(&addr, WAIT)
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        stream.set_nodelay(true).unwrap();
-        let mut c = Client {
-            stream,
-            buf: Vec::new(),
-            pending: VecDeque::new(),
-            v5: o.v5,
-            next_id: 0,
-            eof: false,
-            session_present: false,
-            connack_code: 0xff,
-            connack_props: Vec::new(),
-        };
+        let mut c = Client::tcp(addr, o.v5)?;
         c.send(&encode_connect(o));
         match c.recv(WAIT) {
             Some(Packet::ConnAck {
@@ -257,6 +244,34 @@ impl Client {
             }
             other => Err(format!("expected CONNACK, got {other:?}")),
         }
+    }
+
+    /// A TCP connection that has sent nothing yet (no CONNECT): for tests of what a broker does
+    /// with bytes a client library would never send first.
+    pub fn open(addr: SocketAddr, v5: bool) -> Client {
+        Client::tcp(addr, v5).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn tcp(addr: SocketAddr, v5: bool) -> Result<Client, String> {
+        let stream = TcpStream::connect_timeout(&addr, WAIT)
+            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        stream.set_nodelay(true).unwrap();
+        Ok(Client {
+            stream,
+            buf: Vec::new(),
+            pending: VecDeque::new(),
+            v5,
+            next_id: 0,
+            eof: false,
+            session_present: false,
+            connack_code: 0xff,
+            connack_props: Vec::new(),
+        })
+    }
+
+    /// Half-closes the connection (EOF to the broker); reading goes on.
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
     }
 
     /// Connects and asserts CONNACK success.

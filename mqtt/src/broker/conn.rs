@@ -55,6 +55,9 @@ pub struct Conn {
     max_packet: Option<u32>,
     /// Topic aliases the client accepts from the server (5.0).
     topic_alias_max: u16,
+    /// The wake-ups of the connection's delivery and kick-watch tasks, told when it ends.
+    notify: Arc<Notify>,
+    kicker: Arc<Kicker>,
 }
 
 /// Topic aliases of the messages sent to one connection (MQTT 5.0 3.3.2.3.4): the first
@@ -158,6 +161,9 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         self.end();
+        // The connection's tasks end with it.
+        self.kicker.kick(Kick::Gone);
+        self.notify.notify_one();
     }
 }
 
@@ -249,6 +255,7 @@ async fn admit(
     sink: Sink,
 ) -> Result<(Conn, bool), Refusal> {
     let name = broker.door.name();
+    let arrived = std::time::Instant::now();
     let decided = async {
         let slot = Slot::acquire(&app.metrics, name, app.config.operational.max_connections)
             .ok_or(Refusal::ServerBusy)?;
@@ -277,7 +284,7 @@ async fn admit(
         Ok(v) => v,
         Err(r) => {
             app.metrics.connect(name, r.label());
-            return Err(r);
+            return crate::paced(arrived, app, Err(r)).await;
         }
     };
     if let Some((w, _)) = &asked.will
@@ -303,6 +310,8 @@ async fn admit(
         inflight: Rc::default(),
         max_packet: asked.max_packet,
         topic_alias_max: asked.topic_alias_max,
+        notify: notify.clone(),
+        kicker: kicker.clone(),
     };
     let key = (conn.who.account.clone(), asked.facts.client_id.clone());
     let (attached, connected) = broker.attach(
@@ -327,7 +336,7 @@ async fn admit(
     }
     app.metrics.connect(name, "accepted");
     spawn_kick_watch(&sink, kicker);
-    spawn_drain(&conn, sink, notify);
+    spawn_drain(&conn, sink);
     Ok((conn, attached.present))
 }
 
@@ -340,6 +349,7 @@ fn spawn_kick_watch(sink: &Sink, kicker: Arc<Kicker>) {
         sink.close(match why {
             Kick::Revoked => DisconnectReasonCode::NotAuthorized,
             Kick::TakenOver => DisconnectReasonCode::SessionTakenOver,
+            Kick::Gone => return,
         });
     }));
 }
@@ -351,8 +361,9 @@ fn spawn_kick_watch(sink: &Sink, kicker: Arc<Kicker>) {
 /// acknowledgement queue per connection and expects every acknowledgement at its front, so a
 /// PUBCOMP arriving while later PUBLISHes wait for their acknowledgements would be taken for a
 /// protocol error.
-fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
+fn spawn_drain(conn: &Conn, sink: Sink) {
     let (broker, session, generation) = (conn.broker.clone(), conn.session, conn.generation);
+    let (notify, kicker) = (conn.notify.clone(), conn.kicker.clone());
     let inflight = conn.inflight.clone();
     let metrics = conn.app.metrics.clone();
     let max_packet = conn.max_packet;
@@ -365,7 +376,7 @@ fn spawn_drain(conn: &Conn, sink: Sink, notify: Arc<Notify>) {
         let mut seq: u64 = 0;
         loop {
             notify.notified().await;
-            if !sink.is_open() {
+            if !sink.is_open() || kicker.gone() {
                 return;
             }
             while let Some(d) = broker.next_delivery(session, generation) {
@@ -589,7 +600,10 @@ async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
     match persisted.await {
         Ok(()) => Published::Ok,
         Err(e) => {
-            tracing::error!(error = %e, "could not store a retained message");
+            // A full disk is logged by the store once a minute, not once per message.
+            if !matches!(e, fleetgate_storage::StoreError::Full) {
+                tracing::error!(error = %e, "could not store a retained message");
+            }
             Published::NotStored
         }
     }
@@ -680,6 +694,9 @@ async fn handshake_v5(
     app: Arc<App>,
 ) -> Result<v5::HandshakeAck<Conn>, BrokerError> {
     let pkt = h.packet();
+    if let Some(reason) = crate::refuse_auth_method(pkt) {
+        return Ok(h.failed(reason));
+    }
     let mut client_id = pkt.client_id.clone();
     let mut assigned = None;
     if client_id.is_empty() && matches!(broker.door, Door::Sandbox { .. }) {
@@ -849,7 +866,7 @@ async fn protocol_v5(
                 .qos2_released(conn.session, r.packet().packet_id.get());
             r.ack()
         }
-        v5::ProtocolMessage::Auth(a) => a.ack(v5::codec::Auth::default()),
+        m @ v5::ProtocolMessage::Auth(_) => crate::refuse_auth(&m),
     })
 }
 

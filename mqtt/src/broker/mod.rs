@@ -81,6 +81,9 @@ pub enum Kick {
     TakenOver = 1,
     /// The user was disabled, deleted or lost `broker:connect` (5.0: DISCONNECT 0x87).
     Revoked = 2,
+    /// The connection ended on its own: its tasks stop (each holds the connection's sink, and a
+    /// task still waiting kept the connection's memory after it closed).
+    Gone = 3,
 }
 
 /// How the broker asks a connection to close: a reason and a wake-up, watched by a task of
@@ -97,6 +100,11 @@ impl Kicker {
         self.notify.notify_one();
     }
 
+    /// Whether the connection has ended (see [`Kick::Gone`]).
+    pub fn gone(&self) -> bool {
+        self.why.load(Ordering::SeqCst) == Kick::Gone as u8
+    }
+
     /// Resolves when the connection must close, with the reason.
     pub async fn kicked(&self) -> Kick {
         loop {
@@ -105,6 +113,7 @@ impl Kicker {
             match self.why.load(Ordering::SeqCst) {
                 w if w == Kick::TakenOver as u8 => return Kick::TakenOver,
                 w if w == Kick::Revoked as u8 => return Kick::Revoked,
+                w if w == Kick::Gone as u8 => return Kick::Gone,
                 _ => {}
             }
         }

@@ -153,13 +153,16 @@ impl SpecViolation {
             SpecViolation::Connack_3_2_2_3_12 => {
                 DisconnectReasonCode::SubscriptionIdentifiersNotSupported
             }
+            // Fleetgate patch 11: "the receiver uses DISCONNECT with Reason Code 0x94 (Topic
+            // Alias invalid)" (MQTT 5.0 3.3.2.3.4); upstream sent 0x82.
+            SpecViolation::Connect_3_1_2_26 | SpecViolation::Connack_3_2_2_17 => {
+                DisconnectReasonCode::TopicAliasInvalid
+            }
             SpecViolation::PacketId_2_2_1_3_Pub
             | SpecViolation::PacketId_2_2_1_3_Sub
             | SpecViolation::PacketId_2_2_1_3_Unsub
-            | SpecViolation::Connect_3_1_2_26
             | SpecViolation::Pub_3_3_2_2
             | SpecViolation::Subs_4_7_1
-            | SpecViolation::Connack_3_2_2_17
             | SpecViolation::Disconnect_3_14_2_21
             | SpecViolation::Disconnect_3_14_2_22 => DisconnectReasonCode::ProtocolError,
         }
@@ -310,6 +313,9 @@ pub enum DecodeError {
     Utf8Error,
     #[error("Unexpected payload")]
     UnexpectedPayload,
+    /// Fleetgate patch 11: a topic alias of 0 (MQTT 5.0 3.3.2.3.4), answered with 0x94.
+    #[error("Topic alias 0")]
+    TopicAliasZero,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]

@@ -115,8 +115,24 @@ impl Decode for Bytes {
 
 impl Decode for ByteString {
     fn decode(src: &mut Bytes) -> Result<Self, DecodeError> {
-        ByteString::try_from(Bytes::decode(src)?).map_err(|()| DecodeError::Utf8Error)
+        let s = ByteString::try_from(Bytes::decode(src)?).map_err(|()| DecodeError::Utf8Error)?;
+        // Fleetgate patch 6: a UTF-8 string must not contain U+0000 [MQTT-1.5.3-2] / [MQTT-1.5.4-2];
+        // the receiver closes the connection (upstream accepted it, e.g. in a client id or topic).
+        ensure!(!s.as_bytes().contains(&0), DecodeError::Utf8Error);
+        Ok(s)
     }
+}
+
+/// Fleetgate patch 8: without the will flag, will QoS and will retain must be 0
+/// [MQTT-3.1.2-11], [MQTT-3.1.2-13], [MQTT-3.1.2-15] (upstream ignored them).
+pub(crate) fn check_will_flags(flags: crate::types::ConnectFlags) -> Result<(), DecodeError> {
+    use crate::types::ConnectFlags;
+    ensure!(
+        flags.contains(ConnectFlags::WILL)
+            || !flags.intersects(ConnectFlags::WILL_QOS | ConnectFlags::WILL_RETAIN),
+        DecodeError::MalformedPacket
+    );
+    Ok(())
 }
 
 pub(crate) fn take_properties(src: &mut Bytes) -> Result<Bytes, DecodeError> {

@@ -27,10 +27,14 @@ impl Decoder for VersionCodec {
         let src_slice = src.as_ref();
         let first_byte = src_slice[0];
         match utils::decode_variable_length(&src_slice[1..])? {
-            Some((_, mut consumed)) => {
+            Some((remaining, mut consumed)) => {
                 consumed += 1;
 
                 if first_byte == packet_type::CONNECT {
+                    // Fleetgate patch 12: a CONNECT too short to hold its protocol name and
+                    // level is malformed. Upstream waited for bytes past its end (the next
+                    // packet's, or none until the connect timeout).
+                    ensure!(remaining >= 7, DecodeError::InvalidLength);
                     if len <= consumed + 6 {
                         return Ok(None);
                     }

@@ -337,7 +337,14 @@ where
                 self.inner.sink.is_disconnect_sent();
                 self.inner.control(ProtocolMessage::remote_disconnect()).await
             }
-            Decoded::Packet(..) => Ok(None),
+            // Fleetgate patch 10: CONNECT on an open session [MQTT-3.1.0-2] and the packets only
+            // a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) are protocol violations that
+            // close the connection; upstream ignored them.
+            Decoded::Packet(packet, _) => Err(ProtocolError::unexpected_packet(
+                packet.packet_type(),
+                "packet a client must not send on an open session",
+            )
+            .into()),
         }
     }
 }

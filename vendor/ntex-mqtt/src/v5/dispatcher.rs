@@ -207,6 +207,21 @@ where
                 if publish.topic.contains(['#', '+']) {
                     return Err(SpecViolation::Pub_3_3_2_2.into());
                 }
+                // Fleetgate patch 10: an empty topic needs a topic alias, and a client never sends
+                // a subscription identifier (MQTT 5.0 3.3.2.1, [MQTT-3.3.4-6]); both are protocol
+                // errors. Upstream passed them on to the service.
+                if publish.topic.is_empty() && publish.properties.topic_alias.is_none() {
+                    return Err(ProtocolError::generic_violation(
+                        "PUBLISH with an empty topic and no topic alias",
+                    )
+                    .into());
+                }
+                if !publish.properties.subscription_ids.is_empty() {
+                    return Err(ProtocolError::generic_violation(
+                        "PUBLISH from a client with a subscription identifier",
+                    )
+                    .into());
+                }
 
                 {
                     let mut inner = info.info.borrow_mut();
@@ -416,6 +431,14 @@ where
                     Ok(None)
                 } else if pkt.topic_filters.iter().any(|(tf, _)| !crate::topic::is_valid(tf)) {
                     Err(SpecViolation::Subs_4_7_1.into())
+                } else if pkt
+                    .topic_filters
+                    .iter()
+                    .any(|(tf, opts)| opts.no_local && tf.starts_with("$share/"))
+                {
+                    // Fleetgate patch 10: no-local on a shared subscription is a protocol error
+                    // [MQTT-3.8.3-4]; upstream passed it on to the service.
+                    Err(ProtocolError::generic_violation("no-local on a shared subscription").into())
                 } else if pkt.id.is_some() && !self.inner.sink.codec.sub_ids_available() {
                     log::trace!(
                         "{}: Subscription Identifiers are not supported but was set",
@@ -471,7 +494,14 @@ where
                         .await
                 }
             }
-            Decoded::Packet(_, _) => Ok(None),
+            // Fleetgate patch 10: CONNECT on an open session [MQTT-3.1.0-2] and the packets only
+            // a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) are protocol errors (0x82);
+            // upstream ignored them.
+            Decoded::Packet(packet, _) => Err(ProtocolError::unexpected_packet(
+                packet.packet_type(),
+                "packet a client must not send on an open session",
+            )
+            .into()),
         }
     }
 }

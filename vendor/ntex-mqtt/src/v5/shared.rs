@@ -390,7 +390,9 @@ impl MqttShared {
     pub(super) fn pkt_ack(&self, ack: Ack) -> Result<(), error::ProtocolError> {
         self.pkt_ack_inner(ack).inspect_err(|_| {
             self.close(Some(codec::Disconnect {
-                reason_code: codec::DisconnectReasonCode::ImplementationSpecificError,
+                // Fleetgate patch 9: an acknowledgement for a packet id not in flight is a
+                // Protocol Error (upstream: 0x83 Implementation specific error).
+                reason_code: codec::DisconnectReasonCode::ProtocolError,
                 ..Default::default()
             }));
         })

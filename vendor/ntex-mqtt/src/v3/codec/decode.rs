@@ -29,11 +29,18 @@ pub(crate) fn decode_packet(mut src: Bytes, first_byte: u8) -> Result<Packet, De
         packet_type::UNSUBACK => {
             decode_ack(src, |packet_id| Packet::UnsubscribeAck { packet_id })
         }
-        packet_type::PINGREQ => Ok(Packet::PingRequest),
-        packet_type::PINGRESP => Ok(Packet::PingResponse),
-        packet_type::DISCONNECT => Ok(Packet::Disconnect),
+        // Fleetgate patch 8: these have no variable header and no payload [MQTT-3.12, 3.13,
+        // 3.14]; bytes after the fixed header are malformed (upstream ignored them).
+        packet_type::PINGREQ => empty(&src, Packet::PingRequest),
+        packet_type::PINGRESP => empty(&src, Packet::PingResponse),
+        packet_type::DISCONNECT => empty(&src, Packet::Disconnect),
         _ => Err(DecodeError::UnsupportedPacketType),
     }
+}
+
+fn empty(src: &Bytes, packet: Packet) -> Result<Packet, DecodeError> {
+    ensure!(!src.has_remaining(), DecodeError::InvalidLength);
+    Ok(packet)
 }
 
 #[inline]
@@ -55,6 +62,12 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
 
     let flags =
         ConnectFlags::from_bits(src.get_u8()).ok_or(DecodeError::ConnectReservedFlagSet)?;
+    // Fleetgate patch 8: a password needs a user name in 3.1.1 [MQTT-3.1.2-22].
+    ensure!(
+        flags.contains(ConnectFlags::USERNAME) || !flags.contains(ConnectFlags::PASSWORD),
+        DecodeError::MalformedPacket
+    );
+    crate::utils::check_will_flags(flags)?;
 
     let keep_alive = u16::decode(src)?;
     let client_id = ByteString::decode(src)?;
@@ -86,6 +99,8 @@ fn decode_connect_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     } else {
         None
     };
+    // Fleetgate patch 8: nothing may follow the payload (upstream ignored trailing bytes).
+    ensure!(!src.has_remaining(), DecodeError::InvalidLength);
     Ok(Connect {
         clean_session: flags.contains(ConnectFlags::CLEAN_START),
         keep_alive,
@@ -132,7 +147,11 @@ pub(super) fn decode_publish_packet(
     })
 }
 
-pub(super) fn publish_size(src: &BytesMut, flags: u8) -> Result<Option<u32>, DecodeError> {
+pub(super) fn publish_size(
+    src: &BytesMut,
+    flags: u8,
+    remaining_length: u32,
+) -> Result<Option<u32>, DecodeError> {
     // topic len
     if src.remaining() < 2 {
         return Ok(None);
@@ -144,6 +163,9 @@ pub(super) fn publish_size(src: &BytesMut, flags: u8) -> Result<Option<u32>, Dec
     if qos != QoS::AtMostOnce {
         len += 2; // len of u16
     }
+    // Fleetgate patch 7: a header longer than the packet is malformed. Upstream computed
+    // `remaining_length - len` (a panic in debug builds, a huge payload length in release).
+    ensure!(len <= remaining_length, DecodeError::InvalidLength);
     Ok(Some(len))
 }
 
@@ -153,9 +175,15 @@ fn decode_subscribe_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     while src.has_remaining() {
         let topic = ByteString::decode(src)?;
         ensure!(src.remaining() >= 1, DecodeError::InvalidLength);
-        let qos = (src.get_u8() & 0b0000_0011).try_into()?;
+        let options = src.get_u8();
+        // Fleetgate patch 8: the upper six bits are reserved and must be 0 [MQTT-3.8.3-4]
+        // (upstream masked them away).
+        ensure!(options & 0b1111_1100 == 0, DecodeError::MalformedPacket);
+        let qos = options.try_into()?;
         topic_filters.push((topic, qos));
     }
+    // Fleetgate patch 8: at least one filter [MQTT-3.8.3-3] (upstream answered an empty SUBACK).
+    ensure!(!topic_filters.is_empty(), DecodeError::MalformedPacket);
 
     Ok(Packet::Subscribe { packet_id, topic_filters })
 }
@@ -179,6 +207,8 @@ fn decode_unsubscribe_packet(src: &mut Bytes) -> Result<Packet, DecodeError> {
     while src.remaining() > 0 {
         topic_filters.push(ByteString::decode(src)?);
     }
+    // Fleetgate patch 8: at least one filter [MQTT-3.10.3-2].
+    ensure!(!topic_filters.is_empty(), DecodeError::MalformedPacket);
     Ok(Packet::Unsubscribe { packet_id, topic_filters })
 }
 

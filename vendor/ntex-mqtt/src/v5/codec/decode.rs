@@ -6,8 +6,11 @@ use crate::{error::DecodeError, types::packet_type, utils::Decode};
 pub(super) fn decode_packet(mut src: Bytes, first_byte: u8) -> Result<Packet, DecodeError> {
     match first_byte {
         packet_type::PUBACK => Ok(Packet::PublishAck(packet::PublishAck::decode(&mut src)?)),
-        packet_type::PINGREQ => Ok(Packet::PingRequest),
-        packet_type::PINGRESP => Ok(Packet::PingResponse),
+        // Fleetgate patch 8: no variable header, no payload [MQTT-3.12, 3.13]; bytes after the
+        // fixed header are malformed (upstream ignored them).
+        packet_type::PINGREQ if src.is_empty() => Ok(Packet::PingRequest),
+        packet_type::PINGRESP if src.is_empty() => Ok(Packet::PingResponse),
+        packet_type::PINGREQ | packet_type::PINGRESP => Err(DecodeError::InvalidLength),
         packet_type::SUBSCRIBE => Ok(Packet::Subscribe(packet::Subscribe::decode(&mut src)?)),
         packet_type::SUBACK => {
             Ok(Packet::SubscribeAck(packet::SubscribeAck::decode(&mut src)?))

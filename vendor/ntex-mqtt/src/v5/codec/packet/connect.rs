@@ -114,6 +114,7 @@ impl Connect {
 
         let flags =
             ConnectFlags::from_bits(src.get_u8()).ok_or(DecodeError::ConnectReservedFlagSet)?;
+        utils::check_will_flags(flags)?;
         let keep_alive = src.get_u16();
 
         // reading properties
@@ -160,6 +161,8 @@ impl Connect {
         } else {
             None
         };
+        // Fleetgate patch 8: nothing may follow the payload (upstream ignored trailing bytes).
+        ensure!(!src.has_remaining(), DecodeError::InvalidLength);
 
         Ok(Connect {
             clean_start: flags.contains(ConnectFlags::CLEAN_START),

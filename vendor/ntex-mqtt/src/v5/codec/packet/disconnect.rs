@@ -66,12 +66,16 @@ impl Disconnect {
     pub fn from_proto_error(err: &ProtocolError) -> Self {
         Self {
             reason_code: match err {
-                ProtocolError::Decode(DecodeError::InvalidLength) => {
-                    DisconnectReasonCode::MalformedPacket
-                }
                 ProtocolError::Decode(DecodeError::MaxSizeExceeded { .. }) => {
                     DisconnectReasonCode::PacketTooLarge
                 }
+                ProtocolError::Decode(DecodeError::TopicAliasZero) => {
+                    DisconnectReasonCode::TopicAliasInvalid
+                }
+                // Fleetgate patch 9: every other decoding failure is a Malformed Packet (MQTT
+                // 5.0 4.13.1); upstream named only InvalidLength so, and sent 0x83
+                // Implementation specific error for bad UTF-8, flags, QoS 3 or properties.
+                ProtocolError::Decode(_) => DisconnectReasonCode::MalformedPacket,
                 ProtocolError::KeepAliveTimeout => DisconnectReasonCode::KeepAliveTimeout,
                 ProtocolError::ProtocolViolation(e) => e.reason(),
                 _ => DisconnectReasonCode::ImplementationSpecificError,

@@ -77,6 +77,7 @@ impl Publish {
     pub(crate) fn packet_header_size(
         src: &BytesMut,
         packet_flags: u8,
+        remaining_length: u32,
     ) -> Result<Option<u32>, DecodeError> {
         if src.remaining() < 2 {
             return Ok(None);
@@ -90,13 +91,19 @@ impl Publish {
         if qos != QoS::AtMostOnce {
             len += 2; // len of u16
         }
+        // Fleetgate patch 7: a header longer than the packet is malformed. Upstream waited for
+        // bytes past the packet's end (taking the next packets for its topic) or computed
+        // `remaining_length - len` (a panic in debug builds).
+        ensure!(len < remaining_length, DecodeError::InvalidLength);
         if src.remaining() < len as usize {
             return Ok(None);
         }
 
         // properties len
         if let Some((prop_len, pos)) = utils::decode_variable_length(&src[len as usize..])? {
-            Ok(Some(len + prop_len + pos as u32))
+            let len = len + prop_len + pos as u32;
+            ensure!(len <= remaining_length, DecodeError::InvalidLength);
+            Ok(Some(len))
         } else {
             Ok(None)
         }
@@ -126,7 +133,14 @@ fn parse_publish_properties(src: &mut Bytes) -> Result<PublishProperties, Decode
                 let id = utils::decode_variable_length_cursor(prop_src)?;
                 subscription_ids.push(NonZeroU32::new(id).ok_or(DecodeError::MalformedPacket)?);
             }
-            pt::TOPIC_ALIAS => topic_alias.read_value(prop_src)?,
+            pt::TOPIC_ALIAS => {
+                // Fleetgate patch 11: alias 0 has a reason code of its own (0x94).
+                ensure!(
+                    prop_src.len() < 2 || prop_src[..2] != [0, 0],
+                    DecodeError::TopicAliasZero
+                );
+                topic_alias.read_value(prop_src)?;
+            }
             pt::USER => user_props.push(<(ByteString, ByteString)>::decode(prop_src)?),
             _ => return Err(DecodeError::MalformedPacket),
         }

@@ -133,6 +133,9 @@ impl Subscribe {
             let opts = SubscriptionOptions::decode(src)?;
             topic_filters.push((topic, opts));
         }
+        // Fleetgate patch 8: at least one filter [MQTT-3.8.3-2] (upstream answered an empty
+        // SUBACK).
+        ensure!(!topic_filters.is_empty(), DecodeError::MalformedPacket);
 
         Ok(Self { packet_id, id: sub_id, user_properties, topic_filters })
     }
@@ -168,6 +171,8 @@ impl Unsubscribe {
         while src.remaining() > 0 {
             topic_filters.push(ByteString::decode(src)?);
         }
+        // Fleetgate patch 8: at least one filter [MQTT-3.10.3-2].
+        ensure!(!topic_filters.is_empty(), DecodeError::MalformedPacket);
 
         Ok(Self { packet_id, user_properties, topic_filters })
     }
@@ -228,6 +233,8 @@ impl Decode for SubscriptionOptions {
     fn decode(src: &mut Bytes) -> Result<Self, DecodeError> {
         ensure!(src.has_remaining(), DecodeError::InvalidLength);
         let val = src.get_u8();
+        // Fleetgate patch 8: bits 6 and 7 are reserved [MQTT-3.8.3-5] (upstream ignored them).
+        ensure!(val & 0b1100_0000 == 0, DecodeError::MalformedPacket);
         let qos = (val & 0b0000_0011).try_into()?;
         let retain_handling = ((val & 0b0011_0000) >> 4).try_into()?;
         Ok(SubscriptionOptions {
