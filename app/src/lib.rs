@@ -78,6 +78,9 @@ pub struct App {
     /// Where the operational endpoint listens, once bound (its URL when
     /// `operational.public_url` is unset).
     pub operational_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Where the provisioning endpoint listens, once bound (its URL when
+    /// `provisioning.public_url` is unset).
+    pub provisioning_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Kura request/reply with devices (PROTOCOL.md 7), attached to the operational broker
     /// when it runs.
     pub devices: Arc<fleetgate_devmgmt::Requester>,
@@ -157,14 +160,17 @@ impl App {
             window: Config::secs(config.auth.failure_window),
             ban: Config::secs(config.auth.ban),
         };
-        let hooks = Arc::new(Hooks::new(
-            store.clone(),
-            pool,
-            limits,
-            config.provisioning.account.clone(),
-            clock.clone(),
-            metrics.clone(),
-        ));
+        let hooks = Arc::new(
+            Hooks::new(
+                store.clone(),
+                pool,
+                limits,
+                config.provisioning.account.clone(),
+                clock.clone(),
+                metrics.clone(),
+            )
+            .with_requester(config.device_management.requester.clone()),
+        );
         let argon2 = Argon2Params {
             m_cost: config.auth.argon2_m_cost,
             t_cost: config.auth.argon2_t_cost,
@@ -183,6 +189,7 @@ impl App {
             admin_token,
             hooks_token,
             operational_addr: std::sync::OnceLock::new(),
+            provisioning_addr: std::sync::OnceLock::new(),
             devices,
             ready: AtomicBool::new(false),
             tasks: Tasks::default(),
@@ -195,17 +202,36 @@ impl App {
     /// `mqtt://` and the bound (or configured) address. Listed as the known endpoint
     /// `fleetgate`.
     pub fn operational_url(&self) -> String {
-        let public = &self.config.operational.public_url;
-        if !public.is_empty() {
-            return public.clone();
-        }
-        let addr = self
-            .operational_addr
-            .get()
-            .copied()
-            .unwrap_or(self.config.operational.listen);
-        format!("mqtt://{addr}")
+        public_url(
+            &self.config.operational.public_url,
+            &self.operational_addr,
+            self.config.operational.listen,
+        )
     }
+
+    /// The provisioning endpoint's URL as devices reach it: `provisioning.public_url`, else
+    /// `mqtt://` and the bound (or configured) address. A move points devices there
+    /// (PROTOCOL.md 8.2).
+    pub fn provisioning_url(&self) -> String {
+        public_url(
+            &self.config.provisioning.public_url,
+            &self.provisioning_addr,
+            self.config.provisioning.listen,
+        )
+    }
+}
+
+/// `configured` when set, else `mqtt://` and the bound address (or the configured one before
+/// binding).
+fn public_url(
+    configured: &str,
+    bound: &std::sync::OnceLock<std::net::SocketAddr>,
+    listen: std::net::SocketAddr,
+) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    format!("mqtt://{}", bound.get().copied().unwrap_or(listen))
 }
 
 /// PROTOCOL.md 5: requests left `RUNNING` become `FAILED` with a log line, before the listeners
