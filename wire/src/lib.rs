@@ -274,6 +274,10 @@ pub struct Execution {
     pub outcome: Outcome,
     /// `3.1.1` or `5.0`.
     pub protocol: String,
+    /// The provisioning protocol: `PROV-V1`, or `kura` for an unmodified Kura device
+    /// provisioned by BIRTH and CONF-V1 PUT (PROTOCOL.md 8.1).
+    #[serde(default = "prov_v1")]
+    pub provisioning_protocol: String,
     /// Peer address `ip:port`.
     pub peer: String,
     /// When the provisioned device first connected to the operational endpoint with the
@@ -283,6 +287,11 @@ pub struct Execution {
     /// Every step, in order (single-execution endpoint only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Vec<LogLine>>,
+}
+
+/// What an execution without `provisioningProtocol` (an older server) spoke.
+fn prov_v1() -> String {
+    "PROV-V1".into()
 }
 
 /// The executions of a request, oldest first.
