@@ -667,8 +667,8 @@ pub fn begin_exchange(
 }
 
 /// [`begin_exchange`] of a Kura-native exchange (PROTOCOL.md 8.1), started by the device's
-/// BIRTH: the same state changes, recorded with protocol `kura`. `device_request_id` is the
-/// `request.id` of the CONF-V1 PUT that carries the configuration.
+/// BIRTH: the same state changes, recorded with protocol `kura`. `device_request_id` names
+/// the exchange (a Kura device sends no request id of its own).
 pub fn begin_kura_exchange(
     attempt: Attempt,
     device_request_id: String,
@@ -710,7 +710,7 @@ fn start_exchange(
     let previous = r.clone();
     let started = match protocol {
         ProvisioningProtocol::ProvV1 => "exchange started: request.id",
-        ProvisioningProtocol::Kura => "Kura-native exchange started on BIRTH: CONF-V1 request.id",
+        ProvisioningProtocol::Kura => "Kura-native exchange started on BIRTH: exchange",
     };
     let mut log = vec![line(
         now,
