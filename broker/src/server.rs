@@ -206,7 +206,7 @@ pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex
     let maxconn = c.provisioning.max_connections + 2 * c.operational.max_connections + 1024;
     let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
     // One value per endpoint, shared by its TCP and TLS listeners (one operational broker).
-    let provisioning = Arc::new(Provisioning);
+    let provisioning = Arc::new(Provisioning::new(app));
     let operational = brokers.operational.clone();
     let (p1, o1) = (provisioning.clone(), operational.clone());
     let mut b = ntex::server::build()
