@@ -208,10 +208,11 @@ async fn a_birth_without_the_right_activation_key_fails_and_nothing_is_sent() {
         assert_eq!(status_of(&s, "acme", id), "FAILED");
         // Nothing was sent: no PUT, and the device stays on the provisioning endpoint.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let st = device.state.lock().unwrap();
-        assert!(st.puts.is_empty());
-        assert!(st.births.iter().all(|(a, _)| a == PA));
-        drop(st);
+        {
+            let st = device.state.lock().unwrap();
+            assert!(st.puts.is_empty());
+            assert!(st.births.iter().all(|(a, _)| a == PA));
+        }
         let (_, users) = get(&s, "/api/v1/accounts/acme/users");
         assert!(
             !users.to_string().contains(&format!("{cid}@acme")),
