@@ -39,7 +39,7 @@ fn outcome(o: Outcome) -> wire::Outcome {
     }
 }
 
-fn level(l: LogLevel) -> wire::LogLevel {
+pub(crate) fn level(l: LogLevel) -> wire::LogLevel {
     match l {
         LogLevel::Info => wire::LogLevel::Info,
         LogLevel::Warn => wire::LogLevel::Warn,

@@ -12,8 +12,10 @@ use fleetgate_storage::validate::{
 use fleetgate_storage::{Coupling, FieldError, Timestamp};
 use std::time::Duration;
 
-use fleetgate_devmgmt::{Method, Request};
+use fleetgate_devconfig::Document;
+use fleetgate_devmgmt::{Command, Method, Request};
 use fleetgate_kura::proto::KuraMetric;
+use fleetgate_storage::jobs::{self, JobSpec, JobStep, Schedule};
 use serde_json::{Map, Value};
 
 /// Reads fields out of a JSON object, collecting type errors instead of stopping at the first.
@@ -247,22 +249,9 @@ impl Fields<'_> {
         };
         let mut out = Vec::with_capacity(obj.len());
         for (name, value) in obj {
-            let metric = match value {
-                Value::String(s) => Some(KuraMetric::string(name, s)),
-                Value::Bool(b) => Some(KuraMetric::bool(name, *b)),
-                Value::Number(n) => n.as_i64().map(|i| match i32::try_from(i) {
-                    Ok(small) => KuraMetric::int32(name, small),
-                    Err(_) => KuraMetric::int64(name, i),
-                }),
-                _ => None,
-            };
-            match metric {
-                Some(m) if name != "request.id" && name != "requester.client.id" => out.push(m),
-                Some(_) => self.wrong(
-                    "metrics",
-                    "request.id and requester.client.id are Fleetgate's",
-                ),
-                None => self.wrong("metrics", "values must be strings, booleans or integers"),
+            match fleetgate_devmgmt::metric_from_json(name, value) {
+                Ok(m) => out.push(m),
+                Err(e) => self.wrong("metrics", &e.to_string()),
             }
         }
         out
@@ -339,37 +328,272 @@ pub fn command(body: &Value, default_timeout: Duration) -> Result<Request, Vec<F
     let timeout = f.timeout(default_timeout);
     let request = match command.filter(|c| !c.trim().is_empty()) {
         None => Err(vec![FieldError::new("command", "is required")]),
-        Some(c) => {
-            let mut metrics = vec![KuraMetric::string("command.command", c)];
-            for (i, a) in arguments.into_iter().enumerate() {
-                metrics.push(KuraMetric::string(format!("command.argument{i}"), a));
-            }
-            for (i, (k, v)) in environment.into_iter().enumerate() {
-                metrics.push(KuraMetric::string(
-                    format!("command.environment.pair{i}"),
-                    format!("{k}={v}"),
-                ));
-            }
-            if let Some(p) = password {
-                metrics.push(KuraMetric::string("command.password", p));
-            }
-            let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-            metrics.push(KuraMetric::int32("command.timeout", secs));
-            Ok(Request {
-                app: "CMD-V1".into(),
-                method: Method::Exec,
-                resources: vec!["command".into()],
-                metrics,
-                body: None,
-                timeout: timeout + COMMAND_GRACE,
-            })
-        }
+        Some(command) => Ok(Request::command(
+            Command {
+                command,
+                arguments,
+                environment,
+                password,
+            },
+            timeout,
+        )),
     };
     f.finish(request)
 }
 
-/// How much longer than its own timeout a command's reply is awaited.
-const COMMAND_GRACE: Duration = Duration::from_secs(5);
+/// Most steps one job may have.
+pub const MAX_JOB_STEPS: usize = 50;
+
+/// Parses and validates a job body (`POST .../jobs`) of `account`: name, targets (existence is
+/// checked in the write), steps (each validated as its device-management request would be,
+/// errors on `steps[N].field`), schedule, `maxAttempts` (1 to 100, default 3), `stepTimeout`
+/// (seconds, 1 to 3600, default `default_timeout`).
+pub fn job_spec(
+    body: &Value,
+    account: &str,
+    default_timeout: Duration,
+) -> Result<JobSpec, Vec<FieldError>> {
+    let mut f = Fields::of(body)?;
+    let name = f.string("name");
+    let targets = f.strings("targets");
+    let steps = f.value("steps");
+    let schedule = f.value("schedule");
+    let max_attempts = f.integer("maxAttempts");
+    let step_timeout = f.integer("stepTimeout");
+    let mut e = Vec::new();
+    match &name {
+        None => e.push(FieldError::new("name", "is required")),
+        Some(n) if n.trim().is_empty() || n.chars().count() > 255 => {
+            e.push(FieldError::new("name", "must be 1 to 255 characters"));
+        }
+        Some(_) => {}
+    }
+    match &targets {
+        Some(t) if t.len() > jobs::MAX_TARGETS => e.push(FieldError::new(
+            "targets",
+            format!("at most {} per job", jobs::MAX_TARGETS),
+        )),
+        Some(_) => {}
+        None if !f.errors.iter().any(|x| x.field == "targets") => {
+            e.push(FieldError::new("targets", "is required"));
+        }
+        None => {}
+    }
+    let steps = match steps {
+        Some(Value::Array(items)) if !items.is_empty() && items.len() <= MAX_JOB_STEPS => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| match job_step(step, i) {
+                Ok(s) => Some(s),
+                Err(errors) => {
+                    e.extend(errors);
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            e.push(FieldError::new(
+                "steps",
+                format!("must be an array of 1 to {MAX_JOB_STEPS} steps"),
+            ));
+            Vec::new()
+        }
+    };
+    let schedule = match schedule {
+        None => {
+            e.push(FieldError::new("schedule", "is required"));
+            None
+        }
+        Some(s) => match job_schedule(s) {
+            Ok(s) => Some(s),
+            Err(errors) => {
+                e.extend(errors);
+                None
+            }
+        },
+    };
+    let max_attempts = match max_attempts {
+        None => 3,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .unwrap_or_else(|| {
+                e.push(FieldError::new("maxAttempts", "must be 1 to 100"));
+                1
+            }),
+    };
+    let step_timeout = match step_timeout {
+        None => u32::try_from(default_timeout.as_secs().max(1)).unwrap_or(u32::MAX),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=3600).contains(n))
+            .unwrap_or_else(|| {
+                e.push(FieldError::new("stepTimeout", "must be 1 to 3600 seconds"));
+                1
+            }),
+    };
+    let spec = match (name, targets, schedule) {
+        (Some(name), Some(targets), Some(schedule)) if e.is_empty() => Ok(JobSpec {
+            account: account.to_string(),
+            name: name.trim().to_string(),
+            steps,
+            schedule,
+            max_attempts,
+            step_timeout,
+            targets,
+        }),
+        _ => Err(e),
+    };
+    f.finish(spec)
+}
+
+/// One step, validated as the device-management request it sends; errors on `steps[N].field`.
+fn job_step(step: &Value, i: usize) -> Result<JobStep, Vec<FieldError>> {
+    let at = |errors: Vec<FieldError>| -> Vec<FieldError> {
+        errors
+            .into_iter()
+            .map(|x| {
+                let field = if x.field.is_empty() {
+                    format!("steps[{i}]")
+                } else {
+                    format!("steps[{i}].{}", x.field)
+                };
+                FieldError::new(&field, x.message)
+            })
+            .collect()
+    };
+    let text = |name: &str| step.get(name).and_then(Value::as_str).map(str::to_string);
+    let strings = |name: &str| -> Vec<String> {
+        step.get(name)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let any = Duration::from_secs(1);
+    match step.get("type").and_then(Value::as_str) {
+        Some("configuration") => {
+            let xml = text("configuration")
+                .ok_or_else(|| at(vec![FieldError::new("configuration", "is required (XML)")]))?;
+            let configuration = configuration_snapshot(&xml, None, "configuration").map_err(at)?;
+            Ok(JobStep::Configuration { configuration })
+        }
+        Some("command") => {
+            command(step, any).map_err(at)?;
+            if step.get("password").is_some_and(|p| !p.is_null()) {
+                return Err(at(vec![FieldError::new(
+                    "password",
+                    "is not stored in jobs: use a command service without a password",
+                )]));
+            }
+            let environment = step
+                .get("environment")
+                .and_then(Value::as_object)
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(JobStep::Command {
+                command: text("command").unwrap_or_default(),
+                arguments: strings("arguments"),
+                environment,
+            })
+        }
+        Some("request") => {
+            let request = device_request(step, any).map_err(at)?;
+            Ok(JobStep::Request {
+                app: request.app,
+                method: request.method.as_str().to_string(),
+                resources: request.resources,
+                metrics: step
+                    .get("metrics")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                body: text("body"),
+            })
+        }
+        _ => Err(at(vec![FieldError::new(
+            "type",
+            "must be configuration, command or request",
+        )])),
+    }
+}
+
+/// A job's schedule; errors on `schedule.field`.
+fn job_schedule(value: &Value) -> Result<Schedule, Vec<FieldError>> {
+    let wrong = |field: &str, m: String| vec![FieldError::new(&format!("schedule.{field}"), m)];
+    let text = |name: &str| value.get(name).and_then(Value::as_str);
+    let schedule = match text("trigger") {
+        Some("NOW") => Schedule::Now,
+        Some("DEVICE_CONNECT") => Schedule::DeviceConnect,
+        Some("INTERVAL") => {
+            let every = text("every")
+                .ok_or_else(|| wrong("every", "is required (an ISO 8601 duration)".into()))?;
+            fleetgate_jobs::schedule::parse_duration(every)
+                .map_err(|e| wrong("every", e.to_string()))?;
+            let starts_on = match value.get("startsOn").filter(|v| !v.is_null()) {
+                None => None,
+                Some(v) => Some(
+                    v.as_str()
+                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        .map(|t| t.with_timezone(&Utc))
+                        .ok_or_else(|| wrong("startsOn", "must be an RFC 3339 timestamp".into()))?,
+                ),
+            };
+            Schedule::Interval {
+                every: every.to_string(),
+                starts_on,
+            }
+        }
+        Some("CRON") => {
+            let cron = text("cron").ok_or_else(|| {
+                wrong(
+                    "cron",
+                    "is required (5 fields: minute hour day month weekday)".into(),
+                )
+            })?;
+            fleetgate_jobs::schedule::parse_cron(cron).map_err(|e| wrong("cron", e.to_string()))?;
+            Schedule::Cron {
+                cron: cron.trim().to_string(),
+            }
+        }
+        _ => {
+            return Err(wrong(
+                "trigger",
+                "must be NOW, DEVICE_CONNECT, INTERVAL or CRON".into(),
+            ));
+        }
+    };
+    Ok(schedule)
+}
+/// A configuration document as CONF-V1 sends it: `xml` parsed as a request's additional
+/// configuration (the error, on `field`, says line and column), holding at least one
+/// configuration (with `pid`: exactly that PID's), rewritten in Kura's snapshot form.
+pub fn configuration_snapshot(
+    xml: &str,
+    pid: Option<&str>,
+    field: &str,
+) -> Result<String, Vec<FieldError>> {
+    let wrong = |m: String| vec![FieldError::new(field, m)];
+    let document = Document::parse(xml).map_err(|e| wrong(e.to_string()))?;
+    if document.configurations.is_empty() {
+        return Err(wrong("holds no configuration".into()));
+    }
+    if let Some(pid) = pid
+        && (document.configurations.len() != 1 || document.configuration(pid).is_none())
+    {
+        return Err(wrong(format!(
+            "must hold exactly the configuration of {pid}"
+        )));
+    }
+    Ok(document.to_snapshot_xml())
+}
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@ pub mod endpoints;
 pub mod error;
 pub mod extract;
 pub mod input;
+pub mod jobs;
 pub mod management;
 pub mod openapi;
 pub mod request_id;
@@ -88,6 +89,12 @@ routes! {
     get "/api/v1/accounts/{account}/devices/{clientId}/configurations/{pid}" => management::get_one_configuration;
     put "/api/v1/accounts/{account}/devices/{clientId}/configurations/{pid}" => management::put_one_configuration;
     post "/api/v1/accounts/{account}/devices/{clientId}/commands" => management::run_command;
+    post "/api/v1/accounts/{account}/jobs" => jobs::create_job;
+    get "/api/v1/accounts/{account}/jobs" => jobs::list_jobs;
+    get "/api/v1/accounts/{account}/jobs/{id}" => jobs::get_job;
+    delete "/api/v1/accounts/{account}/jobs/{id}" => jobs::delete_job;
+    post "/api/v1/accounts/{account}/jobs/{id}/targets" => jobs::change_targets;
+    get "/api/v1/accounts/{account}/jobs/{id}/executions" => jobs::list_executions;
     get "/api/v1/endpoints" => endpoints::list_endpoints;
     post "/api/v1/endpoints" => endpoints::create_endpoint;
     delete "/api/v1/endpoints/{name}" => endpoints::delete_endpoint;
@@ -187,6 +194,8 @@ pub async fn metrics(req: HttpRequest, app: State<Arc<App>>) -> HttpResponse {
     app.metrics
         .verify_queue
         .set(i64::try_from(app.hooks.pool().queued()).unwrap_or(i64::MAX));
+    app.metrics
+        .set_device_replies_ignored(app.devices.ignored_replies());
     let openmetrics = app.metrics.render(&app.store, &app.config.data_dir);
     let wants_openmetrics = req
         .headers()

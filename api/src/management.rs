@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use fleetgate_devconfig::Document;
 use fleetgate_devmgmt::{Method, Reply, Request, RequestError};
 use fleetgate_kura::proto::KuraMetric;
 use fleetgate_storage::Account;
@@ -196,28 +195,9 @@ async fn put_configuration(
     pid: Option<String>,
     xml: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let document = Document::parse(xml).map_err(|e| ApiError::invalid("body", e.to_string()))?;
-    if document.configurations.is_empty() {
-        return Err(ApiError::invalid("body", "holds no configuration"));
-    }
-    if let Some(pid) = &pid
-        && (document.configurations.len() != 1 || document.configuration(pid).is_none())
-    {
-        return Err(ApiError::invalid(
-            "body",
-            format!("must hold exactly the configuration of {pid}"),
-        ));
-    }
-    let request = Request {
-        app: "CONF-V1".into(),
-        method: Method::Put,
-        resources: std::iter::once("configurations".to_string())
-            .chain(pid)
-            .collect(),
-        metrics: vec![],
-        body: Some(document.to_snapshot_xml().into_bytes()),
-        timeout: default_timeout(app),
-    };
+    let snapshot =
+        input::configuration_snapshot(xml, pid.as_deref(), "body").map_err(ApiError::Invalid)?;
+    let request = Request::configuration_put(pid, snapshot, default_timeout(app));
     ok_or_device_error(send(app, account, client_id, request).await?)?;
     Ok(HttpResponse::NoContent().finish())
 }

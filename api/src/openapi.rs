@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, devices, dto, endpoints, error, management, requests, users};
+use super::{accounts, devices, dto, endpoints, error, jobs, management, requests, users};
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
 struct BearerAuth;
@@ -96,6 +96,12 @@ impl Modify for RequestIdHeader {
         management::get_one_configuration,
         management::put_one_configuration,
         management::run_command,
+        jobs::create_job,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::delete_job,
+        jobs::change_targets,
+        jobs::list_executions,
         endpoints::list_endpoints,
         endpoints::create_endpoint,
         endpoints::delete_endpoint,
@@ -107,6 +113,7 @@ impl Modify for RequestIdHeader {
         (name = "provision requests", description = "Enrollment orders of devices and their executions"),
         (name = "users", description = "Operational users: account users (applications) and the device users provisioning created (PROTOCOL.md 6.1)"),
         (name = "device management", description = "Kura request/reply with a connected device: configurations, commands, any app (PROTOCOL.md 7)"),
+        (name = "jobs", description = "Batch Jobs: steps run on target devices on a trigger, with per-target executions and logs (PROTOCOL.md 7)"),
         (name = "endpoints", description = "Known broker endpoints: where devices are provisioned to"),
         (name = "devices", description = "The Device Registry: entries, connection state and BIRTH facts (PROTOCOL.md 6.3)"),
         (name = "operations", description = "Health, metrics and this document (no auth)"),

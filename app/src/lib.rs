@@ -48,6 +48,9 @@ pub enum AppError {
     /// A start-up write or read failed.
     #[error("start-up duty failed: {0}")]
     Store(#[from] StoreError),
+    /// The jobs engine could not start.
+    #[error("cannot start the jobs engine: {0}")]
+    Jobs(#[from] fleetgate_jobs::JobsError),
     /// The generated admin token could not be written.
     #[error("cannot write {path}: {source}")]
     SecretFile {
@@ -84,6 +87,8 @@ pub struct App {
     /// Kura request/reply with devices (PROTOCOL.md 7), attached to the operational broker
     /// when it runs.
     pub devices: Arc<fleetgate_devmgmt::Requester>,
+    /// Batch Jobs: starts attempts on target devices as they become ready.
+    pub jobs: fleetgate_jobs::Jobs,
     /// The token hook requests must carry (HOOKS.md 2); empty when the listener is off.
     pub hooks_token: String,
     /// Set once every listener accepts connections (`/healthz`).
@@ -179,7 +184,15 @@ impl App {
         let devices = Arc::new(fleetgate_devmgmt::Requester::new(
             config.device_management.requester.clone(),
         ));
+        let jobs = fleetgate_jobs::Jobs::start(
+            store.clone(),
+            devices.clone(),
+            clock.clone(),
+            metrics.clone(),
+            config.device_management.max_in_flight,
+        )?;
         Ok(Arc::new(App {
+            jobs,
             config,
             store,
             metrics,

@@ -298,6 +298,7 @@ fn log_listeners(addrs: &Addrs) {
 /// connections), then, once the server thread has returned, close the store.
 fn stop_server(app: &App, server: &ntex::server::Server) {
     futures::executor::block_on(server.pause());
+    app.jobs.shutdown();
     let left = app
         .tasks
         .wait_idle(Config::secs(app.config.server.shutdown_timeout));

@@ -26,9 +26,10 @@ use serde::de::DeserializeOwned;
 pub use error::Error;
 use types::{
     Account, AccountList, BulkCreated, CommandResult, Device, DeviceCommand, DevicePage,
-    DeviceQuery, Endpoint, EndpointList, Execution, ExecutionList, Health, NewAccount, NewDevice,
-    NewUser, Problem, ProvisionRequest, ProvisionRequestInput, RequestPage, RequestQuery, Secret,
-    TokenCreated, User, UserCreated, UserList, UserPatch, encode,
+    DeviceQuery, Endpoint, EndpointList, Execution, ExecutionList, Health, Job, JobExecution,
+    JobExecutionList, JobList, JobStatus, NewAccount, NewDevice, NewUser, Problem,
+    ProvisionRequest, ProvisionRequestInput, RequestPage, RequestQuery, Secret, TokenCreated, User,
+    UserCreated, UserList, UserPatch, encode,
 };
 
 pub use fleetgate_wire::MAX_BULK_ITEMS;
@@ -505,6 +506,72 @@ impl Client {
     }
 }
 
+impl Client {
+    // ------------------------------------------------------------------------------------
+    // Jobs
+
+    /// `POST .../jobs`: `job` is the API's job body (name, targets, steps, schedule, ...).
+    pub fn create_job<T: Serialize>(&self, account: &str, job: &T) -> Result<Job> {
+        self.json("POST", &jobs_path(account), Some(job))
+    }
+
+    /// `GET .../jobs`.
+    pub fn list_jobs(&self, account: &str) -> Result<Vec<Job>> {
+        self.get::<JobList>(&jobs_path(account)).map(|l| l.items)
+    }
+
+    /// `GET .../jobs/{id}`, with its targets' counts per status.
+    pub fn get_job(&self, account: &str, id: &str) -> Result<Job> {
+        self.get(&job_path(account, id))
+    }
+
+    /// `DELETE .../jobs/{id}`.
+    pub fn delete_job(&self, account: &str, id: &str) -> Result<()> {
+        self.call("DELETE", &job_path(account, id), None).map(drop)
+    }
+
+    /// `POST .../jobs/{id}/targets`.
+    pub fn change_job_targets(
+        &self,
+        account: &str,
+        id: &str,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<Job> {
+        let body = serde_json::json!({"add": add, "remove": remove});
+        self.json(
+            "POST",
+            &format!("{}/targets", job_path(account, id)),
+            Some(&body),
+        )
+    }
+
+    /// `GET .../jobs/{id}/executions`, of one target and in one status when given.
+    pub fn job_executions(
+        &self,
+        account: &str,
+        id: &str,
+        client_id: Option<&str>,
+        status: Option<JobStatus>,
+    ) -> Result<Vec<JobExecution>> {
+        let mut query = Vec::new();
+        if let Some(c) = client_id {
+            query.push(format!("clientId={}", encode(c)));
+        }
+        if let Some(s) = status {
+            let s = serde_json::to_value(s).unwrap_or_default();
+            query.push(format!("status={}", s.as_str().unwrap_or_default()));
+        }
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        self.get::<JobExecutionList>(&format!("{}/executions{q}", job_path(account, id)))
+            .map(|l| l.items)
+    }
+}
+
 /// A 2xx answer's body, or the error answer: a problem document when the body is a JSON
 /// object, else the status and the text.
 fn answer(status: u16, text: String) -> Result<String> {
@@ -581,6 +648,14 @@ fn devices_path(account: &str) -> String {
 
 fn device_path(account: &str, client_id: &str) -> String {
     format!("{}/{}", devices_path(account), encode(client_id))
+}
+
+fn jobs_path(account: &str) -> String {
+    format!("/api/v1/accounts/{}/jobs", encode(account))
+}
+
+fn job_path(account: &str, id: &str) -> String {
+    format!("{}/{}", jobs_path(account), encode(id))
 }
 
 fn users_path(account: &str) -> String {

@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 pub use fleetgate_wire::{
     Account, AccountList, Birth, BulkCreated, CommandResult, ConnectionStatus, Coupling, Device,
     DevicePage, DeviceStatus, Endpoint, EndpointList, Execution, ExecutionList, FieldError, Health,
-    LogLevel, LogLine, NewAccount, NewDevice, NewUser, Outcome, Problem, ProvisionRequest,
-    ProvisionRequestInput, Rejection, RequestPage, RequestStatus, Secret, TokenCreated, User,
-    UserCreated, UserKind, UserList, UserPatch,
+    Job, JobExecution, JobExecutionList, JobList, JobStatus, LogLevel, LogLine, NewAccount,
+    NewDevice, NewUser, Outcome, Problem, ProvisionRequest, ProvisionRequestInput, Rejection,
+    RequestPage, RequestStatus, Secret, TargetCounts, TokenCreated, User, UserCreated, UserKind,
+    UserList, UserPatch,
 };
 
 /// A list in the API's `{"items": [...]}` form, of any record: for callers that print lists

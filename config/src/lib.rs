@@ -69,6 +69,7 @@ token = ""
 [device_management]
 requester = "fleetgate"
 timeout = 30.0
+max_in_flight = 256
 
 [auth]
 max_failures = 5
@@ -251,6 +252,9 @@ pub struct DeviceManagement {
     pub requester: String,
     /// Seconds a request waits for its reply unless it says otherwise.
     pub timeout: f64,
+    /// Job executions sending steps at once; more wait for a slot (thousands of targets
+    /// connecting together do not flood the broker).
+    pub max_in_flight: usize,
 }
 
 /// `[auth]`.
@@ -571,6 +575,9 @@ impl Config {
                 "operational.sandbox.deny_subscribe".into(),
                 format!("{f:?} is not a topic filter"),
             ));
+        }
+        if self.device_management.max_in_flight == 0 {
+            return bad("device_management.max_in_flight", "must be at least 1");
         }
         if !fleetgate_acl::valid_client_id(&self.device_management.requester) {
             return bad(

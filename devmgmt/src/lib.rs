@@ -18,7 +18,7 @@ use std::time::Duration;
 use fleetgate_kura::Payload;
 use fleetgate_kura::proto::KuraMetric;
 use fleetgate_kura::topics::is_birth_topic;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rand::Rng as _;
 use tokio::sync::oneshot;
 
@@ -83,6 +83,98 @@ pub struct Request {
     pub timeout: Duration,
 }
 
+/// How much longer than its own timeout a command's reply is awaited.
+pub const COMMAND_GRACE: Duration = Duration::from_secs(5);
+
+/// A CMD-V1 command: what [`Request::command`] sends.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// The command line's program.
+    pub command: String,
+    /// Its arguments.
+    pub arguments: Vec<String>,
+    /// `NAME=VALUE` environment pairs.
+    pub environment: Vec<(String, String)>,
+    /// The device's command-service password, if it has one.
+    pub password: Option<String>,
+}
+
+impl Request {
+    /// CONF-V1 `PUT configurations[/PID]` of a document already in Kura's snapshot form.
+    pub fn configuration_put(pid: Option<String>, snapshot_xml: String, timeout: Duration) -> Self {
+        Request {
+            app: "CONF-V1".into(),
+            method: Method::Put,
+            resources: std::iter::once("configurations".to_string())
+                .chain(pid)
+                .collect(),
+            metrics: vec![],
+            body: Some(snapshot_xml.into_bytes()),
+            timeout,
+        }
+    }
+
+    /// CMD-V1 `EXEC command`: `command.command`, `command.argumentN`,
+    /// `command.environment.pairN`, `command.password`, INT32 `command.timeout` (seconds); the
+    /// reply is awaited [`COMMAND_GRACE`] longer than the device's own timeout.
+    pub fn command(command: Command, timeout: Duration) -> Self {
+        let mut metrics = vec![KuraMetric::string("command.command", command.command)];
+        for (i, a) in command.arguments.into_iter().enumerate() {
+            metrics.push(KuraMetric::string(format!("command.argument{i}"), a));
+        }
+        for (i, (k, v)) in command.environment.into_iter().enumerate() {
+            metrics.push(KuraMetric::string(
+                format!("command.environment.pair{i}"),
+                format!("{k}={v}"),
+            ));
+        }
+        if let Some(p) = command.password {
+            metrics.push(KuraMetric::string("command.password", p));
+        }
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        metrics.push(KuraMetric::int32("command.timeout", secs));
+        Request {
+            app: "CMD-V1".into(),
+            method: Method::Exec,
+            resources: vec!["command".into()],
+            metrics,
+            body: None,
+            timeout: timeout + COMMAND_GRACE,
+        }
+    }
+}
+
+/// Why a JSON value cannot be a request metric.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MetricError {
+    /// Only strings, booleans and integers are taken.
+    #[error("values must be strings, booleans or integers")]
+    Type,
+    /// `request.id` and `requester.client.id` are the requester's.
+    #[error("request.id and requester.client.id are Fleetgate's")]
+    Reserved,
+}
+
+/// A request's metric from JSON: a string, a boolean, or an integer (INT32 when it fits,
+/// else INT64).
+pub fn metric_from_json(name: &str, value: &serde_json::Value) -> Result<KuraMetric, MetricError> {
+    if name == "request.id" || name == "requester.client.id" {
+        return Err(MetricError::Reserved);
+    }
+    match value {
+        serde_json::Value::String(s) => Ok(KuraMetric::string(name, s)),
+        serde_json::Value::Bool(b) => Ok(KuraMetric::bool(name, *b)),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Ok(match i32::try_from(i) {
+                Ok(small) => KuraMetric::int32(name, small),
+                Err(_) => KuraMetric::int64(name, i),
+            }),
+            None => Err(MetricError::Type),
+        },
+        _ => Err(MetricError::Type),
+    }
+}
+
 /// A device's reply: its `response.code` and the whole payload (metrics and body).
 #[derive(Clone, Debug)]
 pub struct Reply {
@@ -143,6 +235,10 @@ struct Pending {
     reply: oneshot::Sender<Result<Reply, RequestError>>,
 }
 
+/// Told when a device becomes ready: `(account, client_id)`. Called on the broker's thread
+/// that saw it, so it must only note the fact and return (spawn any work).
+pub type ReadyListener = Box<dyn Fn(&str, &str) + Send + Sync>;
+
 /// The requester: one per Fleetgate process, shared by the admin API and jobs.
 pub struct Requester {
     requester: String,
@@ -150,6 +246,7 @@ pub struct Requester {
     pending: Mutex<HashMap<String, Pending>>,
     births: Mutex<HashSet<(String, String)>>,
     ignored: AtomicU64,
+    listeners: RwLock<Vec<ReadyListener>>,
 }
 
 /// Removes a request from the pending map however its caller stops waiting.
@@ -162,6 +259,27 @@ impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         self.requester.pending.lock().remove(&self.id);
     }
+}
+
+/// A request topic every device listening for requests receives (Kura subscribes
+/// `$EDC/ACCOUNT/CID/#`); readiness by subscription is judged on it.
+fn probe_topic(account: &str, client_id: &str) -> String {
+    format!("$EDC/{account}/{client_id}/CONF-V1/PUT/configurations")
+}
+
+/// Whether `filter` reaches below `$EDC/{account}/{client_id}/`: its first three levels match
+/// those (literally, or by `+`), or a `#` comes first.
+fn covers_requests(filter: &str, account: &str, client_id: &str) -> bool {
+    let mut levels = filter.split('/');
+    for want in ["$EDC", account, client_id] {
+        match levels.next() {
+            Some("#") => return want != "$EDC",
+            Some("+") if want != "$EDC" => {}
+            Some(l) if l == want => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_some()
 }
 
 fn topic_level(s: &str) -> bool {
@@ -178,6 +296,56 @@ impl Requester {
             pending: Mutex::new(HashMap::new()),
             births: Mutex::new(HashSet::new()),
             ignored: AtomicU64::new(0),
+            listeners: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Registers `listener`, called each time a device becomes ready: at its BIRTH, at a
+    /// subscription covering `$EDC/ACCOUNT/CID/...`, and when it reconnects to a session that
+    /// kept such a subscription. A device may be reported ready more than once per connection.
+    pub fn on_ready(&self, listener: ReadyListener) {
+        self.listeners.write().push(listener);
+    }
+
+    fn notify_ready(&self, account: &str, client_id: &str) {
+        for listener in self.listeners.read().iter() {
+            listener(account, client_id);
+        }
+    }
+
+    /// Whether a request could be sent to `client_id` of `account` now: connected, and its
+    /// BIRTH seen or a subscription covering its request topics made.
+    pub fn is_ready(&self, account: &str, client_id: &str) -> bool {
+        let Some(transport) = self.transport.get() else {
+            return false;
+        };
+        match transport.subscribed(account, client_id, &probe_topic(account, client_id)) {
+            None => false,
+            Some(true) => true,
+            Some(false) => self
+                .births
+                .lock()
+                .contains(&(account.to_string(), client_id.to_string())),
+        }
+    }
+
+    /// Device `client_id` of `account` subscribed to `filter` (the broker granted it): ready
+    /// when the filter covers its request topics.
+    pub fn on_subscribe(&self, account: &str, client_id: &str, filter: &str) {
+        if covers_requests(filter, account, client_id) {
+            self.notify_ready(account, client_id);
+        }
+    }
+
+    /// Device `client_id` of `account` connected, to a new or a resumed session: ready now
+    /// when the resumed session kept a subscription covering its request topics.
+    pub fn on_connect(&self, account: &str, client_id: &str) {
+        let Some(transport) = self.transport.get() else {
+            return;
+        };
+        if transport.subscribed(account, client_id, &probe_topic(account, client_id)) == Some(true)
+        {
+            self.notify_ready(account, client_id);
         }
     }
 
@@ -272,6 +440,7 @@ impl Requester {
             self.births
                 .lock()
                 .insert((account.to_string(), client_id.to_string()));
+            self.notify_ready(account, client_id);
             return;
         }
         let Some((app, id)) = self.reply_parts(account, topic) else {

@@ -198,3 +198,58 @@ async fn no_reply_times_out_and_a_disconnect_ends_the_wait() {
         RequestError::Disconnected
     );
 }
+
+/// Every readiness report, in order.
+fn recorded(r: &Requester) -> Arc<Mutex<Vec<(String, String)>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    r.on_ready(Box::new(move |a, c| {
+        sink.lock().push((a.to_string(), c.to_string()));
+    }));
+    seen
+}
+
+#[test]
+fn birth_covering_subscriptions_and_resumed_sessions_report_readiness() {
+    let (r, broker) = setup(Some(&[]));
+    let seen = recorded(&r);
+    assert!(!r.is_ready("acme", "dev-1"));
+    r.on_publish("acme", "dev-1", "$EDC/acme/dev-1/MQTT/BIRTH", b"");
+    assert!(r.is_ready("acme", "dev-1"));
+    r.on_disconnect("acme", "dev-1");
+    assert!(
+        !r.is_ready("acme", "dev-1"),
+        "a disconnect forgets the BIRTH"
+    );
+    // Filters that cover requests to the device, and some that do not.
+    for (filter, covers) in [
+        ("$EDC/acme/dev-1/#", true),
+        ("$EDC/+/dev-1/CONF-V1/#", true),
+        ("$EDC/acme/+/+", true),
+        ("$EDC/#", true),
+        ("#", false),
+        ("$EDC/acme/dev-1", false),
+        ("$EDC/acme/dev-2/#", false),
+        ("$EDC/other/dev-1/#", false),
+        ("acme/dev-1/#", false),
+    ] {
+        seen.lock().clear();
+        r.on_subscribe("acme", "dev-1", filter);
+        assert_eq!(!seen.lock().is_empty(), covers, "{filter}");
+    }
+    seen.lock().clear();
+    r.on_connect("acme", "dev-1");
+    assert!(
+        seen.lock().is_empty(),
+        "a fresh session has no subscription"
+    );
+    *broker.online.lock() = Some(vec!["$EDC/acme/dev-1/#".into()]);
+    r.on_connect("acme", "dev-1");
+    assert!(r.is_ready("acme", "dev-1"));
+    assert_eq!(
+        *seen.lock(),
+        vec![("acme".to_string(), "dev-1".to_string())]
+    );
+    *broker.online.lock() = None;
+    assert!(!r.is_ready("acme", "dev-1"), "offline is never ready");
+}

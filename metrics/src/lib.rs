@@ -168,6 +168,15 @@ pub struct Metrics {
     pub hook_decisions: Family<HookLabels, Counter>,
     /// Admin-API request latency by route, seconds.
     pub http_duration: Family<RouteLabel, Histogram>,
+    /// Ended job executions by outcome (`completed`, `failed`).
+    pub job_executions: Family<OutcomeLabel, Counter>,
+    /// Job executions sending steps now (bounded by `device_management.max_in_flight`).
+    pub job_executions_running: Gauge,
+    /// Time from a job execution's start to its end, seconds.
+    pub job_execution_duration: Histogram,
+    /// Device replies that matched no pending request (unknown or expired request id, or
+    /// another device's), copied from the requester's count at each scrape.
+    pub device_replies_ignored: Counter,
     process: process::ProcessMetrics,
 }
 
@@ -199,6 +208,10 @@ impl Metrics {
             http_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
+            job_executions: Family::default(),
+            job_executions_running: Gauge::default(),
+            job_execution_duration: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            device_replies_ignored: Counter::default(),
             process: process::ProcessMetrics::default(),
             registry: Registry::default(),
         };
@@ -208,6 +221,26 @@ impl Metrics {
             "data_dir_available_bytes",
             "Free space for Fleetgate on the data dir's filesystem",
             m.process.data_dir_gauge(),
+        );
+        registry.register(
+            "device_replies_ignored",
+            "Device replies that matched no pending request (unknown or expired id, another device's)",
+            m.device_replies_ignored.clone(),
+        );
+        registry.register(
+            "job_executions",
+            "Ended batch-job executions by outcome",
+            m.job_executions.clone(),
+        );
+        registry.register(
+            "job_executions_running",
+            "Batch-job executions sending steps now",
+            m.job_executions_running.clone(),
+        );
+        registry.register(
+            "job_execution_duration_seconds",
+            "Batch-job execution time, start to end",
+            m.job_execution_duration.clone(),
         );
         registry.register(
             "connections",
@@ -358,6 +391,23 @@ impl Metrics {
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// Counts an ended job execution (`completed` or `failed`) and observes its duration.
+    pub fn job_execution(&self, outcome: &'static str, took: Duration) {
+        self.job_executions
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.job_execution_duration.observe(took.as_secs_f64());
+    }
+
+    /// Sets the ignored-replies counter to the requester's running count.
+    pub fn set_device_replies_ignored(&self, total: u64) {
+        self.device_replies_ignored
+            .inner()
+            .store(total, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Counts an admin-API request and observes its latency.

@@ -70,10 +70,16 @@ pub enum Table {
     AccountUsersByAccount,
     /// name -> BrokerEndpoint
     Endpoints,
+    /// account, job id -> Job
+    Jobs,
+    /// job id, client id -> JobTarget
+    JobTargets,
+    /// job id, client id, execution id -> JobExecution
+    JobExecutions,
 }
 
 impl Table {
-    const ALL: [Table; 19] = [
+    const ALL: [Table; 22] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -93,6 +99,9 @@ impl Table {
         Table::AccountUsers,
         Table::AccountUsersByAccount,
         Table::Endpoints,
+        Table::Jobs,
+        Table::JobTargets,
+        Table::JobExecutions,
     ];
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -116,6 +125,9 @@ impl Table {
             Table::AccountUsers => "account_users",
             Table::AccountUsersByAccount => "account_users_by_account",
             Table::Endpoints => "endpoints",
+            Table::Jobs => "jobs",
+            Table::JobTargets => "job_targets",
+            Table::JobExecutions => "job_executions",
         })
     }
 }

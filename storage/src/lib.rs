@@ -1,6 +1,6 @@
 //! Fleetgate's storage: the domain records (accounts, provision users, provision requests,
 //! executions, device users, account users, device connections, registry entries with their
-//! BIRTH facts, API tokens), the field rules
+//! BIRTH facts, API tokens, batch jobs and their executions), the field rules
 //! of the admin API applied to typed values ([`validate`]), the lifecycle rules of provision
 //! requests, and their persistence in redb.
 //!
@@ -20,6 +20,7 @@
 pub mod broker;
 pub mod engine;
 pub mod ids;
+pub mod jobs;
 pub mod journal;
 pub mod ops;
 pub mod read;
@@ -95,6 +96,9 @@ pub enum RecordKind {
     /// A known broker endpoint.
     #[error("endpoint")]
     Endpoint,
+    /// A batch job.
+    #[error("job")]
+    Job,
 }
 
 /// Why a stored record could not be decoded.

@@ -838,3 +838,104 @@ pub struct CommandResult {
     /// Whether it was stopped at its timeout.
     pub timed_out: bool,
 }
+
+/// Status of a job's target, and of one of its executions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    /// Waiting for the device to be ready (or, for a timed job, for the next firing).
+    Pending,
+    /// A step is in flight.
+    Running,
+    /// Every step answered 200.
+    Completed,
+    /// A step failed or timed out.
+    Failed,
+}
+
+/// How many targets are in each status in the job's current run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub struct TargetCounts {
+    /// Waiting.
+    pub pending: u32,
+    /// Running a step.
+    pub running: u32,
+    /// Done.
+    pub completed: u32,
+    /// Failed (retried when the device is next ready while attempts remain).
+    pub failed: u32,
+}
+
+/// A batch job (API.md "Jobs").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// Opaque id.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// Run in order on each target: `{"type": "configuration", "configuration": XML}`,
+    /// `{"type": "command", "command", "arguments"}`, `{"type": "request", "app", "method",
+    /// "resources", "metrics", "body"}`.
+    #[schema(value_type = Vec<Object>)]
+    pub steps: Vec<serde_json::Value>,
+    /// `{"trigger": "NOW" | "DEVICE_CONNECT" | "INTERVAL" | "CRON", "every", "startsOn",
+    /// "cron"}`.
+    #[schema(value_type = Object)]
+    pub schedule: serde_json::Value,
+    /// Attempts per target and run.
+    pub max_attempts: u32,
+    /// Seconds each step waits for its reply.
+    pub step_timeout: u32,
+    /// Creation time.
+    pub created_on: DateTime<Utc>,
+    /// Firings so far (1 from creation for NOW and DEVICE_CONNECT).
+    pub run: u32,
+    /// The latest firing of a timed job.
+    pub fired_on: Option<DateTime<Utc>>,
+    /// The next firing of a timed job.
+    pub next_fire_on: Option<DateTime<Utc>>,
+    /// Target devices (client IDs).
+    pub targets: Vec<String>,
+    /// Targets per status in the current run.
+    pub target_counts: TargetCounts,
+}
+
+/// The jobs of an account, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// The jobs.
+    pub items: Vec<Job>,
+}
+
+/// One attempt of a job on one target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobExecution {
+    /// Opaque id.
+    pub id: String,
+    /// The device.
+    pub client_id: String,
+    /// Status.
+    pub status: JobStatus,
+    /// The job's run it belongs to.
+    pub run: u32,
+    /// 1 for the run's first attempt on this target.
+    pub attempt: u32,
+    /// When its first step was sent.
+    pub started_on: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_on: Option<DateTime<Utc>>,
+    /// The step running or last run (0-based).
+    pub step: Option<u32>,
+    /// What happened, step by step, with the device's replies; never a secret.
+    pub log: Vec<LogLine>,
+}
+
+/// A job's executions, by client ID then oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobExecutionList {
+    /// The executions.
+    pub items: Vec<JobExecution>,
+}

@@ -140,10 +140,15 @@ impl Conn {
             self.app.metrics.acl_denied(self.name(), "subscribe");
             return false;
         }
-        if let Some(upto) = self
+        let upto = self
             .broker
-            .subscribe(self.session, &filter, opts, retain_handling)
-        {
+            .subscribe(self.session, &filter, opts, retain_handling);
+        if let Some(d) = self.who.hooks.as_ref().and_then(|s| s.as_device()) {
+            self.app
+                .devices
+                .on_subscribe(&d.account, &d.client_id, &filter);
+        }
+        if let Some(upto) = upto {
             retained.push((filter, upto));
         }
         true
@@ -313,6 +318,12 @@ async fn admit(
     conn.generation = attached.generation;
     if let Some(write) = connected {
         drop(ntex::rt::spawn(write));
+    }
+    if attached.present
+        && let Some(d) = conn.who.hooks.as_ref().and_then(|s| s.as_device())
+    {
+        // A resumed session may already hold the subscription that makes it ready.
+        app.devices.on_connect(&d.account, &d.client_id);
     }
     app.metrics.connect(name, "accepted");
     spawn_kick_watch(&sink, kicker);
