@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, devices, dto, endpoints, error, jobs, management, requests, users};
+use super::{accounts, devices, dto, endpoints, error, jobs, management, moves, requests, users};
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
 struct BearerAuth;
@@ -90,6 +90,8 @@ impl Modify for RequestIdHeader {
         devices::list_devices,
         devices::get_device,
         devices::delete_device,
+        moves::start_move,
+        moves::get_move,
         management::device_request,
         management::get_configurations,
         management::put_configurations,

@@ -76,10 +76,12 @@ pub enum Table {
     JobTargets,
     /// job id, client id, execution id -> JobExecution
     JobExecutions,
+    /// source account, client id, move id -> Move
+    Moves,
 }
 
 impl Table {
-    const ALL: [Table; 22] = [
+    const ALL: [Table; 23] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -102,6 +104,7 @@ impl Table {
         Table::Jobs,
         Table::JobTargets,
         Table::JobExecutions,
+        Table::Moves,
     ];
 
     fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -128,6 +131,7 @@ impl Table {
             Table::Jobs => "jobs",
             Table::JobTargets => "job_targets",
             Table::JobExecutions => "job_executions",
+            Table::Moves => "moves",
         })
     }
 }

@@ -939,3 +939,43 @@ pub struct JobExecutionList {
     /// The executions.
     pub items: Vec<JobExecution>,
 }
+
+/// Another Fleetgate instance a device moves to (API.md "Moves").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetInstance {
+    /// Its provisioning endpoint as devices reach it (`mqtt://host:port`).
+    pub provisioning_url: String,
+    /// Its provisioning account.
+    pub provisioning_account: String,
+    /// The provision username of the request waiting there.
+    pub username: String,
+    /// Its provision password: write-only, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A move of a device to another account or instance (PROTOCOL.md 8.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Move {
+    /// Opaque id.
+    pub id: String,
+    /// `PENDING`, `SENT`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    /// The provision request created in the target account (a move within the instance).
+    pub provision_request_id: Option<String>,
+    /// The target account (a move within the instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_account: Option<String>,
+    /// The target instance (a move to another instance), without the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_instance: Option<TargetInstance>,
+    /// Creation time.
+    pub created_on: DateTime<Utc>,
+    /// Last change.
+    pub modified_on: DateTime<Utc>,
+    /// Every step (GET only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Vec<LogLine>>,
+}
