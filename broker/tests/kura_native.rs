@@ -333,3 +333,196 @@ async fn conf_replies_from_another_client_or_for_an_unknown_request_are_ignored(
     intruder.disconnect().await;
     device.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Moves (PROTOCOL.md 8.2).
+
+/// A Kura device enrolled Kura-natively into `account` of `s`, connected there.
+async fn enrolled(s: &TestServer, account: &str, cid: &str) -> KuraDevice {
+    request(s, account, cid, json!({}));
+    let device = kura_device(s, account, cid, None);
+    let operational = format!("mqtt://{}", s.operational_addr());
+    device
+        .wait("enrolled", |st| {
+            st.births
+                .iter()
+                .any(|(a, url)| a == account && *url == operational)
+        })
+        .await;
+    device
+}
+
+fn move_path(account: &str, cid: &str) -> String {
+    format!("/api/v1/accounts/{account}/devices/{cid}/move")
+}
+
+/// Waits for the device's move to end; returns it.
+async fn move_ended(s: &TestServer, account: &str, cid: &str) -> Value {
+    eventually(|| {
+        let (status, m) = get(s, &move_path(account, cid));
+        assert_eq!(status, 200, "{m}");
+        matches!(m["status"].as_str(), Some("COMPLETED" | "FAILED")).then_some(m)
+    })
+    .await
+}
+
+fn users(s: &TestServer, account: &str) -> Vec<Value> {
+    let (_, body) = get(s, &format!("/api/v1/accounts/{account}/users"));
+    body["items"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_account_reprovisions_the_device_there_and_retires_the_source() {
+    let s = TestServer::start();
+    let device = enrolled(&s, "acme", "kura-m").await;
+    let _ = post(&s, "/api/v1/accounts", &json!({ "name": "beta" }));
+    let mut body = request_body("kura-m", "fleet-beta", PASSWORD);
+    body["brokerUrl"] = json!(format!("mqtt://{}", s.operational_addr()));
+    body["targetAccount"] = json!("beta");
+    body["additionalConfiguration"] = json!(ADDITIONAL);
+    let (status, started) = post(&s, &move_path("acme", "kura-m"), &body);
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["status"], "PENDING");
+    let request_id = started["provisionRequestId"].as_str().unwrap().to_string();
+
+    // The device goes through the provisioning endpoint into beta, by itself.
+    let operational = format!("mqtt://{}", s.operational_addr());
+    device
+        .wait("a BIRTH in beta", |st| {
+            st.births
+                .iter()
+                .any(|(a, url)| a == "beta" && *url == operational)
+        })
+        .await;
+    let m = move_ended(&s, "acme", "kura-m").await;
+    assert_eq!(m["status"], "COMPLETED", "{m}");
+    assert_eq!(m["targetAccount"], "beta");
+    let log: Vec<&str> = m["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("the device acknowledged the CONF-V1 PUT")),
+        "{log:?}"
+    );
+    assert!(!m.to_string().contains(PASSWORD), "no secret in a move");
+
+    // Target enrolled with protocol kura; source user deleted, source entry MOVED.
+    let (e, _) = ended(&s, "beta", &request_id).await;
+    assert_eq!(e["outcome"], "COMPLETED");
+    assert_eq!(e["provisioningProtocol"], "kura");
+    assert!(
+        users(&s, "acme")
+            .iter()
+            .all(|u| u["username"] != "kura-m@acme")
+    );
+    assert!(
+        users(&s, "beta")
+            .iter()
+            .any(|u| u["username"] == "kura-m@beta")
+    );
+    let (_, source) = get(&s, "/api/v1/accounts/acme/devices/kura-m");
+    assert_eq!(source["status"], "MOVED", "{source}");
+    assert_eq!(source["movedTo"], "beta");
+    let t = device.transport();
+    assert_eq!(
+        (t.account.as_str(), t.username.as_str()),
+        ("beta", "kura-m@beta")
+    );
+    device.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_where_the_client_id_has_an_open_request_is_409_and_a_silent_device_stays() {
+    // `device_management` has an underscore in its name, which the FLEETGATE_* environment
+    // cannot reach: the timeout comes from a configuration file.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "[device_management]\ntimeout = 2.0\n").unwrap();
+    let s = TestServer::start_with(&[("FLEETGATE_CONFIG", file.path().to_str().unwrap())]);
+    let device = enrolled(&s, "acme", "kura-s").await;
+    let _ = post(&s, "/api/v1/accounts", &json!({ "name": "beta" }));
+    let mut body = request_body("kura-s", "fleet-beta", PASSWORD);
+    body["targetAccount"] = json!("beta");
+
+    // Another open request for the client ID in the instance: 409, and nothing recorded.
+    let other = request(&s, "gamma", "kura-s", json!({}));
+    let (status, problem) = post(&s, &move_path("acme", "kura-s"), &body);
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(get(&s, &move_path("acme", "kura-s")).0, 404);
+    let path = format!("{}/{}", requests("gamma"), other["id"].as_str().unwrap());
+    assert_eq!(call(&s, "DELETE", &path, None).0, 204);
+
+    // A device that never answers (not Kura-capable): FAILED after the timeout; it stays.
+    device.state.lock().unwrap().mute = true;
+    let (status, started) = post(&s, &move_path("acme", "kura-s"), &body);
+    assert_eq!(status, 202, "{started}");
+    let m = move_ended(&s, "acme", "kura-s").await;
+    assert_eq!(m["status"], "FAILED", "{m}");
+    let last = m["log"].as_array().unwrap().last().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(last.contains("did not answer the CONF-V1 PUT"), "{last}");
+    let (_, source) = get(&s, "/api/v1/accounts/acme/devices/kura-s");
+    assert_eq!(source["status"], "ENABLED");
+    assert_eq!(source["connection"], "CONNECTED");
+    assert!(
+        users(&s, "acme")
+            .iter()
+            .any(|u| u["username"] == "kura-s@acme")
+    );
+    // The request made for the failed move is gone: the client ID may be moved again.
+    let (_, beta) = get(&s, &requests("beta"));
+    assert!(beta["items"].as_array().unwrap().is_empty(), "{beta}");
+    assert_eq!(device.transport().account, "acme");
+    device.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_to_another_instance_disables_the_source_once_the_device_left() {
+    let s = TestServer::start();
+    let other = TestServer::start();
+    let device = enrolled(&s, "acme", "kura-x").await;
+    // The request waits on the other instance.
+    let r = request(&other, "remote", "kura-x", json!({}));
+    let (status, started) = post(
+        &s,
+        &move_path("acme", "kura-x"),
+        &json!({"targetInstance": {
+            "provisioningUrl": format!("mqtt://{}", other.provisioning_addr()),
+            "provisioningAccount": PA,
+            "username": "fleet-remote",
+            "password": PASSWORD,
+        }}),
+    );
+    assert_eq!(status, 202, "{started}");
+    let there = format!("mqtt://{}", other.operational_addr());
+    device
+        .wait("a BIRTH on the other instance", |st| {
+            st.births
+                .iter()
+                .any(|(a, url)| a == "remote" && *url == there)
+        })
+        .await;
+    let (e, _) = ended(&other, "remote", r["id"].as_str().unwrap()).await;
+    assert_eq!(e["outcome"], "COMPLETED");
+    let m = move_ended(&s, "acme", "kura-x").await;
+    assert_eq!(m["status"], "COMPLETED", "{m}");
+    assert_eq!(m["targetInstance"]["username"], "fleet-remote");
+    assert!(m["targetInstance"].get("password").is_none());
+    let (_, source) = get(&s, "/api/v1/accounts/acme/devices/kura-x");
+    assert_eq!(source["status"], "MOVED");
+    assert_eq!(
+        source["movedTo"],
+        format!("mqtt://{}", other.provisioning_addr())
+    );
+    let user = users(&s, "acme")
+        .into_iter()
+        .find(|u| u["username"] == "kura-x@acme")
+        .expect("disabled, not deleted");
+    assert_eq!(user["enabled"], false);
+    device.stop().await;
+}
