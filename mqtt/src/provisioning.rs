@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use fleetgate_acl as acl;
-use fleetgate_devmgmt::{Method, Request, RequestError, Requester, Transport};
+use fleetgate_devmgmt::{Request, RequestError, Requester, Transport};
 use fleetgate_exchange::{Counted, Exchange, Observer, ReplyFate, ReplySink, Settings, Timer};
 use fleetgate_hooks::{
     Action, ConnectFacts, EndpointKind, Protocol, ProvisioningSession, Refusal, Session,
@@ -378,14 +378,7 @@ impl ReplySink for Tracked<'_> {
 
     async fn put_configuration(&self, configuration: String, timeout: Duration) -> ReplyFate {
         let conn = self.conn;
-        let request = Request {
-            app: "CONF-V1".into(),
-            method: Method::Put,
-            resources: vec!["configurations".into()],
-            metrics: Vec::new(),
-            body: Some(configuration.into_bytes()),
-            timeout,
-        };
+        let request = Request::configuration_put(None, configuration, timeout);
         let account = &conn.app.config.provisioning.account;
         match conn
             .endpoint
