@@ -352,6 +352,23 @@ async fn enrolled(s: &TestServer, account: &str, cid: &str) -> KuraDevice {
     device
 }
 
+/// Runs the `fleetgate` CLI against `s` with the admin token; its JSON output.
+fn cli(s: &TestServer, args: &[&str]) -> Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetgate"))
+        .env_remove("FLEETGATE_PROVISION_PASSWORD")
+        .args(args)
+        .args(["--api", &s.admin_url(), "--token", s.admin_token()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
 fn move_path(account: &str, cid: &str) -> String {
     format!("/api/v1/accounts/{account}/devices/{cid}/move")
 }
@@ -376,12 +393,31 @@ async fn a_move_to_another_account_reprovisions_the_device_there_and_retires_the
     let s = TestServer::start();
     let device = enrolled(&s, "acme", "kura-m").await;
     let _ = post(&s, "/api/v1/accounts", &json!({ "name": "beta" }));
-    let mut body = request_body("kura-m", "fleet-beta", PASSWORD);
-    body["brokerUrl"] = json!(format!("mqtt://{}", s.operational_addr()));
-    body["targetAccount"] = json!("beta");
-    body["additionalConfiguration"] = json!(ADDITIONAL);
-    let (status, started) = post(&s, &move_path("acme", "kura-m"), &body);
-    assert_eq!(status, 202, "{started}");
+    // Started with the CLI, as an operator would.
+    let additional = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(additional.path(), ADDITIONAL).unwrap();
+    let operational_url = format!("mqtt://{}", s.operational_addr());
+    let started = cli(
+        &s,
+        &[
+            "device",
+            "move",
+            "kura-m",
+            "--account",
+            "acme",
+            "--to-account",
+            "beta",
+            "--username",
+            "fleet-beta",
+            "--password",
+            PASSWORD,
+            "--broker-url",
+            &operational_url,
+            "--additional-configuration",
+            additional.path().to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(started["status"], "PENDING");
     let request_id = started["provisionRequestId"].as_str().unwrap().to_string();
 
@@ -409,6 +445,19 @@ async fn a_move_to_another_account_reprovisions_the_device_there_and_retires_the
         "{log:?}"
     );
     assert!(!m.to_string().contains(PASSWORD), "no secret in a move");
+    let shown = cli(
+        &s,
+        &[
+            "device",
+            "move",
+            "kura-m",
+            "--account",
+            "acme",
+            "--status",
+            "--json",
+        ],
+    );
+    assert_eq!(shown["status"], "COMPLETED");
 
     // Target enrolled with protocol kura; source user deleted, source entry MOVED.
     let (e, _) = ended(&s, "beta", &request_id).await;
