@@ -119,7 +119,7 @@ pub async fn start_move(
             (target, send)
         }
         (None, Some(instance)) => {
-            let t: wire::TargetInstance = serde_json::from_value(instance.clone())
+            let t: TargetInstanceInput = serde_json::from_value(instance.clone())
                 .map_err(|e| ApiError::invalid("targetInstance", e.to_string()))?;
             if fleetgate_storage::validate::check_broker_url(&t.provisioning_url).is_err() {
                 return Err(ApiError::invalid(
@@ -249,7 +249,6 @@ fn view(m: &Move, with_log: bool) -> wire::Move {
                 provisioning_url: provisioning_url.clone(),
                 provisioning_account: provisioning_account.clone(),
                 username: username.clone(),
-                password: None,
             }),
         ),
     };
@@ -272,6 +271,16 @@ fn view(m: &Move, with_log: bool) -> wire::Move {
                 .collect()
         }),
     }
+}
+
+/// `targetInstance` as the API takes it: [`wire::TargetInstance`] and the write-only password.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TargetInstanceInput {
+    provisioning_url: String,
+    provisioning_account: String,
+    username: String,
+    password: Option<String>,
 }
 
 /// What the PUT points the device's MqttDataTransport at. `Debug` is not derived: it holds a

@@ -248,7 +248,8 @@ fn public_url(
 }
 
 /// PROTOCOL.md 5: requests left `RUNNING` become `FAILED` with a log line, before the listeners
-/// open.
+/// open; so do moves left unfinished (PROTOCOL.md 8.2), whose provision password died with the
+/// previous process.
 fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
     let running = store.read()?.running_requests()?;
     for r in &running {
@@ -264,6 +265,15 @@ fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
         tracing::warn!(
             count = running.len(),
             "requests left RUNNING by the previous process marked FAILED"
+        );
+    }
+    let moves = store.write(fleetgate_storage::moves::fail_interrupted_moves(
+        clock.now(),
+    ))?;
+    if moves > 0 {
+        tracing::warn!(
+            count = moves,
+            "moves left unfinished by the previous process marked FAILED"
         );
     }
     Ok(())

@@ -575,3 +575,28 @@ async fn a_move_to_another_instance_disables_the_source_once_the_device_left() {
     assert_eq!(user["enabled"], false);
     device.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_a_restart_interrupts_fails_and_its_request_goes() {
+    let mut s = TestServer::start();
+    let device = enrolled(&s, "acme", "kura-r").await;
+    device.stop().await;
+    let _ = post(&s, "/api/v1/accounts", &json!({ "name": "beta" }));
+    let mut body = request_body("kura-r", "fleet-beta", PASSWORD);
+    body["targetAccount"] = json!("beta");
+    // The device is away: the move waits, PENDING.
+    let (status, started) = post(&s, &move_path("acme", "kura-r"), &body);
+    assert_eq!(status, 202, "{started}");
+    s.restart();
+    let (_, m) = get(&s, &move_path("acme", "kura-r"));
+    assert_eq!(m["status"], "FAILED", "{m}");
+    let last = m["log"].as_array().unwrap().last().unwrap()["message"].clone();
+    assert_eq!(
+        last,
+        "Fleetgate restarted while the move was PENDING: it is not resumed, and the device stays where it is"
+    );
+    let (_, beta) = get(&s, &requests("beta"));
+    assert!(beta["items"].as_array().unwrap().is_empty(), "{beta}");
+    let (_, source) = get(&s, "/api/v1/accounts/acme/devices/kura-r");
+    assert_eq!(source["status"], "ENABLED");
+}

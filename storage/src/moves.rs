@@ -281,3 +281,49 @@ impl Reader {
         Ok(last)
     }
 }
+
+/// After a restart: every move that had not ended is FAILED, as the process that held its
+/// provision password is gone; a PENDING move's provision request in the target account is
+/// deleted with it (a SENT device may be enrolling there, so that one stays). Returns how many
+/// moves were failed.
+pub fn fail_interrupted_moves(now: Timestamp) -> Op<usize> {
+    Box::new(move |tx| {
+        let mut failed = 0;
+        for k in tx.keys_with_prefix(Table::Moves, b"")? {
+            let Some(mut m) = tx.get::<Move>(Table::Moves, &k)? else {
+                continue;
+            };
+            if m.status.is_final() {
+                continue;
+            }
+            if let (
+                MoveStatus::Pending,
+                MoveTarget::Account {
+                    account,
+                    provision_request_id,
+                },
+            ) = (m.status, &m.target)
+                && tx
+                    .get_raw(Table::Requests, provision_request_id.as_bytes())?
+                    .is_some()
+            {
+                crate::ops::delete_request(account.clone(), provision_request_id.clone(), true)(
+                    tx,
+                )?;
+            }
+            m.log.push(LogLine {
+                at: now,
+                level: LogLevel::Error,
+                message: format!(
+                    "Fleetgate restarted while the move was {}: it is not resumed, and the device stays where it is",
+                    m.status.as_str()
+                ),
+            });
+            m.status = MoveStatus::Failed;
+            m.modified_on = now;
+            tx.put(Table::Moves, k, &m);
+            failed += 1;
+        }
+        Ok(failed)
+    })
+}

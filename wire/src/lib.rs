@@ -948,11 +948,8 @@ pub struct TargetInstance {
     pub provisioning_url: String,
     /// Its provisioning account.
     pub provisioning_account: String,
-    /// The provision username of the request waiting there.
+    /// The provision username of the request waiting there (its password is write-only).
     pub username: String,
-    /// Its provision password: write-only, never shown.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
 }
 
 /// A move of a device to another account or instance (PROTOCOL.md 8.2).
