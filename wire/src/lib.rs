@@ -662,10 +662,18 @@ mod tests {
         assert_eq!(serde_json::to_value(&r).unwrap(), v);
 
         let e = json!({"id": "e1", "startedOn": "2026-12-01T17:26:15Z", "endedOn": null,
-            "outcome": "RUNNING", "protocol": "3.1.1", "peer": "127.0.0.1:5",
-            "operationalConnectedOn": null});
+            "outcome": "RUNNING", "protocol": "3.1.1", "provisioningProtocol": "kura",
+            "peer": "127.0.0.1:5", "operationalConnectedOn": null});
         let x: Execution = serde_json::from_value(e.clone()).unwrap();
         assert_eq!(serde_json::to_value(&x).unwrap(), e);
+        // An older server sends no provisioningProtocol: its executions were all PROV-V1.
+        let mut older = e.clone();
+        older
+            .as_object_mut()
+            .unwrap()
+            .remove("provisioningProtocol");
+        let x: Execution = serde_json::from_value(older).unwrap();
+        assert_eq!(x.provisioning_protocol, "PROV-V1");
         let d = json!({"clientId": "dev-1", "status": "ENABLED", "connection": "NEVER_CONNECTED",
             "coupling": "INHERITED", "effectiveCoupling": "LOOSE", "reservedUser": "dev-1@acme",
             "provisionedOn": "2026-12-01T17:26:15Z", "provisionRequestId": "r1",
