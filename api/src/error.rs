@@ -42,6 +42,9 @@ pub enum ApiError {
     GatewayTimeout(String),
     /// Something broke inside; the detail is logged, not shown (500).
     Internal(String),
+    /// The caller's address is banned after repeated failed authentications (429); carries
+    /// the seconds until the ban ends (`Retry-After`).
+    TooManyRequests(u64),
 }
 
 impl ApiError {
@@ -80,6 +83,10 @@ impl fmt::Display for ApiError {
                 f.write_str(m)
             }
             ApiError::Internal(_) => f.write_str("internal error"),
+            ApiError::TooManyRequests(secs) => write!(
+                f,
+                "too many failed authentications from this address; retry in {secs} s"
+            ),
         }
     }
 }
@@ -111,7 +118,8 @@ impl From<StoreError> for ApiError {
             e @ (StoreError::Db(_)
             | StoreError::Writer(_)
             | StoreError::BatchAborted
-            | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
+            | StoreError::Corrupt(_)
+            | StoreError::Backup(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -154,6 +162,7 @@ impl WebResponseError for ApiError {
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -170,6 +179,9 @@ impl WebResponseError for ApiError {
             }
             ApiError::MethodNotAllowed(allow) => {
                 b.header(header::ALLOW, allow.as_str());
+            }
+            ApiError::TooManyRequests(secs) => {
+                b.header(header::RETRY_AFTER, secs.to_string());
             }
             _ => {}
         }

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::ApiError;
+use super::guard::Actor;
 use fleetgate_app::App;
 
 /// Who is calling.
@@ -51,15 +52,20 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
 
 /// Authenticates `req`: the admin token (constant-time comparison) or an account token
 /// (`fgt_ID_SECRET`, verified against its keyed hash). Anything else is 401.
+/// The caller is also recorded on the request as the audit log's [`Actor`] (`admin` or
+/// `token:ID`; never the token itself).
 pub fn authenticate(req: &HttpRequest, app: &App) -> Result<Caller, ApiError> {
     let token = bearer(req).ok_or(ApiError::Unauthorized)?;
     if !app.admin_token.is_empty() && constant_time_eq(token.as_bytes(), app.admin_token.as_bytes())
     {
+        req.extensions_mut().insert(Actor("admin".into()));
         return Ok(Caller::Admin);
     }
     let (id, secret) = parse_token(token).ok_or(ApiError::Unauthorized)?;
     let stored = app.store.read()?.token(id)?.ok_or(ApiError::Unauthorized)?;
     if fast_verify(secret, &stored.secret_hash) {
+        req.extensions_mut()
+            .insert(Actor(format!("token:{}", stored.id)));
         Ok(Caller::Account(stored.account))
     } else {
         Err(ApiError::Unauthorized)

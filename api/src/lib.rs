@@ -18,11 +18,14 @@
 //! rules from storage's `validate()`, and the JSON shapes are `fleetgate-wire`'s.
 
 pub mod accounts;
+pub mod audit;
+pub mod backup;
 pub mod devices;
 pub mod dto;
 pub mod endpoints;
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod input;
 pub mod jobs;
 pub mod management;
@@ -101,6 +104,8 @@ routes! {
     get "/api/v1/endpoints" => endpoints::list_endpoints;
     post "/api/v1/endpoints" => endpoints::create_endpoint;
     delete "/api/v1/endpoints/{name}" => endpoints::delete_endpoint;
+    get "/api/v1/audit" => audit::list_audit;
+    get "/api/v1/backup" => backup::backup;
 }
 
 /// One path's methods and routes, while grouping the route table.
@@ -112,8 +117,10 @@ type Resource = (
 
 /// Registers every route of [`ROUTES`] (one resource per path, answering 405 problem+json with
 /// `Allow` for other methods) and a catch-all 404 problem+json, each wrapped in
-/// [`request_id::RequestId`] (per resource, so the log names the route template). The caller provides the
-/// `Arc<App>` state: `App::new().state(app).configure(api::configure)`.
+/// [`request_id::RequestId`] (per resource, so the log names the route template); inside it,
+/// every route is wrapped in [`guard::Guard`] (bans and the audit log). The caller provides the
+/// `Arc<App>` and `Arc<guard::Bans>` states:
+/// `App::new().state(app).state(bans).configure(api::configure)`.
 pub fn configure(cfg: &mut web::ServiceConfig<DefaultError>) {
     // (path, methods, routes) in first-declaration order.
     let mut resources: Vec<Resource> = Vec::new();
@@ -142,6 +149,7 @@ pub fn configure(cfg: &mut web::ServiceConfig<DefaultError>) {
                     let allow = allow.clone();
                     async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) }
                 }))
+                .middleware(guard::Guard::new(path))
                 .middleware(RequestId::new(path)),
         );
     }

@@ -5,7 +5,10 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, devices, dto, endpoints, error, jobs, management, moves, requests, users};
+use super::{
+    accounts, audit, backup, devices, dto, endpoints, error, jobs, management, moves, requests,
+    users,
+};
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
 struct BearerAuth;
@@ -47,6 +50,52 @@ impl Modify for RequestIdHeader {
                     if let RefOr::T(r) = response {
                         r.headers.insert("X-Request-Id".into(), header.clone());
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Declares the 429 every operation with a token may answer: the guard refuses an address
+/// banned after repeated failed authentications before any token check.
+struct BannedAnswer;
+
+impl Modify for BannedAnswer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, ResponseBuilder, Type};
+        let response = ResponseBuilder::new()
+            .description(
+                "This address made too many failed authentications (admin.max_failures per \
+                 auth.failure_window); retry after Retry-After seconds",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                    .description(Some("Seconds until the ban ends"))
+                    .build(),
+            )
+            .content(
+                error::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    op.responses
+                        .responses
+                        .insert("429".into(), response.clone().into());
                 }
             }
         }
@@ -107,9 +156,11 @@ impl Modify for RequestIdHeader {
         endpoints::list_endpoints,
         endpoints::create_endpoint,
         endpoints::delete_endpoint,
+        audit::list_audit,
+        backup::backup,
     ),
-    components(schemas(error::Problem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput, dto::EndpointInput, dto::DeviceRequestInput, dto::CommandInput)),
-    modifiers(&BearerAuth, &RequestIdHeader),
+    components(schemas(error::Problem, audit::AuditPage, audit::AuditItem, fleetgate_wire::FieldError, dto::AccountInput, dto::RequestInput, dto::BulkInput, dto::UserInput, dto::UserPatchInput, dto::DeviceInput, dto::EndpointInput, dto::DeviceRequestInput, dto::CommandInput)),
+    modifiers(&BearerAuth, &BannedAnswer, &RequestIdHeader),
     tags(
         (name = "accounts", description = "Target accounts and their API tokens (admin token)"),
         (name = "provision requests", description = "Enrollment orders of devices and their executions"),
@@ -119,6 +170,7 @@ impl Modify for RequestIdHeader {
         (name = "endpoints", description = "Known broker endpoints: where devices are provisioned to"),
         (name = "devices", description = "The Device Registry: entries, connection state and BIRTH facts (PROTOCOL.md 6.3)"),
         (name = "operations", description = "Health, metrics and this document (no auth)"),
+        (name = "administration", description = "The audit log of the API's changes and device operations, and whole-store backups"),
     )
 )]
 pub struct ApiDoc;

@@ -109,6 +109,16 @@ impl FailureLimiter {
         self.check_keys(self.keys(None, address).map(|(k, _)| k), now)
     }
 
+    /// When the ban of `address` ends, if it is banned at `now` (the admin API tells a banned
+    /// caller when to come back: `Retry-After`).
+    pub fn address_ban_ends(&self, address: IpAddr, now: Timestamp) -> Option<Timestamp> {
+        self.entries
+            .lock()
+            .get(&BanKey::Address(address))
+            .and_then(|e| e.banned_until)
+            .filter(|until| now < *until)
+    }
+
     /// Counts a credential failure; returns the keys that became banned by it.
     pub fn record_failure(&self, client_id: &str, address: IpAddr, now: Timestamp) -> Vec<BanKey> {
         self.record(self.keys(Some(client_id), address), now)
@@ -267,5 +277,8 @@ mod tests {
         assert_eq!(bans, vec![BanKey::Address(ip(7))]);
         assert_eq!(l.check_address(ip(7), t(1)).0, Some(BanKey::Address(ip(7))));
         assert_eq!(l.check_address(ip(6), t(1)).0, None);
+        assert_eq!(l.address_ban_ends(ip(7), t(1)), Some(t(300)));
+        assert_eq!(l.address_ban_ends(ip(7), t(300)), None);
+        assert_eq!(l.address_ban_ends(ip(6), t(1)), None);
     }
 }

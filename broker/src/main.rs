@@ -1,4 +1,5 @@
 //! `fleetgate`: `serve` runs the broker; `config` prints the effective configuration;
+//! `restore` puts a backup back into an empty data dir (offline);
 //! `completions` and `man` print shell completions and the man page generated from this very
 //! clap definition (so they cannot drift from the flags); the other commands are clients of the
 //! admin API.
@@ -31,6 +32,17 @@ enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// Restore a backup (`fleetgate backup`) into an empty data dir, offline: the file is
+    /// checked (redb integrity, Fleetgate's tables, the backup marker) before anything is
+    /// written; the dir is created 0700 and the store 0600.
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        /// The data dir to create (or an empty one).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     #[command(flatten)]
     Client(fleetgate_cli::ClientCommand),
 }
@@ -150,6 +162,15 @@ fn main() -> ExitCode {
         Command::Config(args) => args.load().map(|c| print!("{}", c.redacted())),
         Command::Completions { shell } => print_completions(shell),
         Command::Man => print_man(),
+        Command::Restore { from, data_dir } => fleetgate_storage::backup::restore(&from, &data_dir)
+            .map(|r| {
+                println!(
+                    "restored the backup taken at {} into {}",
+                    r.taken,
+                    r.file.display()
+                );
+            })
+            .map_err(Into::into),
         Command::Client(c) => fleetgate_cli::run(c),
     };
     match result {

@@ -25,6 +25,8 @@ pub struct Listeners {
     provisioning: TcpListener,
     operational: TcpListener,
     admin: TcpListener,
+    /// The admin listener's TLS config when `admin.tls` is set (HTTPS only, same socket).
+    admin_tls: Option<Arc<rustls::ServerConfig>>,
     sandbox: Option<TcpListener>,
     hooks: Option<TcpListener>,
     provisioning_tls: Option<(TcpListener, Arc<rustls::ServerConfig>)>,
@@ -38,8 +40,10 @@ pub struct Addrs {
     pub provisioning: SocketAddr,
     /// Operational MQTT over TCP.
     pub operational: SocketAddr,
-    /// Admin HTTP.
+    /// Admin HTTP, or HTTPS when `admin.tls` is set ([`Addrs::admin_https`]).
     pub admin: SocketAddr,
+    /// Whether the admin listener speaks HTTPS.
+    pub admin_https: bool,
     /// Provisioning MQTT over TLS, when configured.
     pub provisioning_tls: Option<SocketAddr>,
     /// Operational MQTT over TLS, when configured.
@@ -85,6 +89,18 @@ pub fn bind(app: &App) -> anyhow::Result<(Listeners, Addrs)> {
         provisioning: b(config.provisioning.listen, "provisioning")?,
         operational: b(config.operational.listen, "operational")?,
         admin: b(config.admin.listen, "admin")?,
+        admin_tls: if config.admin.tls.enabled() {
+            Some(
+                load_tls(&config.admin.tls.cert, &config.admin.tls.key).with_context(|| {
+                    format!(
+                        "cannot load the admin TLS certificate {} / key",
+                        config.admin.tls.cert
+                    )
+                })?,
+            )
+        } else {
+            None
+        },
         sandbox: config
             .operational
             .sandbox
@@ -100,6 +116,7 @@ pub fn bind(app: &App) -> anyhow::Result<(Listeners, Addrs)> {
         provisioning: addr(&l.provisioning)?,
         operational: addr(&l.operational)?,
         admin: addr(&l.admin)?,
+        admin_https: l.admin_tls.is_some(),
         provisioning_tls: l
             .provisioning_tls
             .as_ref()
@@ -204,7 +221,16 @@ pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex
     };
     let workers = fleetgate_config::threads_or_cores(c.server.workers);
     let maxconn = c.provisioning.max_connections + 2 * c.operational.max_connections + 1024;
-    let (a1, a2, a3) = (app.clone(), app.clone(), app.clone());
+    let (a1, a2) = (app.clone(), app.clone());
+    // One ban list for every worker: a peer's failures count wherever they land.
+    let (a3, bans) = (app.clone(), fleetgate_api::guard::Bans::new(&app.config));
+    let admin_app = move || {
+        ntex::web::App::new()
+            .state(a3.clone())
+            .state(bans.clone())
+            .configure(fleetgate_console::configure)
+            .configure(fleetgate_api::configure)
+    };
     // One value per endpoint, shared by its TCP and TLS listeners (one operational broker).
     let provisioning = Arc::new(Provisioning::new(app));
     let operational = brokers.operational.clone();
@@ -222,16 +248,17 @@ pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex
         .listen("operational", l.operational, async move |_| {
             fleetgate_mqtt::broker::conn::factory(a2.clone(), o1.clone())
         })?
-        .config("operational", oper_cfg())
-        .listen("admin", l.admin, async move |_| {
-            let app = a3.clone();
-            ntex::http::HttpService::new(
-                ntex::web::App::new()
-                    .state(app)
-                    .configure(fleetgate_console::configure)
-                    .configure(fleetgate_api::configure),
-            )
-        })?;
+        .config("operational", oper_cfg());
+    // HTTPS replaces HTTP on the same socket; a client speaking plain HTTP to it fails the
+    // TLS handshake and is closed (ntex bounds the handshake's time).
+    b = match l.admin_tls {
+        Some(tls) => b.listen("admin", l.admin, async move |_| {
+            ntex::http::HttpService::new(admin_app()).rustls((*tls).clone())
+        })?,
+        None => b.listen("admin", l.admin, async move |_| {
+            ntex::http::HttpService::new(admin_app())
+        })?,
+    };
     if let Some((listener, tls)) = l.provisioning_tls {
         let (a, p) = (app.clone(), provisioning.clone());
         b = b
@@ -290,7 +317,8 @@ fn log_listeners(addrs: &Addrs) {
     if let Some(a) = addrs.hooks {
         tracing::info!(addr = %a, "hook listener (HTTP) accepting connections");
     }
-    tracing::info!(addr = %addrs.admin, "admin API (HTTP) accepting connections");
+    let scheme = if addrs.admin_https { "HTTPS" } else { "HTTP" };
+    tracing::info!(addr = %addrs.admin, "admin API ({scheme}) accepting connections");
 }
 
 /// The shutdown sequence of [`serve`] and [`Running::stop`]: stop accepting, let the detached

@@ -608,3 +608,86 @@ fn known_endpoints() {
     let err = run(&s, &["endpoint", "delete", "eu-cluster"]).failed();
     assert!(err.contains("not found") || err.contains("404"), "{err}");
 }
+
+#[test]
+fn jobs_create_list_show_targets_executions_delete() {
+    let s = TestServer::start();
+    run(&s, &["account", "create", "acme"]).ok();
+    for cid in ["dev-1", "dev-2"] {
+        run(&s, &["device", "create", cid, "--account", "acme"]).ok();
+    }
+    let file = s.dir.path().join("job.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "nightly uname", "targets": ["dev-1"],
+            "steps": [{"type": "command", "command": "uname", "arguments": ["-a"]}],
+            "schedule": {"trigger": "CRON", "cron": "0 3 * * *"}, "maxAttempts": 2}"#,
+    )
+    .unwrap();
+    let created = run(
+        &s,
+        &["job", "create", file.to_str().unwrap(), "--account", "acme"],
+    )
+    .ok();
+    assert!(
+        created.contains("nightly uname") && created.contains("CRON"),
+        "{created}"
+    );
+    let list = run(&s, &["job", "list", "--account", "acme", "--json"]).json();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["items"][0]["maxAttempts"], 2);
+    let shown = run(&s, &["job", "show", &id, "--account", "acme"]).ok();
+    assert!(shown.contains("PENDING=1 RUNNING=0"), "{shown}");
+    let changed = run(
+        &s,
+        &[
+            "job",
+            "targets",
+            &id,
+            "--add",
+            "dev-2",
+            "--account",
+            "acme",
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(changed["targets"], serde_json::json!(["dev-1", "dev-2"]));
+    // A timed job has no execution before its first firing.
+    let execs = run(
+        &s,
+        &["job", "executions", &id, "--account", "acme", "--json"],
+    )
+    .json();
+    assert_eq!(execs["items"], serde_json::json!([]));
+    let err = run(
+        &s,
+        &[
+            "job",
+            "executions",
+            &id,
+            "--status",
+            "DONE",
+            "--account",
+            "acme",
+        ],
+    )
+    .failed();
+    assert!(err.contains("--status DONE"), "{err}");
+    // Bad input: the server's field error, and nothing created.
+    std::fs::write(
+        &file,
+        r#"{"name": "x", "targets": ["ghost"], "steps": [{"type": "command", "command": "u"}],
+            "schedule": {"trigger": "NOW"}}"#,
+    )
+    .unwrap();
+    let err = run(
+        &s,
+        &["job", "create", file.to_str().unwrap(), "--account", "acme"],
+    )
+    .failed();
+    assert!(err.contains("targets") && err.contains("ghost"), "{err}");
+    run(&s, &["job", "delete", &id, "--account", "acme"]).ok();
+    let list = run(&s, &["job", "list", "--account", "acme", "--json"]).json();
+    assert_eq!(list["items"], serde_json::json!([]));
+}

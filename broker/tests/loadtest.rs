@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ADMIN_TOKEN, TestServer, create_account};
+use common::{ADMIN_TOKEN, TestServer, create_account, get, post};
 use fleetgate_loadtest::config::new_run_id;
 use fleetgate_loadtest::{
     BrokerAddr, Credentials, Encoding, EnrollConfig, Load, Protocol, Report, RunOptions, run_enroll,
@@ -27,6 +27,7 @@ fn config(s: &TestServer, operational: bool) -> EnrollConfig {
         credentials: Credentials::Shared,
         activation_key: false,
         operational,
+        kura_replies: 0,
         seed: 7,
         run_id: new_run_id(),
         bulk_size: 10_000,
@@ -125,4 +126,46 @@ async fn enroll_with_operational_reconnect_completes_every_device() {
     create_account(&s, "acme");
     let report = run_enroll(&config(&s, true)).await.unwrap();
     check(&report, true);
+}
+
+/// The benchmark's flow (benches/jobs.sh) at small scale: registry entries and a DEVICE_CONNECT
+/// job first, then the fleet enrolls, reconnects as Kura devices and answers the job's step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolled_kura_devices_complete_a_device_connect_job() {
+    let s = TestServer::start();
+    create_account(&s, "acme");
+    let mut config = config(&s, true);
+    config.kura_replies = 1;
+    let targets: Vec<String> = (0..DEVICES)
+        .map(|i| format!("lt-{}-{}-{i}", config.seed, config.run_id))
+        .collect();
+    for cid in &targets {
+        let (status, d) = post(
+            &s,
+            "/api/v1/accounts/acme/devices",
+            &serde_json::json!({"clientId": cid}),
+        );
+        assert_eq!(status, 201, "{d}");
+    }
+    let (status, job) = post(
+        &s,
+        "/api/v1/accounts/acme/jobs",
+        &serde_json::json!({
+            "name": "on connect",
+            "targets": targets,
+            "steps": [{"type": "command", "command": "uname"}],
+            "schedule": {"trigger": "DEVICE_CONNECT"},
+        }),
+    );
+    assert_eq!(status, 201, "{job}");
+    let report = run_enroll(&config).await.unwrap();
+    check(&report, true);
+    // The last replies are recorded by a group commit just after the devices left.
+    let path = format!("/api/v1/accounts/acme/jobs/{}", job["id"].as_str().unwrap());
+    let job = common::eventually(|| {
+        let (_, job) = get(&s, &path);
+        (job["targetCounts"]["COMPLETED"] == DEVICES).then_some(job)
+    })
+    .await;
+    assert_eq!(job["targetCounts"]["FAILED"], 0, "{job}");
 }

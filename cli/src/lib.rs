@@ -1,5 +1,5 @@
 //! `fleetgate-cli`: the `fleetgate` admin commands (`request`, `executions`, `account`, `token`,
-//! `user`, `device`), which the `fleetgate` binary mounts next to `serve`.
+//! `user`, `device`, `backup`), which the `fleetgate` binary mounts next to `serve`.
 //!
 //! It owns the command line of those commands, the bulk-file readers (CSV, JSON lines) and the
 //! human output (tables, `field  value` records; the API's JSON with `--json`). Every call goes
@@ -14,8 +14,9 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use fleetgate_client::Client;
 use fleetgate_client::types::{
-    Coupling, DeviceCommand as CommandBody, DeviceQuery, Endpoint, Items, NewAccount, NewDevice,
-    NewUser, Problem, ProvisionRequestInput, RequestQuery, Secret, UserPatch,
+    Coupling, DeviceCommand as CommandBody, DeviceQuery, Endpoint, Items, Job, JobStatus,
+    NewAccount, NewDevice, NewUser, Problem, ProvisionRequestInput, RequestQuery, Secret,
+    UserPatch,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -43,6 +44,10 @@ pub struct ClientArgs {
     /// Target account of the command.
     #[arg(long, global = true, env = "FLEETGATE_ACCOUNT", value_name = "NAME")]
     pub account: Option<String>,
+    /// PEM certificates to trust for an `https://` API instead of the system's WebPKI roots
+    /// (the admin listener's self-signed certificate, or the CA that signed it).
+    #[arg(long, global = true, env = "FLEETGATE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
 }
 
 /// Commands that are clients of the admin API.
@@ -102,6 +107,15 @@ pub enum ClientCommand {
         /// What to do.
         command: EndpointCommand,
     },
+    /// Batch jobs of an account (API.md "Jobs").
+    Job {
+        #[command(flatten)]
+        /// Connection options.
+        client: ClientArgs,
+        #[command(subcommand)]
+        /// What to do.
+        command: JobCommand,
+    },
     /// Devices of an account.
     Device {
         #[command(flatten)]
@@ -110,6 +124,16 @@ pub enum ClientCommand {
         #[command(subcommand)]
         /// What to do.
         command: DeviceCommand,
+    },
+    /// Save a consistent backup of the whole store (admin token) into a new file (mode 0600);
+    /// `fleetgate restore` puts it back into an empty data dir.
+    Backup {
+        #[command(flatten)]
+        /// Connection options.
+        client: ClientArgs,
+        /// The file to write (must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
     },
 }
 
@@ -518,6 +542,51 @@ pub enum DeviceCommand {
     },
 }
 
+/// `fleetgate job ...`.
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Create a job from its JSON body (API.md "Jobs": name, targets, steps, schedule,
+    /// maxAttempts, stepTimeout).
+    Create {
+        /// The JSON file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// List the jobs of --account.
+    List,
+    /// Show one job with its targets' counts per status.
+    Show {
+        /// Job id.
+        id: String,
+    },
+    /// Delete a job and its executions (steps in flight finish on their devices).
+    Delete {
+        /// Job id.
+        id: String,
+    },
+    /// Add and remove targets.
+    Targets {
+        /// Job id.
+        id: String,
+        /// Client IDs to add.
+        #[arg(long, value_delimiter = ',', value_name = "CID,...")]
+        add: Vec<String>,
+        /// Client IDs to remove.
+        #[arg(long, value_delimiter = ',', value_name = "CID,...")]
+        remove: Vec<String>,
+    },
+    /// The job's executions, one per attempt per target (with --json: their logs).
+    Executions {
+        /// Job id.
+        id: String,
+        /// Only this target's.
+        #[arg(long, value_name = "CID")]
+        client_id: Option<String>,
+        /// Only those in this status (PENDING, RUNNING, COMPLETED, FAILED).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+    },
+}
+
 /// `fleetgate device config ...`.
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
@@ -546,25 +615,33 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
     let mut out = String::new();
     let result = match cmd {
         ClientCommand::Request { client, command } => {
-            request(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| request(&api, &client, command, &mut out))
         }
         ClientCommand::Executions { client, command } => {
-            executions(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| executions(&api, &client, command, &mut out))
         }
         ClientCommand::Account { client, command } => {
-            account(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| account(&api, &client, command, &mut out))
         }
         ClientCommand::Token { client, command } => {
-            token(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| token(&api, &client, command, &mut out))
         }
         ClientCommand::User { client, command } => {
-            user(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| user(&api, &client, command, &mut out))
         }
         ClientCommand::Endpoint { client, command } => {
-            endpoint(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| endpoint(&api, &client, command, &mut out))
         }
+        ClientCommand::Backup { client, to } => connect(&client).and_then(|api| {
+            let size = api.backup(&to)?;
+            writeln!(out, "backup of {size} bytes written to {}", to.display())?;
+            Ok(())
+        }),
         ClientCommand::Device { client, command } => {
-            device(&connect(&client), &client, command, &mut out)
+            connect(&client).and_then(|api| device(&api, &client, command, &mut out))
+        }
+        ClientCommand::Job { client, command } => {
+            connect(&client).and_then(|api| job(&api, &client, command, &mut out))
         }
     };
     result.map_err(|e| match e.downcast::<fleetgate_client::Error>() {
@@ -578,15 +655,26 @@ pub fn run(cmd: ClientCommand) -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // The API
 
-/// The client of the command's instance: `--token`, else `FLEETGATE_ADMIN_TOKEN`.
-fn connect(c: &ClientArgs) -> Client {
+/// The client of the command's instance: `--token`, else `FLEETGATE_ADMIN_TOKEN`; trusting
+/// `--ca` for an `https://` API when given.
+fn connect(c: &ClientArgs) -> anyhow::Result<Client> {
     let token = c
         .token
         .as_ref()
         .map(|t| t.expose().to_string())
         .or_else(|| std::env::var("FLEETGATE_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty());
-    Client::new(&c.api, token.as_deref())
+    let client = Client::new(&c.api, token.as_deref());
+    match &c.ca {
+        Some(path) => {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            client
+                .with_ca_pem(&pem)
+                .with_context(|| format!("--ca {}", path.display()))
+        }
+        None => Ok(client),
+    }
 }
 
 /// The text of a problem answer, with a hint on a 401 (the usual cause: no token given).
@@ -1209,6 +1297,116 @@ fn user(api: &Client, c: &ClientArgs, cmd: UserCommand, out: &mut String) -> any
             } else {
                 let _ = writeln!(out, "deleted {username}");
             }
+        }
+    }
+    Ok(())
+}
+
+fn job(api: &Client, c: &ClientArgs, cmd: JobCommand, out: &mut String) -> anyhow::Result<()> {
+    let account = account_of(c)?;
+    let cols = [
+        "id",
+        "name",
+        "schedule",
+        "run",
+        "targetCounts",
+        "nextFireOn",
+    ];
+    let job_view = |job: &Job| -> anyhow::Result<Value> {
+        let mut v = value(job)?;
+        // One cell each: the trigger, and the counts as STATUS=N.
+        v["schedule"] = v["schedule"]["trigger"].clone();
+        let counts = &job.target_counts;
+        v["targetCounts"] = Value::from(format!(
+            "PENDING={} RUNNING={} COMPLETED={} FAILED={}",
+            counts.pending, counts.running, counts.completed, counts.failed
+        ));
+        Ok(v)
+    };
+    match cmd {
+        JobCommand::Create { file } => {
+            let body: Value = serde_json::from_str(&read_input(&file)?)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let created = api.create_job(&account, &body)?;
+            out.push_str(&if c.json {
+                pretty(&value(&created)?)
+            } else {
+                one(&job_view(&created)?, &cols, false)
+            });
+        }
+        JobCommand::List => {
+            let jobs = api.list_jobs(&account)?;
+            if c.json {
+                out.push_str(&pretty(&value(&Items { items: jobs })?));
+            } else {
+                let items = jobs
+                    .iter()
+                    .map(job_view)
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                out.push_str(&listing(&json!({ "items": items }), &cols, false));
+            }
+        }
+        JobCommand::Show { id } => {
+            let shown = api.get_job(&account, &id)?;
+            out.push_str(&if c.json {
+                pretty(&value(&shown)?)
+            } else {
+                let mut all = cols.to_vec();
+                all.extend([
+                    "maxAttempts",
+                    "stepTimeout",
+                    "createdOn",
+                    "firedOn",
+                    "targets",
+                ]);
+                one(&job_view(&shown)?, &all, false)
+            });
+        }
+        JobCommand::Delete { id } => {
+            api.delete_job(&account, &id)?;
+            if c.json {
+                out.push_str(&pretty(&json!({ "deleted": id })));
+            } else {
+                let _ = writeln!(out, "deleted job {id}");
+            }
+        }
+        JobCommand::Targets { id, add, remove } => {
+            let changed = api.change_job_targets(&account, &id, &add, &remove)?;
+            out.push_str(&if c.json {
+                pretty(&value(&changed)?)
+            } else {
+                one(
+                    &job_view(&changed)?,
+                    &["id", "targets", "targetCounts"],
+                    false,
+                )
+            });
+        }
+        JobCommand::Executions {
+            id,
+            client_id,
+            status,
+        } => {
+            let status = status
+                .map(|s| {
+                    serde_json::from_value::<JobStatus>(Value::from(s.clone())).map_err(|_| {
+                        anyhow!("--status {s}: must be PENDING, RUNNING, COMPLETED or FAILED")
+                    })
+                })
+                .transpose()?;
+            let items = api.job_executions(&account, &id, client_id.as_deref(), status)?;
+            out.push_str(&listing(
+                &value(&Items { items })?,
+                &[
+                    "clientId",
+                    "status",
+                    "attempt",
+                    "run",
+                    "startedOn",
+                    "endedOn",
+                ],
+                c.json,
+            ));
         }
     }
     Ok(())

@@ -64,6 +64,21 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// The CA file given for an `https://` API is not PEM.
+    #[error("cannot read the CA certificates")]
+    Ca(#[source] ureq::Error),
+    /// The CA file given for an `https://` API holds no certificate.
+    #[error("the CA file holds no certificate")]
+    NoCertificate,
+    /// A file the client writes (a backup) could not be created or written.
+    #[error("cannot write {}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// A request body could not be encoded as JSON.
     #[error("cannot encode the request body")]
     Encode(#[from] serde_json::Error),

@@ -18,6 +18,7 @@ pub mod types;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -50,6 +51,18 @@ pub struct Client {
     agent: ureq::Agent,
     base: String,
     token: Option<Secret>,
+    /// Timeouts and trusted roots the agent was built with (kept to rebuild it).
+    transport: Transport,
+}
+
+/// What the agent is built from.
+#[derive(Clone, Default)]
+struct Transport {
+    connect: Option<Duration>,
+    total: Option<Duration>,
+    /// Certificates trusted for an `https://` API instead of the WebPKI roots (a self-signed
+    /// admin listener: `--ca FILE`).
+    roots: Option<Vec<ureq::tls::Certificate<'static>>>,
 }
 
 impl fmt::Debug for Client {
@@ -61,12 +74,18 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Builds the agent: error statuses are answers to decode, not transport errors.
-fn agent(connect: Option<Duration>, total: Option<Duration>) -> ureq::Agent {
+/// Builds the agent: error statuses are answers to decode, not transport errors. An
+/// `https://` base URL is verified against the WebPKI roots, or against `roots` when given.
+fn agent(t: &Transport) -> ureq::Agent {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if let Some(roots) = &t.roots {
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(roots));
+    }
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_connect(connect)
-        .timeout_global(total)
+        .timeout_connect(t.connect)
+        .timeout_global(t.total)
+        .tls_config(tls.build())
         .build()
         .new_agent()
 }
@@ -75,17 +94,38 @@ impl Client {
     /// A client of the API at `base_url` (e.g. `http://127.0.0.1:8080`), sending `token` as
     /// bearer token when given, without timeouts.
     pub fn new(base_url: &str, token: Option<&str>) -> Client {
+        let transport = Transport::default();
         Client {
-            agent: agent(None, None),
+            agent: agent(&transport),
             base: base_url.trim_end_matches('/').to_string(),
             token: token.map(Secret::from),
+            transport,
         }
     }
 
     /// The same client with a connect timeout and a timeout for each whole call.
     pub fn with_timeouts(mut self, connect: Option<Duration>, total: Option<Duration>) -> Client {
-        self.agent = agent(connect, total);
+        self.transport.connect = connect;
+        self.transport.total = total;
+        self.agent = agent(&self.transport);
         self
+    }
+
+    /// The same client trusting only the certificates of the PEM text `pem` for an
+    /// `https://` API (a self-signed admin listener's certificate, or its CA).
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Client> {
+        let mut roots = Vec::new();
+        for item in ureq::tls::parse_pem(pem) {
+            if let ureq::tls::PemItem::Certificate(c) = item.map_err(Error::Ca)? {
+                roots.push(c);
+            }
+        }
+        if roots.is_empty() {
+            return Err(Error::NoCertificate);
+        }
+        self.transport.roots = Some(roots);
+        self.agent = agent(&self.transport);
+        Ok(self)
     }
 
     /// The base URL, without trailing `/`.
@@ -109,6 +149,28 @@ impl Client {
         path: &str,
         body: Option<(Vec<u8>, &'static str)>,
     ) -> Result<String> {
+        let (mut res, url) = self.send(method, path, body)?;
+        let status = res.status().as_u16();
+        let text = res
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER)
+            .read_to_string()
+            .map_err(|e| Error::Transport {
+                method,
+                url: url.clone(),
+                source: Box::new(e),
+            })?;
+        answer(status, text)
+    }
+
+    /// Sends a request; returns the answer, whatever its status, and the URL called.
+    fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+    ) -> Result<(ureq::http::Response<ureq::Body>, String)> {
         let url = format!("{}{path}", self.base);
         let mut req = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
@@ -140,19 +202,8 @@ impl Client {
                 }
             }
         };
-        let mut res = result.map_err(transport)?;
-        let status = res.status().as_u16();
-        let text = res
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_string()
-            .map_err(|e| Error::Transport {
-                method,
-                url: url.clone(),
-                source: Box::new(e),
-            })?;
-        answer(status, text)
+        let res = result.map_err(transport)?;
+        Ok((res, url))
     }
 
     /// A call with an optional JSON body whose answer is JSON.
@@ -192,6 +243,40 @@ impl Client {
     /// (see [`prometheus::parse`]).
     pub fn metrics(&self, prefix: &str) -> Result<BTreeMap<String, f64>> {
         Ok(prometheus::parse(&self.metrics_text()?, prefix))
+    }
+
+    /// `GET /api/v1/backup` (admin token): streams a whole-store backup into the new file
+    /// `to` (mode 0600; an existing file is not replaced). Returns its size. A failed or cut
+    /// download leaves no file.
+    pub fn backup(&self, to: &Path) -> Result<u64> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let (mut res, url) = self.send("GET", "/api/v1/backup", None)?;
+        let status = res.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = res.body_mut().read_to_string().unwrap_or_default();
+            return answer(status, text).map(|_| 0);
+        }
+        let file_error = |source| Error::File {
+            path: to.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)
+            .map_err(file_error)?;
+        let copied = std::io::copy(&mut res.body_mut().as_reader(), &mut file)
+            .map_err(|e| Error::Transport {
+                method: "GET",
+                url,
+                source: Box::new(ureq::Error::Io(e)),
+            })
+            .and_then(|n| file.sync_all().map(|()| n).map_err(file_error));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(to);
+        }
+        copied
     }
 
     // ------------------------------------------------------------------------------------

@@ -61,6 +61,12 @@ listen = "127.0.0.1:8080"
 token = ""
 body_limit = 1048576
 bulk_body_limit = 16777216
+max_failures = 20
+audit_retention = 100000
+
+[admin.tls]
+cert = ""
+key = ""
 
 [hooks]
 listen = "127.0.0.1:8081"
@@ -205,6 +211,30 @@ pub struct Admin {
     pub body_limit: usize,
     /// Largest bulk-create body, bytes.
     pub bulk_body_limit: usize,
+    /// Failed authentications per peer address within `auth.failure_window` before that
+    /// address is refused (429) for `auth.ban`.
+    pub max_failures: usize,
+    /// Audit entries kept; the writer drops the oldest beyond it.
+    pub audit_retention: u64,
+    /// HTTPS on the admin listener itself (no second listener).
+    pub tls: AdminTls,
+}
+
+/// `[admin.tls]`: both set = the admin listener serves HTTPS only.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTls {
+    /// PEM certificate chain.
+    pub cert: String,
+    /// PEM private key.
+    pub key: String,
+}
+
+impl AdminTls {
+    /// Whether HTTPS is configured.
+    pub fn enabled(&self) -> bool {
+        !self.cert.is_empty() && !self.key.is_empty()
+    }
 }
 
 impl std::fmt::Debug for Admin {
@@ -214,6 +244,9 @@ impl std::fmt::Debug for Admin {
             .field("token", &redact(&self.token))
             .field("body_limit", &self.body_limit)
             .field("bulk_body_limit", &self.bulk_body_limit)
+            .field("max_failures", &self.max_failures)
+            .field("audit_retention", &self.audit_retention)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -558,6 +591,15 @@ impl Config {
             if tls.cert.is_empty() != tls.key.is_empty() {
                 return bad(k, "cert and key must be set together");
             }
+        }
+        if self.admin.tls.cert.is_empty() != self.admin.tls.key.is_empty() {
+            return bad("admin.tls", "cert and key must be set together");
+        }
+        if self.admin.max_failures == 0 {
+            return bad("admin.max_failures", "must be at least 1");
+        }
+        if self.admin.audit_retention == 0 {
+            return bad("admin.audit_retention", "must be at least 1");
         }
         let sandbox = &self.operational.sandbox;
         if !sandbox.listen.is_empty() && sandbox.address().is_none() {

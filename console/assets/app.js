@@ -1,5 +1,6 @@
 // The console's shell: sign-in and sign-out, the account picker, and hash routing to the
-// views (#/overview, #/accounts, #/provisioning[/ID], #/devices, #/users, #/endpoints).
+// views (#/overview, #/accounts, #/provisioning[/ID], #/devices, #/jobs[/ID], #/users,
+// #/endpoints).
 
 import { api, ApiError, session, whenUnauthorized } from './api.js';
 import { errorMessage, h, message, replace } from './dom.js';
@@ -8,6 +9,8 @@ import * as accounts from './views/accounts.js';
 import * as provisioning from './views/provisioning.js';
 import * as request from './views/request.js';
 import * as devices from './views/devices.js';
+import * as jobs from './views/jobs.js';
+import * as job from './views/job.js';
 import * as users from './views/users.js';
 import * as endpoints from './views/endpoints.js';
 
@@ -56,7 +59,9 @@ async function load() {
   $('nav-endpoints').hidden = state.endpoints === null;
 }
 
-const views = { overview, accounts, provisioning, devices, users, endpoints };
+const views = { overview, accounts, provisioning, devices, jobs, users, endpoints };
+// The views with a details page for `#/NAME/ID`.
+const details = { provisioning: request, jobs: job };
 
 function currentRoute() {
   const [name, ...rest] = location.hash.replace(/^#\/?/, '').split('/');
@@ -80,7 +85,7 @@ async function route() {
   const root = document.createElement('div');
   replace($('view'), root);
   replace(root, h('p', { class: 'hint' }, 'Loading…'));
-  const module = name === 'provisioning' && param ? request : views[name];
+  const module = param && details[name] ? details[name] : views[name];
   const ctx = {
     ...state, root, param,
     go: (hash) => { if (location.hash === hash) route(); else location.hash = hash; },

@@ -141,6 +141,22 @@ export function field(label, input, hint = '') {
     check ? [input, lab] : [lab, input], hint ? h('p', { class: 'hint' }, hint) : null, error);
 }
 
+/**
+ * An XML editor (a textarea named `name`) and a hint with the caret's line and column, to find
+ * what an XML error names; place `where` after the area.
+ */
+export function xmlEditor(name, text) {
+  const area = h('textarea', { name, rows: '10', spellcheck: 'false', class: 'mono', wrap: 'off' });
+  area.value = text || '';
+  const where = h('span', { class: 'hint caret', 'aria-hidden': 'true' });
+  const update = () => {
+    const before = area.value.slice(0, area.selectionStart).split('\n');
+    where.textContent = `Line ${before.length}, column ${before[before.length - 1].length + 1}`;
+  };
+  for (const ev of ['keyup', 'click', 'input', 'focus']) area.addEventListener(ev, update);
+  return { area, where };
+}
+
 /** A select of `[value, text]` options. */
 export function select(name, options, value = '') {
   return h('select', { name }, options.map(([v, t]) => h('option', { value: v, selected: v === value }, t)));

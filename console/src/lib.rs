@@ -73,6 +73,8 @@ assets! {
     "views/provisioning.js" => JS,
     "views/request.js" => JS,
     "views/devices.js" => JS,
+    "views/jobs.js" => JS,
+    "views/job.js" => JS,
     "views/users.js" => JS,
     "views/endpoints.js" => JS,
 }

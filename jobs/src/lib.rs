@@ -286,7 +286,7 @@ impl Jobs {
         }
     }
 
-    /// Executions sending steps now.
+    /// Attempts queued for a slot or running.
     pub fn running(&self) -> usize {
         self.inner.state.lock().busy.len()
     }

@@ -212,6 +212,12 @@ pub struct EnrollArgs {
         requires_if("separate", "operational")
     )]
     pub operational_phase: OperationalPhaseArg,
+    /// With --operational: behave like an Eclipse Kura device once reconnected (subscribe to
+    /// `$EDC/ACCOUNT/CID/#`, publish a BIRTH) and answer N device-management requests (a
+    /// Batch Job's steps) with response code 200 before disconnecting; a device completes only
+    /// then.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "operational")]
+    pub kura_replies: u32,
     /// Seed of ids and passwords (same seed and run id: same fleet) [default: random].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
@@ -359,6 +365,7 @@ impl EnrollArgs {
             },
             activation_key: self.activation_key,
             operational: self.operational,
+            kura_replies: self.kura_replies,
             seed: self.seed.unwrap_or_else(rand::random),
             run_id: self.common.run_id.clone().unwrap_or_else(new_run_id),
             bulk_size: self.bulk_size as usize,

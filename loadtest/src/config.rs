@@ -273,6 +273,8 @@ pub struct EnrollConfig {
     pub activation_key: bool,
     /// Reconnect to the reply's `broker.url` with the new identity.
     pub operational: bool,
+    /// Once reconnected, answer this many Kura requests as a Kura device would (0: none).
+    pub kura_replies: u32,
     /// Seed of the id/password generator (same seed + run id: same ids and passwords).
     pub seed: u64,
     /// Run-unique part of client ids and usernames, `[a-z0-9]{1,16}`.

@@ -13,12 +13,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use fleetgate_client::types::ProvisionRequestInput;
+use fleetgate_kura::Payload;
 
 use crate::api;
 use crate::config::{
     BrokerAddr, Credentials, EnrollConfig, OperationalPhase, Protocol, validate_run_id,
 };
-use crate::mqtt::{ConnectParams, Dialer, Incoming, MqttError};
+use crate::mqtt::{Conn, ConnectParams, Dialer, Incoming, MqttError};
 use crate::net::{self, phase};
 use crate::report::{Report, ReportConfig, Scenario, ServerMetrics};
 use crate::runner;
@@ -117,6 +118,8 @@ struct Ctx {
     operational: bool,
     operational_url: String,
     operational_addr: Option<SocketAddr>,
+    /// Kura requests each device answers once reconnected.
+    kura_replies: u32,
     /// With a separate operational phase: each enrolled device's new identity, kept for the
     /// second phase (empty otherwise).
     identities: Vec<OnceLock<Identity>>,
@@ -219,6 +222,7 @@ pub async fn run_enroll(config: &EnrollConfig) -> anyhow::Result<Report> {
         operational: config.operational,
         operational_url: config.operational_broker.clone(),
         operational_addr,
+        kura_replies: config.kura_replies,
         identities: if separate {
             (0..config.devices).map(|_| OnceLock::new()).collect()
         } else {
@@ -490,15 +494,85 @@ async fn reconnect(ctx: &Ctx, i: usize, identity: &Identity) -> Result<Duration,
         login: Some((&identity.username, &identity.password)),
         keep_alive: ctx.keep_alive,
     };
-    let conn = phase(
+    let mut conn = phase(
         ctx.timeout,
         &format!("{cid}: operational CONNECT"),
         net::connect(&ctx.dialer, i, target, ctx.protocol, params),
     )
     .await?;
     let elapsed = t0.elapsed();
+    if ctx.kura_replies > 0 {
+        let answered = phase(
+            ctx.timeout,
+            &format!("{cid}: Kura requests"),
+            answer_kura_requests(&mut conn, &ctx.account, cid, ctx.kura_replies),
+        )
+        .await;
+        if let Err(f) = answered {
+            conn.disconnect().await;
+            return Err(f);
+        }
+    }
     conn.disconnect().await;
     Ok(elapsed)
+}
+
+/// As an Eclipse Kura device: subscribes to `$EDC/ACCOUNT/CID/#`, publishes its BIRTH, and
+/// answers `n` requests on `$EDC/ACCOUNT/{requester.client.id}/{APP}/REPLY/{request.id}` with
+/// `response.code` 200 (PROTOCOL.md 7).
+async fn answer_kura_requests(
+    conn: &mut Conn,
+    account: &str,
+    cid: &str,
+    n: u32,
+) -> Result<(), MqttError> {
+    let prefix = format!("$EDC/{account}/{cid}/");
+    conn.subscribe(&format!("{prefix}#")).await?;
+    let birth = Payload::new()
+        .with_str("display_name", cid)
+        .with_str("application_ids", "CONF-V1,CMD-V1")
+        .encode();
+    conn.publish_qos1(&format!("{prefix}MQTT/BIRTH"), Bytes::from(birth))
+        .await?;
+    let mut answered = 0;
+    while answered < n {
+        match conn.next().await? {
+            Incoming::Publish {
+                topic,
+                pkid,
+                qos,
+                payload,
+            } => {
+                if qos > 0 {
+                    conn.puback(pkid).await?;
+                }
+                let Some(app) = topic
+                    .strip_prefix(&prefix)
+                    .and_then(|rest| rest.split('/').next())
+                else {
+                    continue;
+                };
+                let request = Payload::decode(&payload)
+                    .map_err(|e| MqttError::Protocol(format!("request on {topic}: {e}")))?;
+                let (Some(id), Some(requester)) = (
+                    request.metric_str("request.id"),
+                    request.metric_str("requester.client.id"),
+                ) else {
+                    continue;
+                };
+                let reply = Payload::new().with_i32("response.code", 200).encode();
+                conn.publish_qos1(
+                    &format!("$EDC/{account}/{requester}/{app}/REPLY/{id}"),
+                    Bytes::from(reply),
+                )
+                .await?;
+                answered += 1;
+            }
+            Incoming::Disconnect { reason } => return Err(MqttError::ServerDisconnect(reason)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -519,6 +593,7 @@ mod tests {
             credentials,
             activation_key: true,
             operational: false,
+            kura_replies: 0,
             seed,
             run_id: run_id.into(),
             bulk_size: 10_000,

@@ -461,6 +461,7 @@ fn enroll_config(
         credentials: Credentials::Shared,
         activation_key: false,
         operational: false,
+        kura_replies: 0,
         seed: 1,
         run_id: fleetgate_loadtest::config::new_run_id(),
         bulk_size: 10_000,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -76,12 +76,17 @@ pub enum Table {
     JobTargets,
     /// job id, client id, execution id -> JobExecution
     JobExecutions,
+    /// audit key (time, sequence) -> AuditEntry; append-only, oldest pruned
+    Audit,
+    /// account, audit key -> ()
+    AuditByAccount,
     /// source account, client id, move id -> Move
     Moves,
 }
 
 impl Table {
-    const ALL: [Table; 23] = [
+    /// Every table (a backup copies them all).
+    pub const ALL: [Table; 25] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -104,10 +109,12 @@ impl Table {
         Table::Jobs,
         Table::JobTargets,
         Table::JobExecutions,
+        Table::Audit,
+        Table::AuditByAccount,
         Table::Moves,
     ];
 
-    fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+    pub(crate) fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
         TableDefinition::new(match self {
             Table::Accounts => "accounts",
             Table::ProvisionUsers => "provision_users",
@@ -131,6 +138,8 @@ impl Table {
             Table::Jobs => "jobs",
             Table::JobTargets => "job_targets",
             Table::JobExecutions => "job_executions",
+            Table::Audit => "audit",
+            Table::AuditByAccount => "audit_by_account",
             Table::Moves => "moves",
         })
     }
@@ -201,6 +210,8 @@ pub struct Engine {
     db: RwLock<Option<Arc<redb::Database>>>,
     /// `None` once closed: the writer finishes the queued jobs and exits.
     jobs: RwLock<Option<Sender<Job>>>,
+    /// `None` once closed: writes that ride the next batch ([`Engine::submit_lazy`]).
+    lazy: RwLock<Option<Sender<Job>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     journal: Arc<Journal>,
 }
@@ -238,15 +249,19 @@ impl Engine {
         txn.commit()?;
         let db = Arc::new(db);
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let (lazy_tx, lazy_rx) = crossbeam_channel::unbounded::<Job>();
         let writer_db = db.clone();
         let journal = Arc::new(Journal::default());
         let writer_journal = journal.clone();
         let writer = std::thread::Builder::new()
             .name("fleetgate-writer".into())
-            .spawn(move || writer_loop(&writer_db, &rx, &options, &writer_journal))?;
+            .spawn(move || {
+                writer_loop(&writer_db, (&rx, &lazy_rx), &options, &writer_journal);
+            })?;
         Ok(Engine {
             db: RwLock::new(Some(db)),
             jobs: RwLock::new(Some(tx)),
+            lazy: RwLock::new(Some(lazy_tx)),
             writer: Mutex::new(Some(writer)),
             journal,
         })
@@ -260,29 +275,25 @@ impl Engine {
         F: FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send + 'static,
         D: FnOnce(Result<T, StoreError>) + Send + 'static,
     {
-        let job: Job = Box::new(move |tx: Option<&mut Tx<'_, '_>>| -> Reply {
-            let Some(tx) = tx else {
-                // The batch could not even begin: answer with the batch's error.
-                return Box::new(move |commit: Result<(), StoreError>| {
-                    done(Err(commit.err().unwrap_or(StoreError::BatchAborted)));
-                });
-            };
-            match tx.run(f) {
-                Ok(value) => Box::new(move |commit: Result<(), StoreError>| {
-                    done(commit.map(|()| value));
-                }),
-                Err(e) => Box::new(move |_| done(Err(e))),
-            }
-        });
-        let jobs = self.jobs.read().unwrap_or_else(PoisonError::into_inner);
-        let refused = match jobs.as_ref() {
-            Some(sender) => sender.send(job).err().map(|e| e.0),
-            None => Some(job),
-        };
-        if let Some(job) = refused {
-            // Closed: the job answers its caller with `Closed` instead of running.
-            job(None)(Err(StoreError::Closed));
-        }
+        enqueue(&self.jobs, job(f, done));
+    }
+
+    /// Submits a write nobody waits for (the audit log): it does not start a commit of its
+    /// own but rides the next batch, or commits after [`LAZY_WAIT`] when no other write comes.
+    /// So it adds no fsync to a busy store and at most one a `LAZY_WAIT` to an idle one. A
+    /// failure is logged.
+    pub fn submit_lazy<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        enqueue(
+            &self.lazy,
+            job(f, move |r| {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, what, "a background write failed");
+                }
+            }),
+        );
     }
 
     /// The change journal of the records the decisions read.
@@ -303,11 +314,10 @@ impl Engine {
     /// released, whoever still holds the engine. Later reads and writes answer `Closed`.
     /// Snapshots still open keep the file until they are dropped. Idempotent.
     pub fn close(&self) {
-        // Closing the channel lets the writer finish the queued jobs and exit.
-        self.jobs
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        // Closing the channels lets the writer finish the queued jobs and exit.
+        for queue in [&self.lazy, &self.jobs] {
+            queue.write().unwrap_or_else(PoisonError::into_inner).take();
+        }
         let writer = self
             .writer
             .lock()
@@ -329,17 +339,82 @@ impl Drop for Engine {
     }
 }
 
+/// A job answering `done` once its batch committed (or failed).
+fn job<T, F, D>(f: F, done: D) -> Job
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tx<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+    D: FnOnce(Result<T, StoreError>) + Send + 'static,
+{
+    Box::new(move |tx: Option<&mut Tx<'_, '_>>| -> Reply {
+        let Some(tx) = tx else {
+            // The batch could not even begin: answer with the batch's error.
+            return Box::new(move |commit: Result<(), StoreError>| {
+                done(Err(commit.err().unwrap_or(StoreError::BatchAborted)));
+            });
+        };
+        match tx.run(f) {
+            Ok(value) => Box::new(move |commit: Result<(), StoreError>| {
+                done(commit.map(|()| value));
+            }),
+            Err(e) => Box::new(move |_| done(Err(e))),
+        }
+    })
+}
+
+/// Sends `job` to the writer through `queue`, or answers it `Closed` when the store is closed.
+fn enqueue(queue: &RwLock<Option<Sender<Job>>>, job: Job) {
+    let queue = queue.read().unwrap_or_else(PoisonError::into_inner);
+    let refused = match queue.as_ref() {
+        Some(sender) => sender.send(job).err().map(|e| e.0),
+        None => Some(job),
+    };
+    if let Some(job) = refused {
+        // Closed: the job answers its caller with `Closed` instead of running.
+        job(None)(Err(StoreError::Closed));
+    }
+}
+
+/// How long a lazy write ([`Engine::submit_lazy`]) waits for a write that commits anyway.
+pub const LAZY_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits for the next batch's first jobs: a write that commits, or a lazy write followed by
+/// [`LAZY_WAIT`] for company. `false` once both queues are closed and empty.
+fn first_jobs(rx: &Receiver<Job>, lazy: &Receiver<Job>, batch: &mut Vec<Job>) -> bool {
+    crossbeam_channel::select! {
+        recv(rx) -> job => match job {
+            Ok(job) => batch.push(job),
+            // Closed: the lazy writes left commit in a last batch.
+            Err(_) => batch.extend(lazy.try_iter()),
+        },
+        recv(lazy) -> job => match job {
+            Ok(job) => {
+                batch.push(job);
+                if let Ok(job) = rx.recv_timeout(LAZY_WAIT) {
+                    batch.push(job);
+                }
+            }
+            // The lazy queue closes first at shutdown: wait on the other alone.
+            Err(_) => {
+                if let Ok(job) = rx.recv() {
+                    batch.push(job);
+                }
+            }
+        },
+    }
+    !batch.is_empty()
+}
+
 fn writer_loop(
     db: &redb::Database,
-    rx: &Receiver<Job>,
+    (rx, lazy): (&Receiver<Job>, &Receiver<Job>),
     options: &EngineOptions,
     journal: &Journal,
 ) {
     let mut batch: Vec<Job> = Vec::new();
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
+    while first_jobs(rx, lazy, &mut batch) {
         while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
+            match rx.try_recv().or_else(|_| lazy.try_recv()) {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
@@ -536,6 +611,29 @@ impl Tx<'_, '_> {
         self.staged.insert((table, k), None);
     }
 
+    /// Entries in `table` as the batch sees them (committed + earlier closures of the batch).
+    pub fn len(&self, table: Table) -> Result<u64, StoreError> {
+        Ok(self.tables.get(table).len()?)
+    }
+
+    /// The first `limit` keys of `table` as the batch sees them, in order.
+    pub fn first_keys(&self, table: Table, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::with_capacity(limit);
+        for item in self.tables.get(table).iter()?.take(limit) {
+            out.push(item?.0.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    /// The last key of `table` as the batch sees it.
+    pub fn last_key(&self, table: Table) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tables
+            .get(table)
+            .last()?
+            .map(|(k, _)| k.value().to_vec()))
+    }
+
     /// Keys with the given prefix as the batch sees them (committed + earlier closures of the
     /// batch), in order. Staged writes of the running closure are not included.
     pub fn keys_with_prefix(
@@ -559,7 +657,7 @@ impl Tx<'_, '_> {
 
 /// A consistent read view (MVCC snapshot).
 pub struct Snapshot {
-    txn: redb::ReadTransaction,
+    pub(crate) txn: redb::ReadTransaction,
 }
 
 impl Snapshot {

@@ -17,6 +17,8 @@
 //! This crate owns no network code and never sees a secret in clear: callers hash passwords,
 //! keys and tokens before handing them over.
 
+pub mod audit;
+pub mod backup;
 pub mod broker;
 pub mod engine;
 pub mod ids;
@@ -74,6 +76,9 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("store closed")]
     Closed,
+    /// A backup could not be written.
+    #[error("backup failed: {0}")]
+    Backup(#[from] backup::BackupError),
 }
 
 /// The kind of an addressed record, named in [`StoreError::NotFound`].
@@ -225,6 +230,16 @@ impl Store {
     /// feed follows it).
     pub fn journal(&self) -> &journal::Journal {
         self.engine.journal()
+    }
+
+    /// Runs `f` in the next group commit without waiting for it, nor starting a commit for it
+    /// alone: it rides the next batch (see [`engine::Engine::submit_lazy`]). For records
+    /// nobody waits for, such as the audit log; a failure is logged as `what`.
+    pub fn write_lazy<F>(&self, what: &'static str, f: F)
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.engine.submit_lazy(what, f);
     }
 
     /// A consistent read view.

@@ -62,6 +62,9 @@ fn base_env(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         ("FLEETGATE_AUTH_ARGON2_T_COST", "1"),
         ("FLEETGATE_PROVISIONING_LINGER", "0.5"),
         ("FLEETGATE_SERVER_WORKERS", "2"),
+        // Every test calls from 127.0.0.1, and some make dozens of unauthenticated calls on
+        // purpose: the admin bans (admin.max_failures) are tested with their own limit.
+        ("FLEETGATE_ADMIN_MAX_FAILURES", "100000"),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
@@ -88,6 +91,18 @@ impl TestServer {
             clock,
             dir,
             env,
+        };
+        s.boot();
+        s
+    }
+
+    /// Starts with extra `FLEETGATE_*` settings on an existing data dir (a restored backup).
+    pub fn start_in(dir: Arc<tempfile::TempDir>, extra: &[(&str, &str)]) -> TestServer {
+        let mut s = TestServer {
+            running: None,
+            clock: ManualClock::new(),
+            dir,
+            env: base_env(extra),
         };
         s.boot();
         s

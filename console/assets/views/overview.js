@@ -25,7 +25,8 @@ async function snapshot(account) {
   };
 }
 
-function tiles(pairs) {
+/** Counts as tiles: `[[label, n]]`. */
+export function tiles(pairs) {
   return h('ul', { class: 'tiles' }, pairs.map(([label, n]) =>
     h('li', {}, h('span', { class: 'tile-count' }, String(n)), h('span', { class: 'tile-label' }, label))));
 }

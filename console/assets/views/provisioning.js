@@ -6,7 +6,7 @@
 import { api, accountPath, query } from '../api.js';
 import {
   button, confirmDelete, dialog, errorMessage, field, form, h, header, lacksAccount, message, paged,
-  replace, secretOnce, select, table, uid, value, when,
+  replace, secretOnce, select, table, uid, value, when, xmlEditor,
 } from '../dom.js';
 
 export const STATUSES = ['CREATED', 'RUNNING', 'COMPLETED', 'FAILED'];
@@ -19,19 +19,6 @@ function localInput(ts) {
   const d = new Date(ts);
   const pad = (n) => String(n).padStart(2, '0');
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
-}
-
-/** Shows the caret's line and column under the XML editor, to find what an error names. */
-function xmlEditor(text) {
-  const area = h('textarea', { name: 'additionalConfiguration', rows: '10', spellcheck: 'false', class: 'mono', wrap: 'off' });
-  area.value = text || '';
-  const where = h('span', { class: 'hint caret', 'aria-hidden': 'true' });
-  const update = () => {
-    const before = area.value.slice(0, area.selectionStart).split('\n');
-    where.textContent = `Line ${before.length}, column ${before[before.length - 1].length + 1}`;
-  };
-  for (const ev of ['keyup', 'click', 'input', 'focus']) area.addEventListener(ev, update);
-  return { area, where };
 }
 
 /**
@@ -72,7 +59,7 @@ function requestForm(ctx, existing, done) {
   const text = (name, props = {}) => h('input', { name, autocomplete: 'off', spellcheck: 'false', value: r[name] ?? '', ...props });
   const check = (name, on) => h('input', { name, type: 'checkbox', checked: on });
   const url = brokerUrl(ctx.endpoints, r.brokerUrl);
-  const xml = xmlEditor(r.additionalConfiguration);
+  const xml = xmlEditor('additionalConfiguration', r.additionalConfiguration);
   const fields = [
     field('Provision Target Client ID', text('clientId', { required: true })),
     field('Provision Username', text('provisionUsername', { required: true })),

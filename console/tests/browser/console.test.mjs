@@ -269,6 +269,119 @@ function provision(clientId, username, key) {
   });
 }
 
+// ---- A device that behaves like Eclipse Kura (PROTOCOL.md 7), for the Batch Jobs test: a
+// hand-written KuraPayload codec (kura/src/proto.rs: metric = 5000, body = 5001; a metric's
+// name = 1, type = 2, int_value = 6, bool_value = 7, string_value = 8).
+
+const METRIC_TYPE = { INT32: 3, BOOL: 4, STRING: 5 };
+
+function varint(n) {
+  const out = [];
+  let v = n;
+  while (v >= 0x80) { out.push((v % 0x80) | 0x80); v = Math.floor(v / 0x80); }
+  out.push(v);
+  return Buffer.from(out);
+}
+
+function fieldOf(number, wire, bytes) {
+  const head = varint(number * 8 + wire);
+  return wire === 2 ? Buffer.concat([head, varint(bytes.length), bytes]) : Buffer.concat([head, bytes]);
+}
+
+/** A KuraPayload of `metrics` (`[name, type, value]`) and an optional body. */
+function encodeKura(metrics, body) {
+  const parts = metrics.map(([name, type, value]) => {
+    const v = type === METRIC_TYPE.STRING ? fieldOf(8, 2, Buffer.from(value))
+      : fieldOf(type === METRIC_TYPE.BOOL ? 7 : 6, 0, varint(Number(value)));
+    return fieldOf(5000, 2, Buffer.concat([fieldOf(1, 2, Buffer.from(name)), fieldOf(2, 0, varint(type)), v]));
+  });
+  if (body !== undefined) parts.push(fieldOf(5001, 2, Buffer.from(body)));
+  return Buffer.concat(parts);
+}
+
+/** The fields of a protobuf message: `[[number, value]]` (varints as numbers, the rest as bytes). */
+function fields(buf) {
+  const out = [];
+  let at = 0;
+  const readVarint = () => {
+    let n = 0;
+    for (let scale = 1; ; scale *= 0x80) {
+      const b = buf[at];
+      at += 1;
+      n += (b & 0x7f) * scale;
+      if (b < 0x80) return n;
+    }
+  };
+  while (at < buf.length) {
+    const tag = readVarint();
+    const wire = tag % 8;
+    const number = Math.floor(tag / 8);
+    if (wire === 0) out.push([number, readVarint()]);
+    else if (wire === 1 || wire === 5) { const len = wire === 1 ? 8 : 4; out.push([number, buf.subarray(at, at + len)]); at += len; } else if (wire === 2) {
+      const len = readVarint();
+      out.push([number, buf.subarray(at, at + len)]);
+      at += len;
+    } else throw new Error(`unsupported protobuf wire type ${wire}`);
+  }
+  return out;
+}
+
+/** A KuraPayload's STRING metrics by name, and its body. */
+function decodeKura(buf) {
+  const strings = {};
+  let body = null;
+  for (const [number, value] of fields(buf)) {
+    if (number === 5001) body = value.toString();
+    if (number !== 5000) continue;
+    const metric = Object.fromEntries(fields(value));
+    if (metric[8] !== undefined) strings[metric[1].toString()] = metric[8].toString();
+  }
+  return { strings, body };
+}
+
+/**
+ * Connects as Kura does (operational credentials), subscribes to its `$EDC` tree, publishes its
+ * BIRTH, and answers CONF-V1 PUT configurations and CMD-V1 EXEC command with 200 on
+ * `$EDC/ACCOUNT/{requester.client.id}/{APP}/REPLY/{request.id}`. Resolves `{client, seen}`.
+ */
+async function kuraDevice(clientId, username, password) {
+  const client = await connect(OPERATIONAL_PORT, clientId, username, password);
+  const prefix = `$EDC/${ACCOUNT}/${clientId}/`;
+  const seen = [];
+  client.on('message', (topic, payload) => {
+    if (!topic.startsWith(prefix)) return;
+    const [app, method, ...resources] = topic.slice(prefix.length).split('/');
+    const { strings, body } = decodeKura(payload);
+    const id = strings['request.id'];
+    const requester = strings['requester.client.id'];
+    if (!id || !requester) return;
+    seen.push({ app, method, resources, strings, body });
+    const reply = [['response.code', METRIC_TYPE.INT32, 200]];
+    if (app === 'CMD-V1') {
+      const argv = [strings['command.command']];
+      for (let i = 0; strings[`command.argument${i}`] !== undefined; i += 1) argv.push(strings[`command.argument${i}`]);
+      reply.push(['command.exit.code', METRIC_TYPE.INT32, 0], ['command.stdout', METRIC_TYPE.STRING, argv.join(' ')],
+        ['command.stderr', METRIC_TYPE.STRING, ''], ['command.timedout', METRIC_TYPE.BOOL, 0]);
+    } else if (!(app === 'CONF-V1' && method === 'PUT')) reply[0][2] = 404;
+    client.publish(`$EDC/${ACCOUNT}/${requester}/${app}/REPLY/${id}`, encodeKura(reply), { qos: 0 });
+  });
+  await client.subscribeAsync(`${prefix}#`, { qos: 1 });
+  await client.publishAsync(`${prefix}MQTT/BIRTH`, encodeKura([
+    ['display_name', METRIC_TYPE.STRING, clientId], ['kura_version', METRIC_TYPE.STRING, '5.4.0'],
+    ['application_ids', METRIC_TYPE.STRING, 'CONF-V1,CMD-V1']]), { qos: 1 });
+  return { client, seen };
+}
+
+/** Polls the request of `clientId` until COMPLETED (the exchange ends after the reply's PUBACK). */
+async function completed(clientId) {
+  let status;
+  for (let i = 0; i < 50 && status !== 'COMPLETED'; i += 1) {
+    await new Promise((r) => { setTimeout(r, 200); });
+    status = (await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/provision-requests?clientId=${clientId}`)).body.items[0].status;
+  }
+  assert.equal(status, 'COMPLETED', `the provision request of ${clientId}`);
+}
+
 test('a provisioning exchange appears in Executions, with its log under Show Log', async () => {
   const reply = await provision(keyed.clientId, 'web-prov-1', keyed.key);
   assert.equal(reply['response.code'], 200, JSON.stringify(reply));
@@ -487,6 +600,168 @@ test('Devices, Users and the Overview show the enrolled device', async () => {
   await view('Overview');
   await page.getByText('Enrollments').waitFor();
   await shot('overview');
+});
+
+test('Batch Jobs: a Device Connect job is created in the form, runs on a Kura-like device, and is deleted', async () => {
+  const cid = 'web-job-1';
+  const name = 'enable clock';
+  const clockXml = '<?xml version="1.0" encoding="UTF-8"?>\n<esf:configurations xmlns:esf="http://eurotech.com/esf/2.0">\n'
+    + '  <esf:configuration pid="org.eclipse.kura.clock.ClockService"><esf:properties>\n'
+    + '    <esf:property array="false" encrypted="false" name="clock.ntp.host" type="String"><esf:value>pool.ntp.org</esf:value></esf:property>\n'
+    + '  </esf:properties></esf:configuration>\n</esf:configurations>';
+  // The seed's order: the device in the registry first, then the job, then its provisioning.
+  await view('Devices');
+  await page.getByRole('button', { name: 'Add device' }).click();
+  const add = page.getByRole('dialog', { name: 'Add device' });
+  await add.getByLabel('Client ID').fill(cid);
+  await add.getByRole('button', { name: 'Add device' }).click();
+  await page.getByRole('cell', { name: cid, exact: true }).waitFor();
+
+  await view('Batch Jobs');
+  await page.getByRole('button', { name: 'Create job' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create job' });
+  await dialog.getByLabel('Name', { exact: true }).fill(name);
+  await dialog.getByLabel('Filter devices').fill('web-job');
+  await dialog.getByRole('button', { name: 'Select all' }).click();
+  await dialog.getByText(/^1 of \d+ devices selected\.$/).waitFor();
+  assert.equal(await dialog.getByLabel(cid, { exact: true }).isChecked(), true);
+  await dialog.getByRole('button', { name: 'Add configuration step' }).click();
+  await dialog.getByRole('button', { name: 'Add command step' }).click();
+  const step = (n, kind) => dialog.getByRole('group', { name: `Step ${n}: ${kind}` });
+  // Reordering by keyboard renumbers the steps and keeps the focus on the moved step's
+  // buttons; the command goes back to second place.
+  const focused = () => page.evaluate(() => `${document.activeElement.closest('fieldset')?.querySelector('legend')?.textContent}: ${document.activeElement.textContent}`);
+  await step(2, 'Command').getByRole('button', { name: 'Move up' }).focus();
+  await page.keyboard.press('Enter');
+  await step(1, 'Command').waitFor();
+  assert.equal(await focused(), 'Step 1: Command: Move down');
+  await page.keyboard.press('Enter');
+  await step(2, 'Command').waitFor();
+  assert.equal(await focused(), 'Step 2: Command: Move up');
+  await step(2, 'Command').getByLabel('Command', { exact: true }).fill('echo');
+  await step(2, 'Command').getByLabel('Arguments').fill('hello kura');
+  await step(1, 'Configuration').getByLabel('Configuration XML').fill(clockXml);
+  await dialog.getByLabel('Name', { exact: true }).focus();
+  await shot('create-job');
+
+  // A bad cron: the error by the cron field.
+  await dialog.getByLabel('Cron', { exact: true }).check();
+  await dialog.getByLabel('Cron Expression').fill('61 * * * *');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  const cronError = dialog.locator('[data-field="schedule.cron"] .field-error');
+  await cronError.waitFor();
+  assert.ok((await cronError.textContent()).length > 0);
+  assert.equal(await dialog.getByLabel('Cron Expression').getAttribute('aria-invalid'), 'true');
+  // Months have no fixed length: an interval of P1M is refused by its Every field.
+  await dialog.getByLabel('Interval').check();
+  await dialog.getByLabel('Every').fill('P1M');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  await dialog.locator('[data-field="schedule.every"] .field-error').waitFor();
+  assert.equal(await cronError.isVisible(), false);
+  // A request step's metrics must be a JSON object; Remove takes the step out again.
+  await dialog.getByRole('button', { name: 'Add request step' }).click();
+  await step(3, 'Request').getByLabel('App').fill('DEPLOY-V2');
+  await step(3, 'Request').getByLabel('Metrics').fill('{"dp.uri": ');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  await step(3, 'Request').locator('[data-field="steps[2].metrics"] .field-error').waitFor();
+  await step(3, 'Request').getByRole('button', { name: 'Remove' }).click();
+  assert.equal(await dialog.getByRole('group', { name: /^Step \d/ }).count(), 2);
+
+  // Bad XML in step 1: line and column by that step's editor.
+  await dialog.getByLabel('Device Connect').check();
+  await step(1, 'Configuration').getByLabel('Configuration XML').fill(
+    '<?xml version="1.0"?>\n<esf:configurations xmlns:esf="http://eurotech.com/esf/2.0">\n  <broken\n</esf:configurations>');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  const xmlError = step(1, 'Configuration').locator('[data-field="steps[0].configuration"] .field-error');
+  await xmlError.waitFor();
+  assert.match(await xmlError.textContent(), /line \d+, column \d+/);
+  assert.equal(await cronError.isVisible(), false);
+  await shot('job-xml-error');
+  assert.deepEqual((await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/jobs`)).body.items, []);
+
+  await step(1, 'Configuration').getByLabel('Configuration XML').fill(clockXml);
+  await dialog.getByLabel('Max Attempts').fill('2');
+  await dialog.getByLabel('Step Timeout').fill('10');
+  await dialog.getByRole('button', { name: 'Create job' }).click();
+  await dialog.waitFor({ state: 'detached' });
+  const row = page.getByRole('row').filter({ hasText: name });
+  await row.waitFor();
+  const headers = await page.locator('thead th').allTextContents();
+  const cells = await row.locator('td').allTextContents();
+  assert.equal(cells[headers.indexOf('Trigger')], 'Device Connect');
+  assert.equal(cells[headers.indexOf('Targets')], '1');
+  assert.equal(cells[headers.indexOf('PENDING')], '1');
+  assert.equal(cells[headers.indexOf('COMPLETED')], '0');
+  await shot('jobs');
+
+  await row.getByRole('link', { name }).click();
+  await page.getByRole('heading', { level: 1, name: `Job ${name}` }).waitFor();
+  const executions = page.getByRole('table', { name: 'Executions' });
+  const target = executions.getByRole('row').filter({ hasText: cid });
+  await target.getByText('PENDING', { exact: true }).waitFor();
+
+  // The device enrolls (a provision request and PROV-V1), then connects like Kura: the job
+  // runs on its readiness.
+  const made = await adminApi('POST', `/api/v1/accounts/${ACCOUNT}/provision-requests`, {
+    clientId: cid, provisionUsername: 'web-job-prov', provisionPassword: PASSWORD, confirmProvisionPassword: PASSWORD,
+    brokerUrl: 'mqtt://127.0.0.1:1883',
+  });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  const reply = await provision(cid, 'web-job-prov');
+  assert.equal(reply['response.code'], 200, JSON.stringify(reply));
+  await completed(cid);
+  const device = await kuraDevice(cid, reply.username, reply.password);
+  try {
+    for (let i = 0; i < 50; i += 1) {
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      await page.getByRole('heading', { level: 2, name: 'Targets', exact: true }).waitFor();
+      if (await target.getByText(/^(COMPLETED|FAILED)$/).count()) break;
+      await new Promise((r) => { setTimeout(r, 200); });
+    }
+    await target.getByText('COMPLETED', { exact: true }).waitFor();
+    assert.deepEqual(device.seen.map((s) => `${s.app} ${s.method} ${s.resources.join('/')}`),
+      ['CONF-V1 PUT configurations', 'CMD-V1 EXEC command']);
+    assert.match(device.seen[0].body, /clock\.ntp\.host/);
+    const counts = await page.locator('.tiles li').allTextContents();
+    assert.ok(counts.includes('1COMPLETED'), counts.join(' '));
+    await shot('job-details');
+    await target.getByRole('button', { name: 'Show Log' }).click();
+    const log = page.getByRole('dialog', { name: `Log of ${cid}, attempt 1` });
+    await log.locator('tbody tr').first().waitFor();
+    const text = await log.textContent();
+    assert.match(text, /CONF-V1 PUT configurations answered 200/);
+    assert.match(text, /CMD-V1 EXEC command answered 200, exit code 0, stdout: "echo hello kura"/);
+    assert.ok(!text.includes('pool.ntp.org'), 'no configuration content in the log');
+    await shot('job-log');
+    await page.keyboard.press('Escape');
+    await log.waitFor({ state: 'detached' });
+  } finally {
+    await device.client.endAsync();
+  }
+
+  // Targets: add the enrolled device from the registry, then remove it again.
+  const targets = page.getByRole('table', { name: 'Targets' });
+  await page.getByRole('button', { name: 'Add targets' }).click();
+  const adding = page.getByRole('dialog', { name: `Add targets to ${name}` });
+  assert.equal(await adding.getByLabel(cid, { exact: true }).count(), 0, 'a target is not offered again');
+  await adding.getByLabel(keyed.clientId, { exact: true }).check();
+  await adding.getByRole('button', { name: 'Add targets' }).click();
+  await adding.waitFor({ state: 'detached' });
+  await targets.getByRole('row').filter({ hasText: keyed.clientId }).getByText('PENDING', { exact: true }).waitFor();
+  await targets.getByRole('row').filter({ hasText: keyed.clientId }).getByRole('button', { name: 'Remove' }).click();
+  await page.getByRole('dialog', { name: 'Remove target' }).getByRole('button', { name: 'Remove' }).click();
+  await targets.getByRole('cell', { name: keyed.clientId, exact: true }).waitFor({ state: 'detached' });
+  assert.deepEqual((await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/jobs`)).body.items[0].targets, [cid]);
+
+  // Delete asks first; Cancel keeps the job.
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete job' }).getByRole('button', { name: 'Cancel' }).click();
+  assert.equal((await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/jobs`)).body.items.length, 1);
+  await page.getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog', { name: 'Delete job' }).getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Batch Jobs' }).waitFor();
+  await page.getByText('No jobs yet').waitFor();
+  assert.deepEqual((await adminApi('GET', `/api/v1/accounts/${ACCOUNT}/jobs`)).body.items, []);
 });
 
 test('the Endpoints view and the Add form\'s drop-down follow the API\'s endpoints route', async () => {
