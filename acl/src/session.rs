@@ -38,6 +38,10 @@ pub enum Session {
         account: String,
         /// The MQTT client identifier (`CID`).
         client_id: String,
+        /// Fleetgate's requester client ID (config `device_management.requester`): a
+        /// Kura-native device answers Fleetgate's CONF-V1 PUT on
+        /// `$EDC/PA/{requester}/CONF-V1/REPLY/#` (PROTOCOL.md 8.1).
+        requester: String,
     },
     /// A provisioned device on the operational endpoint (PROTOCOL.md section 6).
     Device {
@@ -84,11 +88,14 @@ impl Session {
     /// (account `$EDC` + client `acme` = `$EDC/acme/#`, another account's space).
     fn safe_parts(&self) -> Option<(&str, &str)> {
         let (account, client_id) = (self.account(), self.client_id());
-        let safe_level =
-            |s: &str| !s.is_empty() && !s.bytes().any(|b| matches!(b, b'/' | b'+' | b'#' | b'\0'));
         (safe_level(account) && safe_level(client_id) && !account.starts_with('$'))
             .then_some((account, client_id))
     }
+}
+
+/// Whether `s` is one topic level that matches only itself.
+fn safe_level(s: &str) -> bool {
+    !s.is_empty() && !s.bytes().any(|b| matches!(b, b'/' | b'+' | b'#' | b'\0'))
 }
 
 /// The Kura request methods an account user with `device:manage` may publish (PROTOCOL.md 7).
@@ -114,11 +121,16 @@ fn any_scope(
     mut visit: impl FnMut(&[&str]) -> bool,
 ) -> bool {
     match (session, access) {
+        // Its PROV-V1 replies, and for a Kura-native device (PROTOCOL.md 8.1) everything
+        // Fleetgate sends it, CONF-V1 requests included.
         (Session::Provisioning { .. }, Access::Subscribe) => {
-            visit(&["$EDC", account, client_id, "PROV-V1", "REPLY", "#"])
+            visit(&["$EDC", account, client_id, "#"])
         }
-        (Session::Provisioning { .. }, Access::Publish) => {
+        (Session::Provisioning { requester, .. }, Access::Publish) => {
             visit(&["$EDC", account, client_id, "PROV-V1", "EXEC", "provision"])
+                || visit(&["$EDC", account, client_id, "MQTT", "#"])
+                || (safe_level(requester)
+                    && visit(&["$EDC", account, requester, "CONF-V1", "REPLY", "#"]))
         }
         (Session::Device { .. }, Access::Subscribe) => {
             visit(&["$EDC", account, client_id, "#"]) || visit(&[account, client_id, "#"])
@@ -150,7 +162,7 @@ fn any_scope(
 /// before asking, so `filter` is always a plain filter. Allowed: filters within a scope of
 /// [`rules`]:
 ///
-/// - Provisioning: `$EDC/PA/CID/PROV-V1/REPLY/#`.
+/// - Provisioning: `$EDC/PA/CID/#` (PROV-V1 replies, and Kura-native requests, PROTOCOL.md 3).
 /// - Device: `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`.
 /// - Account user (PROTOCOL.md 6.1): `ACCOUNT/#` with `data:read`, `$EDC/ACCOUNT/+/MQTT/#`
 ///   with `device:read`, `$EDC/ACCOUNT/CID/#` (its own replies and notifications) with
@@ -162,7 +174,9 @@ pub fn may_subscribe(session: &Session, filter: &str) -> Decision {
 /// May `session` PUBLISH to `topic`? Deny by default. Allowed: topics matched by a scope of
 /// [`rules`]:
 ///
-/// - Provisioning: only exactly `$EDC/PA/CID/PROV-V1/EXEC/provision`.
+/// - Provisioning: exactly `$EDC/PA/CID/PROV-V1/EXEC/provision`; for Kura-native
+///   provisioning `$EDC/PA/CID/MQTT/#` (BIRTH, DC, APPS, LWT) and CONF-V1 replies
+///   `$EDC/PA/{requester}/CONF-V1/REPLY/#` (PROTOCOL.md 3).
 /// - Device: `$EDC/ACCOUNT/CID/#` or `ACCOUNT/CID/#`, and Kura replies and notifications to a
 ///   requester of its account: `$EDC/ACCOUNT/+/+/REPLY/#` and `$EDC/ACCOUNT/+/+/NOTIFY/CID/#`.
 /// - Account user: inside `ACCOUNT/#` with `data:write`; Kura requests

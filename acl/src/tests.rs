@@ -11,6 +11,7 @@ fn prov() -> Session {
     Session::Provisioning {
         account: PA.into(),
         client_id: CID.into(),
+        requester: "fleetgate".into(),
     }
 }
 
@@ -262,6 +263,25 @@ fn provisioning_subscribe() {
         ("$EDC/provision/dev-1/PROV-V1/REPLY/", Decision::Allow),
         ("$EDC/provision/dev-1/PROV-V1/REPLY//#", Decision::Allow),
         ("$EDC/provision/dev-1/PROV-V1/REPLY/+/x", Decision::Allow),
+        // A Kura-native device (PROTOCOL.md 3 and 8.1) subscribes to its whole `$EDC/PA/CID/#`,
+        // where Fleetgate's CONF-V1 requests arrive; before 8.1 these were refused.
+        ("$EDC/provision/dev-1/#", Decision::Allow),
+        ("$EDC/provision/dev-1", Decision::Allow),
+        ("$EDC/provision/dev-1/CONF-V1/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1/+/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1/+/r-1", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1/REPLYX/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1/REPL/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V2/REPLY/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1/reply/#", Decision::Allow),
+        ("$EDC/provision/dev-1//PROV-V1/REPLY/#", Decision::Allow),
+        ("$EDC/provision/dev-1/PROV-V1", Decision::Allow),
+        (
+            "$EDC/provision/dev-1/PROV-V1/EXEC/provision",
+            Decision::Allow,
+        ),
+        ("$EDC/provision/dev-1/PROV-V1/EXEC/#", Decision::Allow),
         // Wider than the scope.
         ("#", Decision::Deny),
         ("+/#", Decision::Deny),
@@ -271,10 +291,6 @@ fn provisioning_subscribe() {
         ("$EDC/provision/+/PROV-V1/REPLY/#", Decision::Deny),
         ("$EDC/+/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         ("+/provision/dev-1/PROV-V1/REPLY/#", Decision::Deny),
-        ("$EDC/provision/dev-1/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V1/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V1/+/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V1/+/r-1", Decision::Deny),
         // Other devices, other accounts.
         ("$EDC/provision/dev-2/PROV-V1/REPLY/#", Decision::Deny),
         ("$EDC/provision/dev-10/PROV-V1/REPLY/#", Decision::Deny),
@@ -282,28 +298,16 @@ fn provisioning_subscribe() {
         ("$EDC/acme/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         ("$EDC/provisionX/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         // Only similar.
-        ("$EDC/provision/dev-1/PROV-V1/REPLYX/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V1/REPL/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V2/REPLY/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V1/reply/#", Decision::Deny),
         ("$edc/provision/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         ("$EDC/Provision/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         ("$EDC/provision/DEV-1/PROV-V1/REPLY/#", Decision::Deny),
         ("EDC/provision/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         ("/$EDC/provision/dev-1/PROV-V1/REPLY/#", Decision::Deny),
         ("$EDC//provision/dev-1/PROV-V1/REPLY/#", Decision::Deny),
-        ("$EDC/provision/dev-1//PROV-V1/REPLY/#", Decision::Deny),
-        ("$EDC/provision/dev-1/PROV-V1", Decision::Deny),
         (
             "$share/g/$EDC/provision/dev-1/PROV-V1/REPLY/#",
             Decision::Deny,
         ),
-        // The request topic is for publishing only.
-        (
-            "$EDC/provision/dev-1/PROV-V1/EXEC/provision",
-            Decision::Deny,
-        ),
-        ("$EDC/provision/dev-1/PROV-V1/EXEC/#", Decision::Deny),
         // Invalid filters.
         ("$EDC/provision/dev-1/PROV-V1/REPLY/#/x", Decision::Deny),
         ("$EDC/provision/dev-1/PROV-V1/REPLY/#/", Decision::Deny),
@@ -362,6 +366,25 @@ fn provisioning_publish() {
             "$EDC/provision/dev-1/PROV-V1/EXEC/provision\0",
             Decision::Deny,
         ),
+        // Kura-native (PROTOCOL.md 3 and 8.1): BIRTH, DC, APPS, LWT, and CONF-V1 replies to
+        // Fleetgate's requester only.
+        ("$EDC/provision/dev-1/MQTT/BIRTH", Decision::Allow),
+        ("$EDC/provision/dev-1/MQTT/DC", Decision::Allow),
+        ("$EDC/provision/dev-1/MQTT/LWT", Decision::Allow),
+        ("$EDC/provision/dev-1/MQTT/APPS", Decision::Allow),
+        (
+            "$EDC/provision/fleetgate/CONF-V1/REPLY/r-1",
+            Decision::Allow,
+        ),
+        ("$EDC/provision/dev-2/MQTT/BIRTH", Decision::Deny),
+        ("$EDC/provision/dev-1/MQTT/+", Decision::Deny),
+        ("$EDC/provision/dev-1/CONF-V1/REPLY/r-1", Decision::Deny),
+        ("$EDC/provision/other/CONF-V1/REPLY/r-1", Decision::Deny),
+        ("$EDC/provision/fleetgate/CMD-V1/REPLY/r-1", Decision::Deny),
+        ("$EDC/provision/fleetgate/CONF-V1/EXEC/r-1", Decision::Deny),
+        ("$EDC/provision/+/CONF-V1/REPLY/r-1", Decision::Deny),
+        ("$EDC/acme/fleetgate/CONF-V1/REPLY/r-1", Decision::Deny),
+        ("$EDC/provision/dev-1/data", Decision::Deny),
         // Its own reply topic: replies come from Fleetgate only.
         ("$EDC/provision/dev-1/PROV-V1/REPLY/r-1", Decision::Deny),
         ("$EDC/provision/dev-1/PROV-V1/REPLY/error", Decision::Deny),
@@ -653,6 +676,7 @@ fn unsafe_identities_are_denied_everything() {
             Session::Provisioning {
                 account: account.to_string(),
                 client_id: client_id.to_string(),
+                requester: "fleetgate".into(),
             },
             Session::Device {
                 account: account.to_string(),
@@ -721,6 +745,12 @@ fn deny_by_default() {
         "$EDC/provision/dev-1/PROV-V1/REPLY",
         "$EDC/provision/dev-2/PROV-V1/EXEC/provision",
         "$EDC/provision/dev-1/PROV-V1/EXEC/provision/#",
+        "$EDC/provision/dev-1/MQTT/BIRTH",
+        "$EDC/provision/dev-1/MQTT/#",
+        "$EDC/provision/dev-2/MQTT/BIRTH",
+        "$EDC/provision/fleetgate/CONF-V1/REPLY/r-1",
+        "$EDC/provision/fleetgate/CONF-V1/REPLY/#",
+        "$EDC/provision/dev-1/CONF-V1/REPLY/r-1",
     ];
     let mut allowed: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for s in universe.iter().map(String::as_str).chain(extra) {
@@ -733,16 +763,23 @@ fn deny_by_default() {
             }
         }
     }
-    let prov_allowed: BTreeSet<String> = [
+    // A provisioning session publishes exactly these; it subscribes to valid filters under
+    // `$EDC/provision/dev-1` (PROTOCOL.md 3), and to nothing else.
+    let mut prov_allowed: BTreeSet<String> = [
         "pub $EDC/provision/dev-1/PROV-V1/EXEC/provision",
-        "sub $EDC/provision/dev-1/PROV-V1/REPLY",
-        "sub $EDC/provision/dev-1/PROV-V1/REPLY/#",
-        "sub $EDC/provision/dev-1/PROV-V1/REPLY/+",
-        "sub $EDC/provision/dev-1/PROV-V1/REPLY/r-1",
+        "pub $EDC/provision/dev-1/MQTT/BIRTH",
+        "pub $EDC/provision/fleetgate/CONF-V1/REPLY/r-1",
     ]
     .into_iter()
     .map(String::from)
     .collect();
+    for f in universe.iter().map(String::as_str).chain(extra) {
+        let own = f == "$EDC/provision/dev-1" || f.starts_with("$EDC/provision/dev-1/");
+        if own && valid_topic_filter(f) {
+            prov_allowed.insert(format!("sub {f}"));
+        }
+    }
+    assert!(prov_allowed.contains("sub $EDC/provision/dev-1/PROV-V1/REPLY/r-1"));
     assert_eq!(allowed.get("prov"), Some(&prov_allowed));
     // Every device allowance is under its own two prefixes.
     let device_allowed = &allowed["device"];

@@ -198,7 +198,11 @@ fn account_or_cid() -> impl Strategy<Value = String> {
 fn session() -> impl Strategy<Value = Session> {
     (any::<bool>(), account_or_cid(), account_or_cid()).prop_map(|(prov, account, client_id)| {
         if prov {
-            Session::Provisioning { account, client_id }
+            Session::Provisioning {
+                account,
+                client_id,
+                requester: "fleetgate".into(),
+            }
         } else {
             Session::Device { account, client_id }
         }
@@ -220,7 +224,7 @@ fn safe(session: &Session) -> bool {
 fn namespace(session: &Session) -> Vec<String> {
     let (a, c) = (session.account(), session.client_id());
     match session {
-        Session::Provisioning { .. } => vec![format!("$EDC/{a}/{c}/PROV-V1/REPLY/#")],
+        Session::Provisioning { .. } => vec![format!("$EDC/{a}/{c}/#")],
         Session::Device { .. } => vec![format!("$EDC/{a}/{c}/#"), format!("{a}/{c}/#")],
         Session::Account { .. } => unreachable!("the strategy makes no account users"),
     }
@@ -413,8 +417,17 @@ proptest! {
             let allowed = may_publish(&s, &t).is_allowed();
             let expected = safe(&s)
                 && match &s {
-                    Session::Provisioning { account, client_id } => {
+                    Session::Provisioning {
+                        account,
+                        client_id,
+                        requester,
+                    } => {
                         t == format!("$EDC/{account}/{client_id}/PROV-V1/EXEC/provision")
+                            || ref_matches(&format!("$EDC/{account}/{client_id}/MQTT/#"), &t)
+                            || ref_matches(
+                                &format!("$EDC/{account}/{requester}/CONF-V1/REPLY/#"),
+                                &t,
+                            )
                     }
                     Session::Device { .. } => in_publish_namespace(&s, &t),
                     Session::Account { .. } => unreachable!("the strategy makes no account users"),

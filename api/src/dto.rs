@@ -108,6 +108,7 @@ pub fn execution(e: &Execution, with_log: bool) -> wire::Execution {
         ended_on: e.ended_on,
         outcome: outcome(e.outcome),
         protocol: e.protocol.clone(),
+        provisioning_protocol: e.provisioning_protocol.as_str().to_string(),
         peer: e.peer.clone(),
         operational_connected_on: e.operational_connected_on,
         log: with_log.then(|| {

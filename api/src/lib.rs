@@ -29,6 +29,7 @@ pub mod guard;
 pub mod input;
 pub mod jobs;
 pub mod management;
+pub mod moves;
 pub mod openapi;
 pub mod request_id;
 pub mod requests;
@@ -92,6 +93,8 @@ routes! {
     get "/api/v1/accounts/{account}/devices/{clientId}/configurations/{pid}" => management::get_one_configuration;
     put "/api/v1/accounts/{account}/devices/{clientId}/configurations/{pid}" => management::put_one_configuration;
     post "/api/v1/accounts/{account}/devices/{clientId}/commands" => management::run_command;
+    post "/api/v1/accounts/{account}/devices/{clientId}/move" => moves::start_move;
+    get "/api/v1/accounts/{account}/devices/{clientId}/move" => moves::get_move;
     post "/api/v1/accounts/{account}/jobs" => jobs::create_job;
     get "/api/v1/accounts/{account}/jobs" => jobs::list_jobs;
     get "/api/v1/accounts/{account}/jobs/{id}" => jobs::get_job;

@@ -6,7 +6,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    accounts, audit, backup, devices, dto, endpoints, error, jobs, management, requests, users,
+    accounts, audit, backup, devices, dto, endpoints, error, jobs, management, moves, requests,
+    users,
 };
 
 /// Adds the bearer security scheme every `/api/v1` operation refers to.
@@ -138,6 +139,8 @@ impl Modify for BannedAnswer {
         devices::list_devices,
         devices::get_device,
         devices::delete_device,
+        moves::start_move,
+        moves::get_move,
         management::device_request,
         management::get_configurations,
         management::put_configurations,

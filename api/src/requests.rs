@@ -212,7 +212,7 @@ async fn plan_users(
 }
 
 /// Creates validated rows all or nothing; returns each request with its one-time key.
-async fn create_rows(
+pub(crate) async fn create_rows(
     app: &App,
     account: &Account,
     specs: Vec<RequestSpec>,

@@ -81,6 +81,9 @@ pub struct App {
     /// Where the operational endpoint listens, once bound (its URL when
     /// `operational.public_url` is unset).
     pub operational_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Where the provisioning endpoint listens, once bound (its URL when
+    /// `provisioning.public_url` is unset).
+    pub provisioning_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Kura request/reply with devices (PROTOCOL.md 7), attached to the operational broker
     /// when it runs.
     pub devices: Arc<fleetgate_devmgmt::Requester>,
@@ -162,14 +165,17 @@ impl App {
             window: Config::secs(config.auth.failure_window),
             ban: Config::secs(config.auth.ban),
         };
-        let hooks = Arc::new(Hooks::new(
-            store.clone(),
-            pool,
-            limits,
-            config.provisioning.account.clone(),
-            clock.clone(),
-            metrics.clone(),
-        ));
+        let hooks = Arc::new(
+            Hooks::new(
+                store.clone(),
+                pool,
+                limits,
+                config.provisioning.account.clone(),
+                clock.clone(),
+                metrics.clone(),
+            )
+            .with_requester(config.device_management.requester.clone()),
+        );
         let argon2 = Argon2Params {
             m_cost: config.auth.argon2_m_cost,
             t_cost: config.auth.argon2_t_cost,
@@ -196,6 +202,7 @@ impl App {
             admin_token,
             hooks_token,
             operational_addr: std::sync::OnceLock::new(),
+            provisioning_addr: std::sync::OnceLock::new(),
             devices,
             ready: AtomicBool::new(false),
             tasks: Tasks::default(),
@@ -208,21 +215,41 @@ impl App {
     /// `mqtt://` and the bound (or configured) address. Listed as the known endpoint
     /// `fleetgate`.
     pub fn operational_url(&self) -> String {
-        let public = &self.config.operational.public_url;
-        if !public.is_empty() {
-            return public.clone();
-        }
-        let addr = self
-            .operational_addr
-            .get()
-            .copied()
-            .unwrap_or(self.config.operational.listen);
-        format!("mqtt://{addr}")
+        public_url(
+            &self.config.operational.public_url,
+            &self.operational_addr,
+            self.config.operational.listen,
+        )
+    }
+
+    /// The provisioning endpoint's URL as devices reach it: `provisioning.public_url`, else
+    /// `mqtt://` and the bound (or configured) address. A move points devices there
+    /// (PROTOCOL.md 8.2).
+    pub fn provisioning_url(&self) -> String {
+        public_url(
+            &self.config.provisioning.public_url,
+            &self.provisioning_addr,
+            self.config.provisioning.listen,
+        )
     }
 }
 
+/// `configured` when set, else `mqtt://` and the bound address (or the configured one before
+/// binding).
+fn public_url(
+    configured: &str,
+    bound: &std::sync::OnceLock<std::net::SocketAddr>,
+    listen: std::net::SocketAddr,
+) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    format!("mqtt://{}", bound.get().copied().unwrap_or(listen))
+}
+
 /// PROTOCOL.md 5: requests left `RUNNING` become `FAILED` with a log line, before the listeners
-/// open.
+/// open; so do moves left unfinished (PROTOCOL.md 8.2), whose provision password died with the
+/// previous process.
 fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
     let running = store.read()?.running_requests()?;
     for r in &running {
@@ -238,6 +265,15 @@ fn recover_running(store: &Store, clock: &dyn Clock) -> Result<(), StoreError> {
         tracing::warn!(
             count = running.len(),
             "requests left RUNNING by the previous process marked FAILED"
+        );
+    }
+    let moves = store.write(fleetgate_storage::moves::fail_interrupted_moves(
+        clock.now(),
+    ))?;
+    if moves > 0 {
+        tracing::warn!(
+            count = moves,
+            "moves left unfinished by the previous process marked FAILED"
         );
     }
     Ok(())

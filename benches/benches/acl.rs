@@ -20,6 +20,7 @@ fn acl(c: &mut Criterion) {
     let prov = Session::Provisioning {
         account: "provision".into(),
         client_id: "dev-004711".into(),
+        requester: "fleetgate".into(),
     };
 
     let mut g = c.benchmark_group("acl");

@@ -78,8 +78,8 @@ fn listen(a: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Binds every listener `app.config` asks for (port 0 picks a free port), and records where the
-/// operational endpoint listens (its URL in the known endpoints when `operational.public_url`
-/// is unset).
+/// operational and provisioning endpoints listen (their URLs when `operational.public_url` /
+/// `provisioning.public_url` are unset).
 pub fn bind(app: &App) -> anyhow::Result<(Listeners, Addrs)> {
     let config = &app.config;
     let b = |a: SocketAddr, what: &str| {
@@ -131,6 +131,7 @@ pub fn bind(app: &App) -> anyhow::Result<(Listeners, Addrs)> {
         hooks: l.hooks.as_ref().map(addr).transpose()?,
     };
     let _ = app.operational_addr.set(addrs.operational);
+    let _ = app.provisioning_addr.set(addrs.provisioning);
     Ok((l, addrs))
 }
 
@@ -231,7 +232,7 @@ pub fn build(app: &Arc<App>, l: Listeners, brokers: &Brokers) -> io::Result<ntex
             .configure(fleetgate_api::configure)
     };
     // One value per endpoint, shared by its TCP and TLS listeners (one operational broker).
-    let provisioning = Arc::new(Provisioning);
+    let provisioning = Arc::new(Provisioning::new(app));
     let operational = brokers.operational.clone();
     let (p1, o1) = (provisioning.clone(), operational.clone());
     let mut b = ntex::server::build()

@@ -384,7 +384,10 @@ async fn acl_table(v: Version) {
         ("+/+/+/+/+/+".to_string(), false),
         ("$EDC/#".to_string(), false),
         (reply_filter("dev-b"), false),
-        (format!("$EDC/{PA}/dev-a/PROV-V1/REPLYX/#"), false),
+        // Inside `$EDC/PA/CID/#`, which a Kura-native device subscribes to (PROTOCOL.md 3).
+        (format!("$EDC/{PA}/dev-a/PROV-V1/REPLYX/#"), true),
+        (format!("$EDC/{PA}/dev-a/#"), true),
+        (format!("$EDC/{PA}/dev-b/#"), false),
         (format!("$EDC/{PA}/+/PROV-V1/REPLY/#"), false),
     ] {
         d.subscribe(&filter, 1).await;

@@ -499,6 +499,35 @@ pub enum DeviceCommand {
         /// What to do.
         command: ConfigCommand,
     },
+    /// Move a Kura device to another account (`--to-account`, with the fields of the provision
+    /// request made for it there) or to another Fleetgate instance (`--to-instance`, whose
+    /// provision request for it exists); `--status` shows its latest move and log.
+    Move {
+        /// Client ID.
+        #[arg(value_name = "CLIENT_ID")]
+        device: String,
+        /// The target account of this instance.
+        #[arg(long, value_name = "ACCOUNT", conflicts_with_all = ["to_instance", "status"])]
+        to_account: Option<String>,
+        /// The other instance's provisioning endpoint as devices reach it (mqtt://HOST:PORT).
+        #[arg(long, value_name = "URL", conflicts_with = "status")]
+        to_instance: Option<String>,
+        /// The other instance's provisioning account.
+        #[arg(
+            long,
+            value_name = "NAME",
+            default_value = "provision",
+            requires = "to_instance"
+        )]
+        instance_account: String,
+        /// Show the latest move instead of starting one.
+        #[arg(long)]
+        status: bool,
+        /// The provision request fields (--username and --password also name the other
+        /// instance's provision credentials).
+        #[command(flatten)]
+        request: Box<RequestFields>,
+    },
     /// Run a command on a connected device (Kura's CMD-V1); prints its output and fails when
     /// it exits non-zero.
     Exec {
@@ -1463,6 +1492,42 @@ fn device(
             api.put_device_configuration(&account, &client_id, pid.as_deref(), xml)?;
             let _ = writeln!(out, "configuration applied on {client_id}");
         }
+        DeviceCommand::Move {
+            device: client_id,
+            to_account,
+            to_instance,
+            instance_account,
+            status,
+            request,
+        } => {
+            let moved = if status {
+                api.device_move(&account, &client_id)?
+            } else {
+                let body = move_body(to_account, to_instance, instance_account, &request)?;
+                api.move_device(&account, &client_id, &body)?
+            };
+            let mut v = value(&moved)?;
+            if !c.json
+                && let Some(log) = v.as_object_mut().and_then(|o| o.remove("log"))
+            {
+                out.push_str(&one(
+                    &v,
+                    &["id", "status", "provisionRequestId", "targetAccount"],
+                    false,
+                ));
+                for line in log.as_array().into_iter().flatten() {
+                    let at = line["at"].as_str().unwrap_or_default();
+                    let message = line["message"].as_str().unwrap_or_default();
+                    let _ = writeln!(out, "{at}  {message}");
+                }
+            } else {
+                out.push_str(&one(
+                    &v,
+                    &["id", "status", "provisionRequestId", "targetAccount"],
+                    c.json,
+                ));
+            }
+        }
         DeviceCommand::Exec {
             client_id,
             timeout,
@@ -1489,6 +1554,32 @@ fn device(
         }
     }
     Ok(())
+}
+
+/// The API body of `device move`: the target account with the provision request fields, or
+/// the target instance with the provision credentials there.
+fn move_body(
+    to_account: Option<String>,
+    to_instance: Option<String>,
+    instance_account: String,
+    request: &RequestFields,
+) -> anyhow::Result<Value> {
+    match (to_account, to_instance) {
+        (Some(target), None) => {
+            let mut input = ProvisionRequestInput::default();
+            request.apply(&mut input)?;
+            let mut body = value(&input)?;
+            body["targetAccount"] = Value::String(target);
+            Ok(body)
+        }
+        (None, Some(url)) => Ok(json!({"targetInstance": {
+            "provisioningUrl": url,
+            "provisioningAccount": instance_account,
+            "username": request.provision_username,
+            "password": request.provision_password.as_ref().map(Secret::expose),
+        }})),
+        _ => anyhow::bail!("give --to-account or --to-instance (or --status)"),
+    }
 }
 
 #[cfg(test)]

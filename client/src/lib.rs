@@ -28,7 +28,7 @@ pub use error::Error;
 use types::{
     Account, AccountList, BulkCreated, CommandResult, Device, DeviceCommand, DevicePage,
     DeviceQuery, Endpoint, EndpointList, Execution, ExecutionList, Health, Job, JobExecution,
-    JobExecutionList, JobList, JobStatus, NewAccount, NewDevice, NewUser, Problem,
+    JobExecutionList, JobList, JobStatus, Move, NewAccount, NewDevice, NewUser, Problem,
     ProvisionRequest, ProvisionRequestInput, RequestPage, RequestQuery, Secret, TokenCreated, User,
     UserCreated, UserList, UserPatch, encode,
 };
@@ -580,6 +580,23 @@ impl Client {
     ) -> Result<CommandResult> {
         let path = format!("{}/commands", device_path(account, client_id));
         self.json("POST", &path, Some(command))
+    }
+
+    /// `POST .../devices/{clientId}/move`: `body` is the API's move body (`targetAccount` with
+    /// the provision request fields, or `targetInstance`); the move starts PENDING.
+    pub fn move_device<T: Serialize>(
+        &self,
+        account: &str,
+        client_id: &str,
+        body: &T,
+    ) -> Result<Move> {
+        let path = format!("{}/move", device_path(account, client_id));
+        self.json("POST", &path, Some(body))
+    }
+
+    /// `GET .../devices/{clientId}/move`: the device's latest move, with its log.
+    pub fn device_move(&self, account: &str, client_id: &str) -> Result<Move> {
+        self.get(&format!("{}/move", device_path(account, client_id)))
     }
 
     /// `DELETE .../devices/{clientId}`, with `?force=true` to delete (and disconnect) a

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 pub use fleetgate_wire::{
     Account, AccountList, Birth, BulkCreated, CommandResult, ConnectionStatus, Coupling, Device,
     DevicePage, DeviceStatus, Endpoint, EndpointList, Execution, ExecutionList, FieldError, Health,
-    Job, JobExecution, JobExecutionList, JobList, JobStatus, LogLevel, LogLine, NewAccount,
+    Job, JobExecution, JobExecutionList, JobList, JobStatus, LogLevel, LogLine, Move, NewAccount,
     NewDevice, NewUser, Outcome, Problem, ProvisionRequest, ProvisionRequestInput, Rejection,
-    RequestPage, RequestStatus, Secret, TargetCounts, TokenCreated, User, UserCreated, UserKind,
-    UserList, UserPatch,
+    RequestPage, RequestStatus, Secret, TargetCounts, TargetInstance, TokenCreated, User,
+    UserCreated, UserKind, UserList, UserPatch,
 };
 
 /// A list in the API's `{"items": [...]}` form, of any record: for callers that print lists

@@ -28,6 +28,7 @@ max_connections = 50000
 connect_timeout = 5.0
 max_inflight = 16
 strict_broker_urls = false
+public_url = ""
 
 [provisioning.tls]
 listen = "127.0.0.1:8883"
@@ -142,6 +143,9 @@ pub struct Provisioning {
     /// Refuse (422) a provision request whose `brokerUrl` is not a known broker endpoint,
     /// instead of answering it with a warning (API.md "Known broker endpoints").
     pub strict_broker_urls: bool,
+    /// The provisioning endpoint's URL as devices reach it (`mqtt://host:port`): where a move
+    /// points a device (PROTOCOL.md 8.2); empty = derived from `listen`.
+    pub public_url: String,
     /// TLS listener.
     pub tls: Tls,
 }
@@ -632,12 +636,13 @@ impl Config {
         if !self.hooks.listen.is_empty() && self.hooks.address().is_none() {
             return bad("hooks.listen", "must be empty or ADDRESS:PORT");
         }
-        let url = &self.operational.public_url;
-        if !url.is_empty() && fleetgate_storage::validate::check_broker_url(url).is_err() {
-            return bad(
-                "operational.public_url",
-                "must be empty or a broker URL (mqtt://HOST:PORT)",
-            );
+        for (key, url) in [
+            ("operational.public_url", &self.operational.public_url),
+            ("provisioning.public_url", &self.provisioning.public_url),
+        ] {
+            if !url.is_empty() && fleetgate_storage::validate::check_broker_url(url).is_err() {
+                return bad(key, "must be empty or a broker URL (mqtt://HOST:PORT)");
+            }
         }
         if self.auth.max_failures == 0 || self.auth.max_failures_per_address == 0 {
             return bad("auth.max_failures", "must be at least 1");
@@ -777,6 +782,11 @@ mod tests {
         assert!(bad(&[("FLEETGATE_AUTH_MAX_FAILURES", "many")]));
         assert!(bad(&[("FLEETGATE_PROVISIONING_ACCOUNT", "Bad_Name")]));
         assert!(bad(&[("FLEETGATE_PROVISIONING_TLS_CERT", "only-cert.pem")]));
+        assert!(bad(&[("FLEETGATE_PROVISIONING_PUBLIC_URL", "http://x")]));
+        assert!(!bad(&[(
+            "FLEETGATE_PROVISIONING_PUBLIC_URL",
+            "mqtts://prov.example:8883"
+        )]));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f.toml");
         std::fs::write(&file, "[provisioning]\nlistn = \"typo\"\n").unwrap();

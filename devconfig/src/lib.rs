@@ -7,7 +7,8 @@
 //! ([`generated`]), merging the additional configuration into them under the reserved
 //! properties rule ([`Document::merge`], [`ReservedPolicy`], [`reserved_warnings`]), and
 //! writing the result in the seed form ([`Document::to_xml`], with passwords masked for
-//! previews by [`Document::to_xml_masked`]).
+//! previews by [`Document::to_xml_masked`]) or byte for byte as Kura writes a snapshot
+//! ([`Document::to_snapshot_xml`], the form Kura's CONF-V1 PUT applies).
 //!
 //! It does no I/O and keeps no state: no sockets, no files, no storage, no clock, no logging.
 //! Callers hand it strings and get strings back. Input is bounded ([`MAX_DOCUMENT_BYTES`],

@@ -7,7 +7,7 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use fleetgate_kura::{Encoding, ProvReply, RequestError, decode_request, topics};
+use fleetgate_kura::{Encoding, ProvReply, ProvRequest, RequestError, decode_request, topics};
 use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, ReplyFate};
 use fleetgate_storage::{Outcome, Store, StoreError, Timestamp};
 
@@ -22,6 +22,16 @@ pub trait ReplySink {
     /// [`ReplyFate::Disconnected`] when the connection closes first, [`ReplyFate::Refused`] on
     /// an MQTT 5.0 error reason code. It need not time out: the exchange does.
     fn publish(&self, topic: String, payload: Vec<u8>) -> impl Future<Output = ReplyFate>;
+
+    /// Sends a Kura-native device the CONF-V1 `PUT configurations` request whose body is
+    /// `configuration` (PROTOCOL.md 8.1), and resolves with its fate: [`ReplyFate::Answered`]
+    /// with the device's `response.code`, [`ReplyFate::Disconnected`] when it disconnects
+    /// first, [`ReplyFate::NotAnswered`] when no reply came within `timeout`.
+    fn put_configuration(
+        &self,
+        configuration: String,
+        timeout: Duration,
+    ) -> impl Future<Output = ReplyFate>;
 
     /// Closes the connection, if it is still open, as a normal end (MQTT 5.0: DISCONNECT 0x00).
     fn close(&self);
@@ -70,6 +80,15 @@ impl Counted {
             Counted::ReplyCode(code) => format!("reply_code_{code}").into(),
         }
     }
+}
+
+/// How the device provisions itself, which decides how the exchange answers it.
+#[derive(Clone, Copy, Debug)]
+enum Dialect {
+    /// A PROV-V1 request in this encoding: answered with a PROV-V1 reply.
+    ProvV1(Encoding),
+    /// An unmodified Kura device's BIRTH: answered with a CONF-V1 PUT (PROTOCOL.md 8.1).
+    Kura,
 }
 
 /// The provisioning settings an exchange follows.
@@ -121,10 +140,44 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
     /// or `reply_timeout`).
     pub async fn run(&self, payload: &[u8]) {
         let started = Instant::now();
-        let (encoding, request) = match decode_request(payload) {
-            Ok(x) => x,
-            Err(e) => return self.undecodable(e).await,
-        };
+        match decode_request(payload) {
+            Ok((encoding, request)) => {
+                self.provision(Dialect::ProvV1(encoding), request, started)
+                    .await;
+            }
+            Err(e) => self.undecodable(e).await,
+        }
+    }
+
+    /// Runs the Kura-native exchange (PROTOCOL.md 8.1) that the BIRTH `birth` of an unmodified
+    /// Kura device starts, to its end: the state changes of a PROV-V1 exchange, then a CONF-V1
+    /// PUT of the configuration in Kura's snapshot form instead of a reply; COMPLETED when the
+    /// device answers 200. A failure (activation key missing or wrong, a BIRTH that cannot be
+    /// read) fails the execution and sends nothing. Run it detached, as [`Exchange::run`].
+    pub async fn run_kura(&self, birth: &[u8]) {
+        let started = Instant::now();
+        // Identifies this exchange among the request's attempts, as a PROV-V1 request.id does
+        // (a second BIRTH while it runs is then another exchange, and not started).
+        let put_id = fleetgate_storage::ids::new_id();
+        match ProvRequest::from_birth(birth, put_id.clone()) {
+            Ok(request) => self.provision(Dialect::Kura, request, started).await,
+            Err(e) => {
+                let action = ExchangeAction::Fail {
+                    code: 400,
+                    reason: format!("unreadable BIRTH: {e}"),
+                };
+                let begin = ops::begin_kura_exchange(self.attempt(), put_id, action);
+                if let Err(err) = self.store.write_async(begin).await {
+                    tracing::error!(error = %err, "could not store a rejected exchange");
+                }
+                self.observer.outcome(Counted::ReplyCode(400));
+            }
+        }
+    }
+
+    /// Plans and runs a decoded request: the first commit, the reply (PROV-V1) or CONF-V1 PUT
+    /// (Kura), the second commit on its fate, the linger.
+    async fn provision(&self, dialect: Dialect, request: ProvRequest, started: Instant) {
         let (action, reply) = plan(
             self.store,
             self.session.request_id,
@@ -133,15 +186,13 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
         )
         .split();
         let device_request_id = request.request_id;
-        let start = self
-            .store
-            .write_async(ops::begin_exchange(
-                self.attempt(),
-                device_request_id.clone(),
-                action,
-            ))
-            .await;
-        let (running, success) = match (start, reply) {
+        let attempt = self.attempt();
+        let begin = match dialect {
+            Dialect::ProvV1(_) => ops::begin_exchange(attempt, device_request_id.clone(), action),
+            Dialect::Kura => ops::begin_kura_exchange(attempt, device_request_id.clone(), action),
+        };
+        let start = self.store.write_async(begin).await;
+        let (running, (success, document)) = match (start, reply) {
             (
                 Ok(ExchangeStart::Started {
                     running: Some(running),
@@ -150,27 +201,27 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
                 Ok(success),
             ) => (running, success),
             (Ok(ExchangeStart::Started { .. }), Err((code, reason))) => {
-                return self.fail(&device_request_id, code, reason, encoding).await;
+                return self.fail(dialect, &device_request_id, code, reason).await;
             }
             // A `Provision` always starts a running exchange; should it not, nothing was
             // written to answer for.
             (Ok(ExchangeStart::Started { .. }), Ok(_)) => {
                 tracing::error!("a provisioning exchange started without running");
                 return self
-                    .fail(&device_request_id, 500, "no reply".into(), encoding)
+                    .fail(dialect, &device_request_id, 500, "no reply".into())
                     .await;
             }
             (Ok(ExchangeStart::Duplicate), _) => return,
             (Ok(ExchangeStart::Busy), _) => {
                 let reason = "another exchange for this request is running";
                 return self
-                    .fail(&device_request_id, 409, reason.into(), encoding)
+                    .fail(dialect, &device_request_id, 409, reason.into())
                     .await;
             }
             (Ok(ExchangeStart::NotOpen), _) => {
                 let reason = "the provision request is no longer open";
                 return self
-                    .fail(&device_request_id, 409, reason.into(), encoding)
+                    .fail(dialect, &device_request_id, 409, reason.into())
                     .await;
             }
             (Err(e), _) => {
@@ -183,14 +234,22 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
                     _ => "could not store the provisioning result",
                 };
                 return self
-                    .fail(&device_request_id, 500, reason.into(), encoding)
+                    .fail(dialect, &device_request_id, 500, reason.into())
                     .await;
             }
         };
-        let topic = self.reply_topic(&device_request_id);
-        let fate = self
-            .send(topic, ProvReply::Success(success).encode(encoding))
-            .await;
+        let fate = match dialect {
+            Dialect::ProvV1(encoding) => {
+                let topic = self.reply_topic(&device_request_id);
+                self.send(topic, ProvReply::Success(success).encode(encoding))
+                    .await
+            }
+            Dialect::Kura => {
+                self.sink
+                    .put_configuration(document.to_snapshot_xml(), self.settings.reply_timeout)
+                    .await
+            }
+        };
         let finish = ops::finish_exchange(running, fate, self.timer.now());
         if let Err(e) = self.store.write_async(finish).await {
             tracing::error!(error = %e, "could not end an exchange");
@@ -224,11 +283,20 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
             .await;
     }
 
-    /// Counts and sends a failure reply on `REPLY/{level}`.
-    async fn fail(&self, level: &str, code: u16, reason: String, encoding: Encoding) {
+    /// Counts a failure and, to a PROV-V1 device, sends the failure reply on `REPLY/{level}`.
+    /// A Kura-native device is sent nothing (PROTOCOL.md 8.1): it has no PROV-V1 reply to
+    /// read, and the execution log holds the reason.
+    async fn fail(&self, dialect: Dialect, level: &str, code: u16, reason: String) {
         self.observer.outcome(Counted::ReplyCode(code));
-        let payload = ProvReply::failure(code, reason).encode(encoding);
-        self.answer_failure(self.reply_topic(level), payload).await;
+        match dialect {
+            Dialect::ProvV1(encoding) => {
+                let payload = ProvReply::failure(code, reason).encode(encoding);
+                self.answer_failure(self.reply_topic(level), payload).await;
+            }
+            Dialect::Kura => {
+                tracing::debug!(client_id = %self.session.client_id, code, %reason, "Kura-native exchange not run");
+            }
+        }
     }
 
     /// Sends a reply that nothing waits on: its fate changes no record.

@@ -11,6 +11,8 @@ use crate::ExchangeError;
 
 /// The outcome of planning an exchange. `Debug` shows neither the password nor its hash.
 #[derive(Debug)]
+// One plan per exchange, moved once into `split`: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Plan {
     /// Fail the exchange with this PROV-V1 code (403 activation key, 500 build error).
     Fail {
@@ -25,8 +27,13 @@ pub enum Plan {
         identity: IdentityPlan,
         /// The success reply, with the generated password in clear.
         reply: ProvSuccess,
+        /// The reply's configuration document, for a Kura-native device's CONF-V1 PUT.
+        document: Document,
     },
 }
+
+/// A planned success: the PROV-V1 reply and its configuration document.
+pub(crate) type Success = (ProvSuccess, Document);
 
 impl Plan {
     fn fail(code: u16, reason: impl Into<String>) -> Plan {
@@ -38,7 +45,7 @@ impl Plan {
 
     /// Splits the plan into what the first commit writes and what the reply will be. The
     /// failure's reason is kept for the reply, as the commit consumes its own copy.
-    pub(crate) fn split(self) -> (ExchangeAction, Result<ProvSuccess, (u16, String)>) {
+    pub(crate) fn split(self) -> (ExchangeAction, Result<Success, (u16, String)>) {
         match self {
             Plan::Fail { code, reason } => (
                 ExchangeAction::Fail {
@@ -47,7 +54,11 @@ impl Plan {
                 },
                 Err((code, reason)),
             ),
-            Plan::Provision { identity, reply } => (ExchangeAction::Provision(identity), Ok(reply)),
+            Plan::Provision {
+                identity,
+                reply,
+                document,
+            } => (ExchangeAction::Provision(identity), Ok((reply, document))),
         }
     }
 }
@@ -102,6 +113,7 @@ pub fn plan(store: &Store, request_id: &str, request: &ProvRequest, vpn_pid: &st
             password: identity.password,
             configuration: document.to_xml(),
         },
+        document,
     }
 }
 

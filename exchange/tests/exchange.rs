@@ -39,6 +39,8 @@ enum Then {
 struct FakeSink {
     script: RefCell<VecDeque<Then>>,
     published: RefCell<Vec<(String, Vec<u8>)>>,
+    /// CONF-V1 PUT bodies sent to a Kura-native device, with their timeouts.
+    puts: RefCell<Vec<(String, Duration)>>,
     closed: Cell<usize>,
     settled: Cell<usize>,
 }
@@ -58,19 +60,30 @@ impl FakeSink {
     }
 }
 
-impl ReplySink for FakeSink {
-    async fn publish(&self, topic: String, payload: Vec<u8>) -> ReplyFate {
-        self.published.borrow_mut().push((topic, payload));
+impl FakeSink {
+    async fn fate(&self, default: ReplyFate) -> ReplyFate {
         let then = self
             .script
             .borrow_mut()
             .pop_front()
-            .unwrap_or(Then::Fate(ReplyFate::Acknowledged));
+            .unwrap_or(Then::Fate(default));
         match then {
             Then::Fate(f) => f,
             Then::Wait(rx) => rx.await.unwrap(),
             Then::Never => pending().await,
         }
+    }
+}
+
+impl ReplySink for FakeSink {
+    async fn publish(&self, topic: String, payload: Vec<u8>) -> ReplyFate {
+        self.published.borrow_mut().push((topic, payload));
+        self.fate(ReplyFate::Acknowledged).await
+    }
+
+    async fn put_configuration(&self, configuration: String, timeout: Duration) -> ReplyFate {
+        self.puts.borrow_mut().push((configuration, timeout));
+        self.fate(ReplyFate::Answered(200)).await
     }
 
     fn close(&self) {
@@ -230,6 +243,10 @@ impl<'a> Device<'a> {
 
     fn run(&self, payload: &[u8]) {
         futures::executor::block_on(self.exchange().run(payload));
+    }
+
+    fn run_kura(&self, birth: &[u8]) {
+        futures::executor::block_on(self.exchange().run_kura(birth));
     }
 
     fn outcomes(&self) -> Vec<Counted> {
@@ -534,4 +551,168 @@ fn the_preview_masks_the_password() {
     let xml = preview("org.eclipse.kura.net.vpn.client.VpnClient", &w.stored(&id)).unwrap();
     assert!(xml.contains("dev-1@acme"));
     assert!(xml.contains(fleetgate_devconfig::MASK));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kura-native exchanges (PROTOCOL.md 8.1): started by a BIRTH, answered with a CONF-V1 PUT.
+
+fn birth(activation_key: Option<&str>) -> Vec<u8> {
+    let mut p = fleetgate_kura::Payload::new().with_str("display_name", "Raspberry Pi");
+    if let Some(k) = activation_key {
+        p.set_str("activation.key", k);
+    }
+    p.encode()
+}
+
+#[test]
+fn a_kura_birth_provisions_by_a_conf_put_and_completes_on_200() {
+    let w = world();
+    let id = w.request("acme", "dev-1", Some("key-1"));
+    let d = Device::new(&w, &id, "dev-1");
+    d.run_kura(&birth(Some("key-1")));
+    // No PROV-V1 reply: the configuration goes as a CONF-V1 PUT, in Kura's snapshot form.
+    assert!(d.sink.published.borrow().is_empty());
+    let puts = d.sink.puts.borrow();
+    assert_eq!(puts.len(), 1);
+    let (body, timeout) = &puts[0];
+    assert_eq!(*timeout, REPLY_TIMEOUT);
+    assert!(body.contains(
+        r#"<esf:configuration pid="org.eclipse.kura.core.data.transport.mqtt.MqttDataTransport">"#
+    ));
+    assert!(body.contains("<esf:value>dev-1@acme</esf:value>"));
+    let document = fleetgate_devconfig::Document::parse(body).unwrap();
+    let transport = &document.configurations[0];
+    let password = transport.property("password").unwrap();
+    assert_eq!(password.ptype, fleetgate_devconfig::PropertyType::Password);
+    let user = w.store.read().unwrap().device_user("dev-1@acme").unwrap();
+    assert!(fast_verify(
+        password.value().unwrap(),
+        &user.unwrap().password_hash
+    ));
+
+    let r = w.stored(&id);
+    assert_eq!(r.status, RequestStatus::Completed);
+    let e = &w.executions(&id)[0];
+    assert_eq!(e.outcome, Outcome::Completed);
+    assert_eq!(e.provisioning_protocol, ProvisioningProtocol::Kura);
+    assert_eq!(e.protocol, "5.0");
+    assert!(
+        e.log[0]
+            .message
+            .starts_with("Kura-native exchange started on BIRTH")
+    );
+    assert_eq!(
+        w.last_line(&id),
+        "the device answered the CONF-V1 PUT with 200"
+    );
+    assert_eq!(d.outcomes(), [Counted::Completed]);
+    assert_eq!(d.sink.closed.get(), 1, "closed after the linger");
+}
+
+#[test]
+fn a_kura_exchange_fails_on_an_error_reply_a_disconnect_or_no_reply_and_retries_with_a_new_password()
+ {
+    let w = world();
+    let id = w.request("acme", "dev-1", None);
+    let mut passwords = Vec::new();
+    for (fate, line) in [
+        (
+            ReplyFate::Answered(500),
+            "the device answered the CONF-V1 PUT with 500",
+        ),
+        (
+            ReplyFate::Disconnected,
+            "the device disconnected before acknowledging the reply",
+        ),
+        (
+            ReplyFate::NotAnswered,
+            "no CONF-V1 reply within provisioning.reply_timeout",
+        ),
+    ] {
+        let mut d = Device::new(&w, &id, "dev-1");
+        d.sink = FakeSink::default().then(Then::Fate(fate));
+        d.run_kura(&birth(None));
+        assert_eq!(w.stored(&id).status, RequestStatus::Failed, "{fate:?}");
+        assert_eq!(w.last_line(&id), line);
+        assert_eq!(d.outcomes(), [Counted::Failed]);
+        assert_eq!(d.sink.closed.get(), 0);
+        let body = d.sink.puts.borrow()[0].0.clone();
+        let document = fleetgate_devconfig::Document::parse(&body).unwrap();
+        let password = document.configurations[0].property("password").unwrap();
+        passwords.push(password.value().unwrap().to_string());
+    }
+    passwords.sort();
+    passwords.dedup();
+    assert_eq!(passwords.len(), 3, "every retry has a new password");
+    // The window is open: the device's next BIRTH completes it.
+    let d = Device::new(&w, &id, "dev-1");
+    d.run_kura(&birth(None));
+    assert_eq!(w.stored(&id).status, RequestStatus::Completed);
+    assert!(
+        w.executions(&id)
+            .iter()
+            .all(|e| e.provisioning_protocol == ProvisioningProtocol::Kura)
+    );
+}
+
+#[test]
+fn a_kura_birth_without_the_right_activation_key_fails_and_nothing_is_sent() {
+    for (sent, reason) in [
+        (None, "failed with 403: activation key missing"),
+        (Some("nope"), "failed with 403: activation key wrong"),
+    ] {
+        let w = world();
+        let id = w.request("acme", "dev-1", Some("key-1"));
+        let d = Device::new(&w, &id, "dev-1");
+        d.run_kura(&birth(sent));
+        assert!(d.sink.puts.borrow().is_empty(), "nothing sent");
+        assert!(d.sink.published.borrow().is_empty(), "nothing sent");
+        assert_eq!(w.stored(&id).status, RequestStatus::Failed);
+        let e = &w.executions(&id)[0];
+        assert_eq!(e.outcome, Outcome::Failed);
+        assert_eq!(e.provisioning_protocol, ProvisioningProtocol::Kura);
+        assert_eq!(w.last_line(&id), reason);
+        assert_eq!(d.outcomes(), [Counted::ReplyCode(403)]);
+        assert!(
+            w.store
+                .read()
+                .unwrap()
+                .device_user("dev-1@acme")
+                .unwrap()
+                .is_none()
+        );
+    }
+    // A BIRTH that is no KuraPayload at all.
+    let w = world();
+    let id = w.request("acme", "dev-1", None);
+    let d = Device::new(&w, &id, "dev-1");
+    d.run_kura(b"\xff\xff not a payload");
+    assert!(d.sink.puts.borrow().is_empty());
+    assert_eq!(w.stored(&id).status, RequestStatus::Failed);
+    assert!(
+        w.last_line(&id)
+            .starts_with("failed with 400: unreadable BIRTH")
+    );
+}
+
+#[test]
+fn a_second_birth_while_a_kura_exchange_runs_is_not_another_exchange() {
+    let w = world();
+    let id = w.request("acme", "dev-1", None);
+    let (answer, wait) = oneshot::channel();
+    let mut first = Device::new(&w, &id, "dev-1");
+    first.sink = FakeSink::default().then(Then::Wait(wait));
+    let payload = birth(None);
+    let exchange = first.exchange();
+    let mut run = pin!(exchange.run_kura(&payload));
+    drive_until(run.as_mut(), || !first.sink.puts.borrow().is_empty());
+    let second = Device::new(&w, &id, "dev-1");
+    second.run_kura(&birth(None));
+    assert!(second.sink.puts.borrow().is_empty());
+    assert!(second.sink.published.borrow().is_empty());
+    assert_eq!(second.outcomes(), [Counted::ReplyCode(409)]);
+    answer.send(ReplyFate::Answered(200)).unwrap();
+    futures::executor::block_on(run);
+    assert_eq!(w.stored(&id).status, RequestStatus::Completed);
+    assert_eq!(w.executions(&id).len(), 1);
 }

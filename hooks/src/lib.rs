@@ -93,12 +93,14 @@ impl Session {
     fn provisioning(
         session: ProvisioningSession,
         provisioning_account: &str,
+        requester: &str,
         facts: &ConnectFacts,
     ) -> Session {
         Session {
             acl: acl::Session::Provisioning {
                 account: provisioning_account.to_string(),
                 client_id: session.client_id.clone(),
+                requester: requester.to_string(),
             },
             username: facts.username.clone().unwrap_or_default(),
             identity: Identity::Provisioning(session),
@@ -200,6 +202,9 @@ pub struct Hooks {
     /// banned from its operational identity, nor the other way round.
     operational_limiter: FailureLimiter,
     provisioning_account: String,
+    /// Fleetgate's requester client ID, whose CONF-V1 replies a Kura-native device on the
+    /// provisioning endpoint may publish (PROTOCOL.md 3).
+    requester: String,
     clock: Arc<dyn Clock>,
     metrics: Arc<dyn AuthMetrics>,
     revoked: tokio::sync::broadcast::Sender<Arc<str>>,
@@ -208,6 +213,9 @@ pub struct Hooks {
 /// Revocations a slow door may fall behind by before it misses some (it then closes nothing
 /// for those; the next CONNECT of the user is refused anyway).
 const REVOCATION_BACKLOG: usize = 1024;
+
+/// The requester client ID until [`Hooks::with_requester`] says otherwise (the config default).
+const DEFAULT_REQUESTER: &str = "fleetgate";
 
 impl Hooks {
     /// Hooks over `store`: provision passwords and account users' chosen passwords are
@@ -227,10 +235,18 @@ impl Hooks {
             limiter: FailureLimiter::new(limits),
             operational_limiter: FailureLimiter::new(limits),
             provisioning_account,
+            requester: DEFAULT_REQUESTER.to_string(),
             clock,
             metrics,
             revoked: tokio::sync::broadcast::channel(REVOCATION_BACKLOG).0,
         }
+    }
+
+    /// Sets Fleetgate's requester client ID (config `device_management.requester`; default
+    /// `fleetgate`), which the provisioning ACL names in the CONF-V1 reply topic.
+    pub fn with_requester(mut self, requester: String) -> Hooks {
+        self.requester = requester;
+        self
     }
 
     /// Ends the open sessions of `username` at every door listening (API.md "Account users":
@@ -387,6 +403,7 @@ impl Hooks {
             Ok(session) => Ok(Session::provisioning(
                 session,
                 &self.provisioning_account,
+                &self.requester,
                 facts,
             )),
             Err(rejected) => {

@@ -381,7 +381,13 @@ fn provisioning_sessions_are_confined_to_their_exchange_topics() {
         (Action::Publish("acme/dev-1/data"), false),
         (Action::Subscribe("#"), false),
         (Action::Subscribe("$EDC/pa/+/PROV-V1/REPLY/#"), false),
-        (Action::Subscribe("$EDC/pa/dev-1/#"), false),
+        // A Kura-native device (PROTOCOL.md 3 and 8.1): its whole `$EDC/PA/CID/#`, its MQTT
+        // topics, and CONF-V1 replies to the requester (default `fleetgate`) only.
+        (Action::Subscribe("$EDC/pa/dev-1/#"), true),
+        (Action::Subscribe("$EDC/pa/dev-2/#"), false),
+        (Action::Publish("$EDC/pa/dev-1/MQTT/BIRTH"), true),
+        (Action::Publish("$EDC/pa/fleetgate/CONF-V1/REPLY/r-1"), true),
+        (Action::Publish("$EDC/pa/other/CONF-V1/REPLY/r-1"), false),
     ] {
         assert_eq!(
             f.hooks.authorize(&s, action).is_allowed(),

@@ -7,7 +7,9 @@
 //!   [`ProvReply`], each in both encodings (a flat JSON object, or a KuraPayload), the encoding
 //!   rule ([`Encoding::detect`]: a payload starting with `{` is JSON), the `request.id` rule
 //!   ([`valid_request_id`]) and the PROV-V1 topic names ([`topics`]);
-//! - the errors that tell the broker how to answer a bad request ([`RequestError`]).
+//! - the errors that tell the broker how to answer a bad request ([`RequestError`]);
+//! - the request a Kura-native device makes by its BIRTH ([`ProvRequest::from_birth`],
+//!   PROTOCOL.md 8.1).
 //!
 //! It must not do I/O, read clocks or hold broker state: decisions about provision requests,
 //! activation keys and credentials belong to the broker. Decoding never panics, whatever the
@@ -21,8 +23,8 @@ mod prov;
 pub use error::{KuraError, RequestError};
 pub use payload::Payload;
 pub use prov::{
-    Encoding, MAX_REQUEST_ID_LEN, MAX_REQUEST_LEN, PROVISION_STATUS_COMPLETED, ProvFailure,
-    ProvReply, ProvRequest, ProvSuccess, decode_reply, decode_request, fields, topics,
+    Encoding, MAX_BIRTH_LEN, MAX_REQUEST_ID_LEN, MAX_REQUEST_LEN, PROVISION_STATUS_COMPLETED,
+    ProvFailure, ProvReply, ProvRequest, ProvSuccess, decode_reply, decode_request, fields, topics,
     valid_request_id,
 };
 

@@ -108,6 +108,10 @@ impl fmt::Display for Encoding {
     }
 }
 
+/// The largest BIRTH read (after decompression) for Kura-native provisioning: a BIRTH is a few
+/// hundred bytes of metrics.
+pub const MAX_BIRTH_LEN: usize = 1 << 20;
+
 /// `true` when `id` is 1 to 64 characters of `[A-Za-z0-9._-]` (PROTOCOL.md 4.1), which also
 /// makes it a safe topic level (no `/`, `+`, `#`).
 pub fn valid_request_id(id: &str) -> bool {
@@ -188,6 +192,19 @@ impl ProvRequest {
         let payload = Payload::decode(payload)
             .map_err(|cause| RequestError::Malformed { encoding, cause })?;
         request_from_fields(&payload, encoding)
+    }
+
+    /// The request an unmodified Kura device makes by its BIRTH on the provisioning endpoint
+    /// (PROTOCOL.md 8.1): its STRING metric `activation.key`, if any (at most once), under
+    /// `request_id`, the id Fleetgate gives the CONF-V1 PUT it answers with. The BIRTH may be
+    /// gzip-compressed, as Kura may compress any payload; it is read up to [`MAX_BIRTH_LEN`]
+    /// bytes after decompression. Its other metrics are ignored.
+    pub fn from_birth(payload: &[u8], request_id: impl Into<String>) -> Result<Self, KuraError> {
+        let payload = Payload::decode_maybe_gzip(payload, MAX_BIRTH_LEN)?;
+        Ok(ProvRequest {
+            request_id: request_id.into(),
+            activation_key: payload.opt_str(fields::ACTIVATION_KEY)?.map(str::to_owned),
+        })
     }
 
     /// Encodes as JSON.

@@ -908,3 +908,33 @@ fn decoding_never_panics_on_adversarial_shapes() {
     let escapes = format!("{{\"request.id\":\"{}\"}}", "\\u0000".repeat(3000));
     decode_everything(escapes.as_bytes());
 }
+
+#[test]
+fn a_birth_gives_a_kura_native_request_its_activation_key() {
+    let birth = Payload::new()
+        .with_str("display_name", "pi")
+        .with_str("activation.key", "K1");
+    let r = ProvRequest::from_birth(&birth.encode(), "x-1").unwrap();
+    assert_eq!(r.request_id, "x-1");
+    assert_eq!(r.activation_key.as_deref(), Some("K1"));
+    // No key, or a gzip-compressed BIRTH, as Kura may send.
+    let plain = Payload::new().with_str("display_name", "pi").encode();
+    assert_eq!(
+        ProvRequest::from_birth(&plain, "x").unwrap().activation_key,
+        None
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &birth.encode()).unwrap();
+    let gz = gz.finish().unwrap();
+    assert_eq!(
+        ProvRequest::from_birth(&gz, "x")
+            .unwrap()
+            .activation_key
+            .as_deref(),
+        Some("K1")
+    );
+    // A key that is not a STRING metric, or bytes that are no payload: refused.
+    let wrong = Payload::new().with_i32("activation.key", 1).encode();
+    assert!(ProvRequest::from_birth(&wrong, "x").is_err());
+    assert!(ProvRequest::from_birth(b"\xff\xff\xff", "x").is_err());
+}

@@ -82,11 +82,13 @@ pub enum Table {
     Audit,
     /// account, audit key -> ()
     AuditByAccount,
+    /// source account, client id, move id -> Move
+    Moves,
 }
 
 impl Table {
     /// Every table (a backup copies them all).
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 25] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -111,6 +113,7 @@ impl Table {
         Table::JobExecutions,
         Table::Audit,
         Table::AuditByAccount,
+        Table::Moves,
     ];
 
     pub(crate) fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -139,6 +142,7 @@ impl Table {
             Table::JobExecutions => "job_executions",
             Table::Audit => "audit",
             Table::AuditByAccount => "audit_by_account",
+            Table::Moves => "moves",
         })
     }
 }

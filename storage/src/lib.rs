@@ -24,6 +24,7 @@ pub mod engine;
 pub mod ids;
 pub mod jobs;
 pub mod journal;
+pub mod moves;
 pub mod ops;
 pub mod read;
 pub mod records;

@@ -515,6 +515,7 @@ fn new_execution(
         ended_on: (outcome != Outcome::Running).then_some(a.now),
         outcome,
         protocol: a.protocol.clone(),
+        provisioning_protocol: ProvisioningProtocol::ProvV1,
         peer: a.peer.clone(),
         log,
         operational_connected_on: None,
@@ -654,7 +655,34 @@ pub fn begin_exchange(
     device_request_id: String,
     action: ExchangeAction,
 ) -> Op<ExchangeStart> {
-    Box::new(move |tx| start_exchange(tx, attempt, device_request_id, action))
+    Box::new(move |tx| {
+        start_exchange(
+            tx,
+            attempt,
+            device_request_id,
+            action,
+            ProvisioningProtocol::ProvV1,
+        )
+    })
+}
+
+/// [`begin_exchange`] of a Kura-native exchange (PROTOCOL.md 8.1), started by the device's
+/// BIRTH: the same state changes, recorded with protocol `kura`. `device_request_id` names
+/// the exchange (a Kura device sends no request id of its own).
+pub fn begin_kura_exchange(
+    attempt: Attempt,
+    device_request_id: String,
+    action: ExchangeAction,
+) -> Op<ExchangeStart> {
+    Box::new(move |tx| {
+        start_exchange(
+            tx,
+            attempt,
+            device_request_id,
+            action,
+            ProvisioningProtocol::Kura,
+        )
+    })
 }
 
 fn start_exchange(
@@ -662,6 +690,7 @@ fn start_exchange(
     attempt: Attempt,
     device_request_id: String,
     action: ExchangeAction,
+    protocol: ProvisioningProtocol,
 ) -> Result<ExchangeStart, StoreError> {
     let now = attempt.now;
     let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
@@ -679,11 +708,15 @@ fn start_exchange(
         });
     }
     let previous = r.clone();
+    let started = match protocol {
+        ProvisioningProtocol::ProvV1 => "exchange started: request.id",
+        ProvisioningProtocol::Kura => "Kura-native exchange started on BIRTH: exchange",
+    };
     let mut log = vec![line(
         now,
         LogLevel::Info,
         format!(
-            "exchange started: request.id {device_request_id}, MQTT {}, peer {}",
+            "{started} {device_request_id}, MQTT {}, peer {}",
             attempt.protocol, attempt.peer
         ),
     )];
@@ -705,7 +738,8 @@ fn start_exchange(
             Outcome::Running
         }
     };
-    let execution = new_execution(execution_id, &attempt, &r.account, outcome, log);
+    let mut execution = new_execution(execution_id, &attempt, &r.account, outcome, log);
+    execution.provisioning_protocol = protocol;
     if outcome == Outcome::Running {
         r.running = Some(RunningExchange {
             execution_id: execution.id.clone(),
@@ -880,16 +914,25 @@ pub enum ReplyFate {
     TimedOut,
     /// The device answered the reply with this MQTT 5.0 error reason code: FAILED.
     Refused(u8),
+    /// A Kura-native device answered the CONF-V1 PUT with this `response.code`: COMPLETED on
+    /// 200, FAILED otherwise (PROTOCOL.md 8.1).
+    Answered(i32),
+    /// A Kura-native device sent no CONF-V1 reply within `provisioning.reply_timeout`: FAILED.
+    NotAnswered,
 }
 
 impl ReplyFate {
     /// The execution outcome this fate leads to.
     pub fn outcome(self) -> Outcome {
         match self {
-            ReplyFate::Acknowledged | ReplyFate::Written => Outcome::Completed,
-            ReplyFate::Disconnected | ReplyFate::TimedOut | ReplyFate::Refused(_) => {
-                Outcome::Failed
+            ReplyFate::Acknowledged | ReplyFate::Written | ReplyFate::Answered(200) => {
+                Outcome::Completed
             }
+            ReplyFate::Disconnected
+            | ReplyFate::TimedOut
+            | ReplyFate::Refused(_)
+            | ReplyFate::Answered(_)
+            | ReplyFate::NotAnswered => Outcome::Failed,
         }
     }
 
@@ -904,6 +947,11 @@ impl ReplyFate {
             ReplyFate::Refused(code) => {
                 format!("the device refused the reply (reason code 0x{code:02x})").into()
             }
+            ReplyFate::Answered(200) => "the device answered the CONF-V1 PUT with 200".into(),
+            ReplyFate::Answered(code) => {
+                format!("the device answered the CONF-V1 PUT with {code}").into()
+            }
+            ReplyFate::NotAnswered => "no CONF-V1 reply within provisioning.reply_timeout".into(),
         }
     }
 }

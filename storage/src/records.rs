@@ -307,6 +307,29 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// Which provisioning protocol an execution spoke with the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProvisioningProtocol {
+    /// The device asked with a PROV-V1 request (PROTOCOL.md 4); executions stored before
+    /// Kura-native provisioning existed are all of this kind.
+    #[default]
+    #[serde(rename = "PROV-V1")]
+    ProvV1,
+    /// An unmodified Kura device: BIRTH, then a CONF-V1 PUT (PROTOCOL.md 8.1).
+    #[serde(rename = "kura")]
+    Kura,
+}
+
+impl ProvisioningProtocol {
+    /// `PROV-V1` or `kura`, as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProvisioningProtocol::ProvV1 => "PROV-V1",
+            ProvisioningProtocol::Kura => "kura",
+        }
+    }
+}
+
 /// One attempt of a device to provision against a request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -327,6 +350,9 @@ pub struct Execution {
     pub outcome: Outcome,
     /// `3.1.1` or `5.0`.
     pub protocol: String,
+    /// The provisioning protocol of the exchange (`PROV-V1`, or `kura` for a Kura-native one).
+    #[serde(default)]
+    pub provisioning_protocol: ProvisioningProtocol,
     /// Peer address `ip:port`.
     pub peer: String,
     /// Every step, in order.

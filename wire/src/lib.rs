@@ -274,6 +274,10 @@ pub struct Execution {
     pub outcome: Outcome,
     /// `3.1.1` or `5.0`.
     pub protocol: String,
+    /// The provisioning protocol: `PROV-V1`, or `kura` for an unmodified Kura device
+    /// provisioned by BIRTH and CONF-V1 PUT (PROTOCOL.md 8.1).
+    #[serde(default = "prov_v1")]
+    pub provisioning_protocol: String,
     /// Peer address `ip:port`.
     pub peer: String,
     /// When the provisioned device first connected to the operational endpoint with the
@@ -283,6 +287,11 @@ pub struct Execution {
     /// Every step, in order (single-execution endpoint only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<Vec<LogLine>>,
+}
+
+/// What an execution without `provisioningProtocol` (an older server) spoke.
+fn prov_v1() -> String {
+    "PROV-V1".into()
 }
 
 /// The executions of a request, oldest first.
@@ -653,10 +662,18 @@ mod tests {
         assert_eq!(serde_json::to_value(&r).unwrap(), v);
 
         let e = json!({"id": "e1", "startedOn": "2026-12-01T17:26:15Z", "endedOn": null,
-            "outcome": "RUNNING", "protocol": "3.1.1", "peer": "127.0.0.1:5",
-            "operationalConnectedOn": null});
+            "outcome": "RUNNING", "protocol": "3.1.1", "provisioningProtocol": "kura",
+            "peer": "127.0.0.1:5", "operationalConnectedOn": null});
         let x: Execution = serde_json::from_value(e.clone()).unwrap();
         assert_eq!(serde_json::to_value(&x).unwrap(), e);
+        // An older server sends no provisioningProtocol: its executions were all PROV-V1.
+        let mut older = e.clone();
+        older
+            .as_object_mut()
+            .unwrap()
+            .remove("provisioningProtocol");
+        let x: Execution = serde_json::from_value(older).unwrap();
+        assert_eq!(x.provisioning_protocol, "PROV-V1");
         let d = json!({"clientId": "dev-1", "status": "ENABLED", "connection": "NEVER_CONNECTED",
             "coupling": "INHERITED", "effectiveCoupling": "LOOSE", "reservedUser": "dev-1@acme",
             "provisionedOn": "2026-12-01T17:26:15Z", "provisionRequestId": "r1",
@@ -929,4 +946,41 @@ pub struct JobExecution {
 pub struct JobExecutionList {
     /// The executions.
     pub items: Vec<JobExecution>,
+}
+
+/// Another Fleetgate instance a device moves to (API.md "Moves").
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetInstance {
+    /// Its provisioning endpoint as devices reach it (`mqtt://host:port`).
+    pub provisioning_url: String,
+    /// Its provisioning account.
+    pub provisioning_account: String,
+    /// The provision username of the request waiting there (its password is write-only).
+    pub username: String,
+}
+
+/// A move of a device to another account or instance (PROTOCOL.md 8.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Move {
+    /// Opaque id.
+    pub id: String,
+    /// `PENDING`, `SENT`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    /// The provision request created in the target account (a move within the instance).
+    pub provision_request_id: Option<String>,
+    /// The target account (a move within the instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_account: Option<String>,
+    /// The target instance (a move to another instance), without the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_instance: Option<TargetInstance>,
+    /// Creation time.
+    pub created_on: DateTime<Utc>,
+    /// Last change.
+    pub modified_on: DateTime<Utc>,
+    /// Every step (GET only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<Vec<LogLine>>,
 }

@@ -46,6 +46,7 @@ async function executions(path) {
     { label: 'Started', cell: (e) => when(e.startedOn) },
     { label: 'Ended', cell: (e) => when(e.endedOn) },
     { label: 'Outcome', cell: (e) => h('span', { class: `badge ${e.outcome.toLowerCase()}` }, e.outcome) },
+    { label: 'Provisioning', cell: (e) => e.provisioningProtocol || 'PROV-V1' },
     { label: 'Protocol', cell: (e) => e.protocol || '' },
     { label: 'Peer', cell: (e) => e.peer || '' },
     { label: 'Operational arrival', cell: (e) => when(e.operationalConnectedOn) },
