@@ -8,7 +8,8 @@
 use chrono::{DateTime, Utc};
 use fleetgate_storage::{
     Account, AccountUser, Birth, ConnectionStatus, Coupling, Device, DeviceConnection,
-    DeviceStatus, DeviceUser, Execution, LogLevel, Outcome, ProvisionRequest, RequestStatus,
+    DeviceStatus, DeviceUser, Execution, LogLevel, Outcome, ProvisionRequest, ProvisioningProtocol,
+    RequestStatus,
 };
 use fleetgate_wire as wire;
 use utoipa::ToSchema;
@@ -107,7 +108,13 @@ pub fn execution(e: &Execution, with_log: bool) -> wire::Execution {
         started_on: e.started_on,
         ended_on: e.ended_on,
         outcome: outcome(e.outcome),
-        protocol: e.protocol.clone(),
+        // PROTOCOL.md 8.1 names a Kura-native execution's protocol "kura"; the MQTT version
+        // stays in `mqttVersion`.
+        protocol: match e.provisioning_protocol {
+            ProvisioningProtocol::Kura => e.provisioning_protocol.as_str().to_string(),
+            ProvisioningProtocol::ProvV1 => e.protocol.clone(),
+        },
+        mqtt_version: e.protocol.clone(),
         provisioning_protocol: e.provisioning_protocol.as_str().to_string(),
         peer: e.peer.clone(),
         operational_connected_on: e.operational_connected_on,

@@ -118,7 +118,8 @@ async fn an_unmodified_kura_device_provisions_itself_and_reconnects_to_its_accou
     let (e, log) = ended(&s, "acme", id).await;
     assert_eq!(e["outcome"], "COMPLETED", "{log:?}");
     assert_eq!(e["provisioningProtocol"], "kura");
-    assert_eq!(e["protocol"], "3.1.1");
+    assert_eq!(e["protocol"], "kura");
+    assert_eq!(e["mqttVersion"], "3.1.1");
     assert!(
         log[0].starts_with("Kura-native exchange started on BIRTH"),
         "{log:?}"
@@ -204,6 +205,7 @@ async fn a_birth_without_the_right_activation_key_fails_and_nothing_is_sent() {
         let (e, log) = ended(&s, "acme", id).await;
         assert_eq!(e["outcome"], "FAILED");
         assert_eq!(e["provisioningProtocol"], "kura");
+        assert_eq!(e["protocol"], "kura");
         assert_eq!(log.last().unwrap(), reason);
         assert_eq!(status_of(&s, "acme", id), "FAILED");
         // Nothing was sent: no PUT, and the device stays on the provisioning endpoint.
@@ -463,6 +465,7 @@ async fn a_move_to_another_account_reprovisions_the_device_there_and_retires_the
     let (e, _) = ended(&s, "beta", &request_id).await;
     assert_eq!(e["outcome"], "COMPLETED");
     assert_eq!(e["provisioningProtocol"], "kura");
+    assert_eq!(e["protocol"], "kura");
     assert!(
         users(&s, "acme")
             .iter()

@@ -430,26 +430,34 @@ fn set_path(table: &mut toml::Table, path: &[&str], value: toml::Value) {
 }
 
 /// Maps `FLEETGATE_SECTION_KEY` onto the defaults' key paths (`section.key`, or `key` at the
-/// top level, or `section.tls.key` for `FLEETGATE_SECTION_TLS_KEY`).
+/// top level, or `section.tls.key` for `FLEETGATE_SECTION_TLS_KEY`). Section and key names
+/// hold underscores themselves (`FLEETGATE_DEVICE_MANAGEMENT_MAX_IN_FLIGHT`), so every split
+/// at an underscore is tried against the defaults.
 fn env_path(defaults: &toml::Table, var: &str) -> Option<Vec<String>> {
     let name = var.strip_prefix("FLEETGATE_")?.to_ascii_lowercase();
     if defaults.contains_key(&name) && !defaults[&name].is_table() {
         return Some(vec![name]);
     }
-    let (section, rest) = name.split_once('_')?;
-    let toml::Value::Table(s) = defaults.get(section)? else {
-        return None;
-    };
-    if s.contains_key(rest) && !s[rest].is_table() {
-        return Some(vec![section.into(), rest.into()]);
-    }
-    let (sub, key) = rest.split_once('_')?;
-    match s.get(sub) {
-        Some(toml::Value::Table(t)) if t.contains_key(key) => {
-            Some(vec![section.into(), sub.into(), key.into()])
+    splits(&name).find_map(|(section, rest)| {
+        let toml::Value::Table(s) = defaults.get(section)? else {
+            return None;
+        };
+        if s.contains_key(rest) && !s[rest].is_table() {
+            return Some(vec![section.into(), rest.into()]);
         }
-        _ => None,
-    }
+        splits(rest).find_map(|(sub, key)| match s.get(sub) {
+            Some(toml::Value::Table(t)) if t.contains_key(key) && !t[key].is_table() => {
+                Some(vec![section.into(), sub.into(), key.into()])
+            }
+            _ => None,
+        })
+    })
+}
+
+/// Every `(before, after)` split of `name` at one of its underscores, leftmost first.
+fn splits(name: &str) -> impl Iterator<Item = (&str, &str)> {
+    name.match_indices('_')
+        .map(move |(i, _)| (&name[..i], &name[i + 1..]))
 }
 
 /// Types an environment string like the default at the same path.
@@ -761,6 +769,9 @@ mod tests {
                 ("FLEETGATE_PROVISIONING_TLS_CERT", "c.pem"),
                 ("FLEETGATE_PROVISIONING_TLS_KEY", "k.pem"),
                 ("FLEETGATE_ADMIN_TOKEN", "tok-secret"),
+                ("FLEETGATE_DEVICE_MANAGEMENT_MAX_IN_FLIGHT", "7"),
+                ("FLEETGATE_DEVICE_MANAGEMENT_TIMEOUT", "12.5"),
+                ("FLEETGATE_OPERATIONAL_SANDBOX_DENY_SUBSCRIBE", "a/#,b/+"),
                 ("UNRELATED", "x"),
             ]),
         )
@@ -771,6 +782,10 @@ mod tests {
         assert_eq!(c.provisioning.account, "flag-pa");
         assert!(c.provisioning.tls.enabled());
         assert_eq!(c.admin.token, "tok-secret");
+        // Sections and keys with underscores of their own.
+        assert_eq!(c.device_management.max_in_flight, 7);
+        assert!((c.device_management.timeout - 12.5).abs() < f64::EPSILON);
+        assert_eq!(c.operational.sandbox.deny_subscribe, ["a/#", "b/+"]);
         assert!(!c.redacted().contains("tok-secret"));
         assert!(!format!("{c:?}").contains("tok-secret"));
     }

@@ -272,8 +272,13 @@ pub struct Execution {
     pub ended_on: Option<DateTime<Utc>>,
     /// Outcome.
     pub outcome: Outcome,
-    /// `3.1.1` or `5.0`.
+    /// `3.1.1` or `5.0` (API.md); `kura` for an unmodified Kura device provisioned by BIRTH and
+    /// CONF-V1 PUT (PROTOCOL.md 8.1: "an execution (`protocol` "kura")").
     pub protocol: String,
+    /// The MQTT version of the attempt's connection, `3.1.1` or `5.0`, whatever it spoke over
+    /// it.
+    #[serde(default)]
+    pub mqtt_version: String,
     /// The provisioning protocol: `PROV-V1`, or `kura` for an unmodified Kura device
     /// provisioned by BIRTH and CONF-V1 PUT (PROTOCOL.md 8.1).
     #[serde(default = "prov_v1")]
