@@ -667,8 +667,8 @@ mod tests {
         assert_eq!(serde_json::to_value(&r).unwrap(), v);
 
         let e = json!({"id": "e1", "startedOn": "2026-12-01T17:26:15Z", "endedOn": null,
-            "outcome": "RUNNING", "protocol": "3.1.1", "provisioningProtocol": "kura",
-            "peer": "127.0.0.1:5", "operationalConnectedOn": null});
+            "outcome": "RUNNING", "protocol": "kura", "mqttVersion": "3.1.1",
+            "provisioningProtocol": "kura", "peer": "127.0.0.1:5", "operationalConnectedOn": null});
         let x: Execution = serde_json::from_value(e.clone()).unwrap();
         assert_eq!(serde_json::to_value(&x).unwrap(), e);
         // An older server sends no provisioningProtocol: its executions were all PROV-V1.
