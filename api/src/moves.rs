@@ -52,6 +52,7 @@ const POLL: Duration = Duration::from_millis(250);
     request_body = Object,
     responses(
         (status = 202, description = "Move recorded, PENDING", body = wire::Move),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or wrong token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown account or device, or a target account the token cannot see", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The client ID has an open request in the instance, or the device has a move in progress or has moved", body = Problem, content_type = "application/problem+json"),
