@@ -310,6 +310,15 @@ pub fn device_request(body: &Value, default_timeout: Duration) -> Result<Request
 /// (`NAME=VALUE`), `command.password`, `command.timeout` (seconds; the reply is awaited a few
 /// seconds longer).
 pub fn command(body: &Value, default_timeout: Duration) -> Result<Request, Vec<FieldError>> {
+    command_parts(body, default_timeout).map(|(c, timeout)| Request::command(c, timeout))
+}
+
+/// A command body's fields (`command`, `arguments`, `environment`, `password`) and its
+/// `timeout`, validated: what [`command`] sends and a job's command step keeps.
+fn command_parts(
+    body: &Value,
+    default_timeout: Duration,
+) -> Result<(Command, Duration), Vec<FieldError>> {
     let mut f = Fields::of(body)?;
     let command = f.string("command");
     let arguments = f.strings("arguments").unwrap_or_default();
@@ -326,9 +335,9 @@ pub fn command(body: &Value, default_timeout: Duration) -> Result<Request, Vec<F
     };
     let password = f.string("password");
     let timeout = f.timeout(default_timeout);
-    let request = match command.filter(|c| !c.trim().is_empty()) {
+    let parts = match command.filter(|c| !c.trim().is_empty()) {
         None => Err(vec![FieldError::new("command", "is required")]),
-        Some(command) => Ok(Request::command(
+        Some(command) => Ok((
             Command {
                 command,
                 arguments,
@@ -338,7 +347,7 @@ pub fn command(body: &Value, default_timeout: Duration) -> Result<Request, Vec<F
             timeout,
         )),
     };
-    f.finish(request)
+    f.finish(parts)
 }
 
 /// Most steps one job may have.
@@ -463,16 +472,6 @@ fn job_step(step: &Value, i: usize) -> Result<JobStep, Vec<FieldError>> {
             .collect()
     };
     let text = |name: &str| step.get(name).and_then(Value::as_str).map(str::to_string);
-    let strings = |name: &str| -> Vec<String> {
-        step.get(name)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     let any = Duration::from_secs(1);
     match step.get("type").and_then(Value::as_str) {
         Some("configuration") => {
@@ -482,26 +481,17 @@ fn job_step(step: &Value, i: usize) -> Result<JobStep, Vec<FieldError>> {
             Ok(JobStep::Configuration { configuration })
         }
         Some("command") => {
-            command(step, any).map_err(at)?;
-            if step.get("password").is_some_and(|p| !p.is_null()) {
+            let (c, _) = command_parts(step, any).map_err(at)?;
+            if c.password.is_some() {
                 return Err(at(vec![FieldError::new(
                     "password",
                     "is not stored in jobs: use a command service without a password",
                 )]));
             }
-            let environment = step
-                .get("environment")
-                .and_then(Value::as_object)
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
             Ok(JobStep::Command {
-                command: text("command").unwrap_or_default(),
-                arguments: strings("arguments"),
-                environment,
+                command: c.command,
+                arguments: c.arguments,
+                environment: c.environment.into_iter().collect(),
             })
         }
         Some("request") => {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use fleetgate_config::Config;
 use fleetgate_jobs::schedule::Timer;
-use fleetgate_storage::FieldError;
 use fleetgate_storage::jobs::{self, Job, JobStatus, JobTarget};
+use fleetgate_storage::{FieldError, Reader};
 use fleetgate_wire as wire;
 use ntex::http::header;
 use ntex::web::types::State;
@@ -140,10 +140,8 @@ pub async fn list_jobs(
     Ok(HttpResponse::Ok().json(&wire::JobList { items }))
 }
 
-fn find(app: &App, account: &str, id: &str) -> Result<Job, ApiError> {
-    app.store
-        .read()?
-        .job(account, id)?
+fn find(read: &Reader, account: &str, id: &str) -> Result<Job, ApiError> {
+    read.job(account, id)?
         .ok_or_else(|| ApiError::NotFound(format!("job {id:?}")))
 }
 
@@ -168,8 +166,9 @@ pub async fn get_job(
         path: IdPath { id },
     }: Target<IdPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let job = find(&app, &account.name, &id)?;
-    let targets = app.store.read()?.job_targets(&id)?;
+    let read = app.store.read()?;
+    let job = find(&read, &account.name, &id)?;
+    let targets = read.job_targets(&id)?;
     Ok(HttpResponse::Ok().json(&view(&app, job, &targets)))
 }
 
@@ -310,10 +309,9 @@ pub async fn list_executions(
             _ => {}
         }
     }
-    find(&app, &account.name, &id)?;
-    let items = app
-        .store
-        .read()?
+    let read = app.store.read()?;
+    find(&read, &account.name, &id)?;
+    let items = read
         .job_executions(&id, client_id.as_deref(), status)?
         .into_iter()
         .map(|e| wire::JobExecution {

@@ -75,6 +75,23 @@ fn enrolled_device(s: &TestServer) -> String {
     enroll(s, "acme", "dev-1")
 }
 
+/// `dev-1` connected and subscribed to its `$EDC` tree (ready), answering nothing by itself.
+async fn listening_device(s: &TestServer, password: &str, version: Version) -> Device {
+    let mut d = Device::connect(Connect {
+        version,
+        addr: s.operational_addr(),
+        client_id: "dev-1",
+        username: "dev-1@acme",
+        password,
+        manual_acks: false,
+    })
+    .await
+    .unwrap();
+    d.subscribe("$EDC/acme/dev-1/#", 1).await;
+    assert_eq!(d.suback().await, vec![1]);
+    d
+}
+
 async fn kura(s: &TestServer, password: &str) -> KuraDevice {
     KuraDevice::start(
         s.operational_addr(),
@@ -190,18 +207,7 @@ async fn a_failed_step_is_retried_on_the_next_connection_until_attempts_run_out(
             "stepTimeout": 30,
         }),
     );
-    let mut mute = Device::connect(Connect {
-        version: Version::V3,
-        addr: s.operational_addr(),
-        client_id: "dev-1",
-        username: "dev-1@acme",
-        password: &password,
-        manual_acks: false,
-    })
-    .await
-    .unwrap();
-    mute.subscribe("$EDC/acme/dev-1/#", 1).await;
-    assert_eq!(mute.suback().await, vec![1]);
+    let mute = listening_device(&s, &password, Version::V3).await;
     executions_until(&s, &job, |e| statuses(e) == ["RUNNING"]).await;
     mute.disconnect().await;
     let failed = executions_until(&s, &job, |e| statuses(e) == ["FAILED"]).await;
@@ -295,18 +301,7 @@ async fn a_step_without_reply_fails_at_its_timeout_and_now_runs_on_a_connected_d
 async fn a_malformed_reply_fails_the_step_and_stray_replies_are_ignored_and_counted() {
     let s = TestServer::start();
     let password = enrolled_device(&s);
-    let mut d = Device::connect(Connect {
-        version: Version::V5,
-        addr: s.operational_addr(),
-        client_id: "dev-1",
-        username: "dev-1@acme",
-        password: &password,
-        manual_acks: false,
-    })
-    .await
-    .unwrap();
-    d.subscribe("$EDC/acme/dev-1/#", 1).await;
-    assert_eq!(d.suback().await, vec![1]);
+    let mut d = listening_device(&s, &password, Version::V5).await;
     let job = create_job(
         &s,
         json!({

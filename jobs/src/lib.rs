@@ -62,7 +62,13 @@ pub enum JobsError {
 /// What the engine keeps of a job.
 struct Plan {
     job: Job,
-    step_timeout: Duration,
+}
+
+impl Plan {
+    /// How long each step waits for its reply.
+    fn step_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.job.step_timeout.max(1)))
+    }
 }
 
 /// `(job id, client id)`.
@@ -323,10 +329,7 @@ impl Inner {
     fn plan_of(&self, job: Job) -> Result<Arc<Plan>, JobsError> {
         // Validated when created; checked again so a stored schedule can never panic here.
         Timer::of(&job.schedule, job.created_on)?;
-        Ok(Arc::new(Plan {
-            step_timeout: Duration::from_secs(u64::from(job.step_timeout.max(1))),
-            job,
-        }))
+        Ok(Arc::new(Plan { job }))
     }
 
     fn plan(&self, id: &str) -> Option<Arc<Plan>> {
@@ -388,10 +391,7 @@ impl Inner {
                     let targets: Vec<String> = {
                         let mut st = self.state.lock();
                         if let Some(plan) = st.plans.get_mut(&id) {
-                            *plan = Arc::new(Plan {
-                                step_timeout: plan.step_timeout,
-                                job,
-                            });
+                            *plan = Arc::new(Plan { job });
                         }
                         st.settled.retain(|(j, _)| *j != id);
                         st.members
@@ -465,7 +465,7 @@ impl Inner {
         let steps = &plan.job.steps;
         let first = steps
             .first()
-            .map(|s| steps::request_of(s, plan.step_timeout));
+            .map(|s| steps::request_of(s, plan.step_timeout()));
         let first_line = match &first {
             Some(Ok(r)) => format!("step 1 of {}: {} sent", steps.len(), steps::describe(r)),
             _ => "starting".to_string(),
@@ -535,7 +535,7 @@ impl Inner {
             self.plan(job)?;
             let request = match next
                 .take()
-                .unwrap_or_else(|| steps::request_of(step, plan.step_timeout))
+                .unwrap_or_else(|| steps::request_of(step, plan.step_timeout()))
             {
                 Ok(r) => r,
                 Err(e) => {
