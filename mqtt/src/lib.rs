@@ -48,10 +48,15 @@ pub enum BrokerError {
         /// The topic.
         topic: String,
     },
-    /// An MQTT 3.1.1 retained PUBLISH that could not be stored: closing the connection is the
-    /// only way 3.1.1 has to say it was not accepted.
-    #[error("retained message not stored")]
+    /// An MQTT 3.1.1 PUBLISH whose retained message, or deliveries to persistent sessions,
+    /// could not be stored: closing the connection is the only way 3.1.1 has to say it was
+    /// not accepted.
+    #[error("message not stored")]
     NotStored,
+    /// A SUBSCRIBE or UNSUBSCRIBE of a persistent session whose record could not be stored:
+    /// not acknowledged, the connection closes.
+    #[error("session not stored")]
+    SessionNotStored,
 }
 
 impl From<()> for BrokerError {

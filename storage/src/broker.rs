@@ -1,15 +1,17 @@
-//! What the MQTT broker keeps (PROTOCOL.md 6.2): retained messages, written durably one by one
-//! before the publisher's acknowledgement, and persistent sessions, saved at a graceful
-//! shutdown and loaded at the next start. Each broker (the operational endpoint, the sandbox)
-//! is a `space` of its own, so nothing of one is ever read into the other.
+//! What the MQTT broker keeps (PROTOCOL.md 6.2): retained messages, written durably before
+//! the publisher's acknowledgement; persistent sessions (subscriptions and expiry), written
+//! when they change; and the QoS 1 and 2 messages given to a persistent session, each written
+//! durably before the publisher's acknowledgement and deleted once the subscriber acknowledged
+//! it. So a SIGKILL loses nothing acknowledged. Each broker (the operational endpoint, the
+//! sandbox) is a `space` of its own, so nothing of one is ever read into the other.
 //!
 //! The broker owns the meaning of these records; storage only keeps them, keyed by space.
 
 use serde::{Deserialize, Serialize};
 
-use crate::StoreError;
 use crate::engine::{Table, Tx, decode, encode, key};
 use crate::read::Reader;
+use crate::{CorruptRecord, StoreError};
 
 /// A message as the broker keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,9 @@ pub struct StoredMessage {
     /// When it expires (MQTT 5.0 message expiry), Unix milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// A queued delivery's MQTT 5.0 subscription identifiers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sub_ids: Vec<u32>,
 }
 
 /// One subscription of a persistent session.
@@ -78,12 +83,31 @@ pub struct StoredSession {
     pub client_id: String,
     /// The user it belongs to (empty in the sandbox).
     pub username: String,
-    /// When it expires, Unix milliseconds (None: never).
+    /// When it expires, Unix milliseconds, once its client has gone; `None` while the client
+    /// is connected (then `expiry_ms` counts from the next start) or when it never expires.
     pub expires_at_ms: Option<u64>,
+    /// Its session expiry interval, milliseconds (`None`: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_ms: Option<u64>,
     /// Its subscriptions.
     pub subscriptions: Vec<StoredSubscription>,
-    /// Messages queued for it, oldest first.
+    /// Messages queued for it, oldest first, as versions before [`Table::BrokerQueue`] saved
+    /// them at a graceful shutdown; read once at the next start, never written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queue: Vec<StoredMessage>,
+}
+
+/// One message of a persistent session's queue ([`Table::BrokerQueue`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The session's account (empty in the sandbox).
+    pub account: String,
+    /// The session's client identifier.
+    pub client_id: String,
+    /// Its place in the broker's order of queued messages.
+    pub seq: u64,
+    /// The message, at the QoS it is delivered with.
+    pub message: StoredMessage,
 }
 
 /// Writes (`Some`) or deletes (`None`) the retained message of `topic` in `space`.
@@ -101,21 +125,42 @@ pub fn put_retained(
     Ok(())
 }
 
-/// Replaces every saved session of `space` with `sessions`.
-pub fn save_sessions(
+/// Writes (replaces) the record of a persistent session of `space`.
+pub fn put_session(tx: &mut Tx<'_, '_>, space: &str, session: &StoredSession) {
+    let k = key(&[space, &session.account, &session.client_id]);
+    tx.put_raw(Table::BrokerSessions, k, encode(session));
+}
+
+/// Deletes a session of `space` and every message queued for it.
+pub fn delete_session(
     tx: &mut Tx<'_, '_>,
     space: &str,
-    sessions: &[StoredSession],
+    account: &str,
+    client_id: &str,
 ) -> Result<(), StoreError> {
-    let prefix = key(&[space, ""]);
-    for k in tx.keys_with_prefix(Table::BrokerSessions, &prefix)? {
-        tx.delete(Table::BrokerSessions, k);
-    }
-    for s in sessions {
-        let k = key(&[space, &s.account, &s.client_id]);
-        tx.put_raw(Table::BrokerSessions, k, encode(s));
+    tx.delete(Table::BrokerSessions, key(&[space, account, client_id]));
+    for k in tx.keys_with_prefix(Table::BrokerQueue, &key(&[space, account, client_id, ""]))? {
+        tx.delete(Table::BrokerQueue, k);
     }
     Ok(())
+}
+
+fn queue_key(space: &str, account: &str, client_id: &str, seq: u64) -> Vec<u8> {
+    key(&[space, account, client_id, &format!("{seq:016x}")])
+}
+
+/// Keeps a message given to a persistent session of `space` until [`delete_queued`].
+pub fn put_queued(tx: &mut Tx<'_, '_>, space: &str, queued: &QueuedMessage) {
+    let k = queue_key(space, &queued.account, &queued.client_id, queued.seq);
+    tx.put_raw(Table::BrokerQueue, k, encode(&queued.message));
+}
+
+/// Forgets a queued message (acknowledged by the subscriber, expired, or not deliverable).
+pub fn delete_queued(tx: &mut Tx<'_, '_>, space: &str, account: &str, client_id: &str, seq: u64) {
+    tx.delete(
+        Table::BrokerQueue,
+        queue_key(space, account, client_id, seq),
+    );
 }
 
 impl Reader {
@@ -127,6 +172,33 @@ impl Reader {
     /// Every saved session of `space`.
     pub fn broker_sessions(&self, space: &str) -> Result<Vec<StoredSession>, StoreError> {
         self.broker_values(Table::BrokerSessions, space)
+    }
+
+    /// Every queued message of `space`, in order of session, then of sequence.
+    pub fn broker_queue(&self, space: &str) -> Result<Vec<QueuedMessage>, StoreError> {
+        let prefix = key(&[space, ""]);
+        let mut out = Vec::new();
+        self.snap
+            .scan(Table::BrokerQueue, &prefix, &prefix, |k, v| {
+                let mut parts = k[prefix.len()..]
+                    .split(|b| *b == 0)
+                    .map(String::from_utf8_lossy);
+                let (Some(account), Some(client_id), Some(seq), None) =
+                    (parts.next(), parts.next(), parts.next(), parts.next())
+                else {
+                    return Err(StoreError::Corrupt(CorruptRecord::Key));
+                };
+                let seq = u64::from_str_radix(&seq, 16)
+                    .map_err(|_| StoreError::Corrupt(CorruptRecord::Key))?;
+                out.push(QueuedMessage {
+                    account: account.into_owned(),
+                    client_id: client_id.into_owned(),
+                    seq,
+                    message: decode(v)?,
+                });
+                Ok(true)
+            })?;
+        Ok(out)
     }
 
     fn broker_values<T: serde::de::DeserializeOwned>(
@@ -223,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn saving_sessions_replaces_the_space_only() {
+    fn sessions_and_their_queues_are_kept_per_space_and_deleted_together() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db"), &StoreOptions::default(), None).unwrap();
         let session = |id: &str| StoredSession {
@@ -231,6 +303,7 @@ mod tests {
             client_id: id.into(),
             username: format!("{id}@acme"),
             expires_at_ms: Some(1),
+            expiry_ms: Some(7_200_000),
             subscriptions: vec![StoredSubscription {
                 filter: "$share/g/acme/#".into(),
                 qos: 2,
@@ -238,23 +311,57 @@ mod tests {
                 retain_as_published: false,
                 id: Some(7),
             }],
-            queue: vec![message("acme/x", b"q")],
+            queue: Vec::new(),
         };
-        let (one, two) = (session("one"), session("two"));
-        let (o, t) = (one.clone(), two.clone());
+        let queued = |id: &str, seq: u64| QueuedMessage {
+            account: "acme".into(),
+            client_id: id.into(),
+            seq,
+            message: StoredMessage {
+                sub_ids: vec![7],
+                ..message(&format!("acme/{seq}"), b"q")
+            },
+        };
+        // "one" and "one1": a client ID that extends another must not share its queue.
+        let (one, one1) = (session("one"), session("one1"));
+        let writes = (one.clone(), one1.clone());
         store
-            .write(move |tx| save_sessions(tx, "op", &[o]))
-            .unwrap();
-        store
-            .write(move |tx| save_sessions(tx, "sandbox", &[t]))
-            .unwrap();
-        let t = two.clone();
-        store
-            .write(move |tx| save_sessions(tx, "op", &[t]))
+            .write(move |tx| {
+                put_session(tx, "op", &writes.0);
+                put_session(tx, "op", &writes.1);
+                put_session(tx, "sandbox", &writes.0);
+                // Out of order: the key orders them.
+                for (id, seq) in [("one", 0x11), ("one", 0x2), ("one1", 3)] {
+                    put_queued(tx, "op", &queued(id, seq));
+                }
+                put_queued(tx, "sandbox", &queued("one", 9));
+                Ok(())
+            })
             .unwrap();
         let read = store.read().unwrap();
-        assert_eq!(read.broker_sessions("op").unwrap(), vec![two.clone()]);
-        assert_eq!(read.broker_sessions("sandbox").unwrap(), vec![two]);
-        drop(one);
+        assert_eq!(
+            read.broker_sessions("op").unwrap(),
+            vec![one.clone(), one1.clone()]
+        );
+        assert_eq!(
+            read.broker_queue("op").unwrap(),
+            vec![queued("one", 2), queued("one", 0x11), queued("one1", 3)]
+        );
+        store
+            .write(|tx| {
+                // Another account's key deletes nothing.
+                delete_queued(tx, "op", "one", "one", 2);
+                delete_queued(tx, "op", "acme", "one", 0x11);
+                delete_session(tx, "op", "acme", "one1")
+            })
+            .unwrap();
+        let read = store.read().unwrap();
+        assert_eq!(read.broker_sessions("op").unwrap(), vec![one.clone()]);
+        assert_eq!(read.broker_queue("op").unwrap(), vec![queued("one", 2)]);
+        assert_eq!(read.broker_sessions("sandbox").unwrap(), vec![one]);
+        assert_eq!(
+            read.broker_queue("sandbox").unwrap(),
+            vec![queued("one", 9)]
+        );
     }
 }

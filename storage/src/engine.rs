@@ -66,6 +66,9 @@ pub enum Table {
     Retained,
     /// broker space, account, client id -> StoredSession
     BrokerSessions,
+    /// broker space, account, client id, sequence (16 hex digits) -> StoredMessage: what a
+    /// persistent session has been given and not yet acknowledged
+    BrokerQueue,
     /// username -> AccountUser
     AccountUsers,
     /// account, username -> ()
@@ -88,7 +91,7 @@ pub enum Table {
 
 impl Table {
     /// Every table (a backup copies them all).
-    pub const ALL: [Table; 25] = [
+    pub const ALL: [Table; 26] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -105,6 +108,7 @@ impl Table {
         Table::Meta,
         Table::Retained,
         Table::BrokerSessions,
+        Table::BrokerQueue,
         Table::AccountUsers,
         Table::AccountUsersByAccount,
         Table::Endpoints,
@@ -134,6 +138,7 @@ impl Table {
             Table::Meta => "meta",
             Table::Retained => "retained",
             Table::BrokerSessions => "broker_sessions",
+            Table::BrokerQueue => "broker_queue",
             Table::AccountUsers => "account_users",
             Table::AccountUsersByAccount => "account_users_by_account",
             Table::Endpoints => "endpoints",

@@ -126,6 +126,9 @@ pub enum CorruptRecord {
     /// The JSON body does not decode into the record type.
     #[error("{0}")]
     Json(#[source] Arc<serde_json::Error>),
+    /// A key does not have the parts the keys of its table have.
+    #[error("malformed key")]
+    Key,
 }
 
 impl From<serde_json::Error> for CorruptRecord {
@@ -276,6 +279,29 @@ impl Store {
             let _ = tx.send(r);
         });
         rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// [`Store::write_async`] for a write whose caller may not wait for it: a failure is also
+    /// logged, as `what` (a full disk only by the store's own line, once a minute). Unlike
+    /// [`Store::write_lazy`], it keeps its place in the order of the other writes.
+    pub fn write_logged<F>(
+        &self,
+        what: &'static str,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + 'static + use<F>
+    where
+        F: FnOnce(&mut Tx<'_, '_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.engine.submit(f, move |r: Result<(), StoreError>| {
+            if let Err(e) = &r
+                && !matches!(e, StoreError::Full)
+            {
+                tracing::warn!(error = %e, what, "a write failed");
+            }
+            let _ = tx.send(r);
+        });
+        async move { rx.await.unwrap_or(Err(StoreError::Closed)) }
     }
 
     /// Runs `f` in the next group commit; the future resolves once that commit is durable.

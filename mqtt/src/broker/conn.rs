@@ -382,6 +382,7 @@ fn spawn_drain(conn: &Conn, sink: Sink) {
             while let Some(d) = broker.next_delivery(session, generation) {
                 let now = Instant::now();
                 if d.msg.expired(now) {
+                    broker.settle(session, &d);
                     continue;
                 }
                 if d.qos > 0 && !sink.ready().await {
@@ -391,10 +392,11 @@ fn spawn_drain(conn: &Conn, sink: Sink) {
                 let Some(send) = send(&sink, &d, now, max_packet, &mut aliases) else {
                     // Larger than the client's maximum packet size: not sent to it.
                     metrics.dropped(endpoint);
+                    broker.settle(session, &d);
                     continue;
                 };
                 if d.qos == 0 {
-                    // Encoded already; there is nothing to wait for.
+                    // Encoded already; there is nothing to wait for (nor anything stored).
                     continue;
                 }
                 seq += 1;
@@ -403,13 +405,17 @@ fn spawn_drain(conn: &Conn, sink: Sink) {
                 inflight.borrow_mut().insert(key, d);
                 let done = {
                     let inflight = inflight.clone();
+                    let broker = broker.clone();
                     async move {
                         // Delivered at PUBACK / PUBREC: a connection lost later must not
                         // resend it as a new PUBLISH.
                         let Some(release) = send.await else {
                             return false;
                         };
-                        inflight.borrow_mut().remove(&key);
+                        let delivered = inflight.borrow_mut().remove(&key);
+                        if let Some(d) = delivered {
+                            broker.settle(session, &d);
+                        }
                         match release {
                             Some(r) => r.await,
                             None => true,
@@ -546,7 +552,7 @@ enum Published {
     Denied,
     /// A retained message past the quota (5.0: 0x97).
     Quota,
-    /// The retained message could not be stored.
+    /// The retained message, or a delivery to a persistent session, could not be stored.
     NotStored,
 }
 
@@ -581,8 +587,11 @@ async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool)
 /// acknowledged.
 async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
     if !msg.retain {
-        conn.broker.route(msg);
-        return Published::Ok;
+        return match conn.broker.route(msg) {
+            // Acknowledged = durable (PROTOCOL.md 6.2) for what persistent sessions were given.
+            Some(queued) => stored(queued.await),
+            None => Published::Ok,
+        };
     }
     let msg = Arc::new(msg);
     let Some(persisted) = conn.broker.publish_retained(msg.clone()) else {
@@ -590,22 +599,25 @@ async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
             return Published::Quota;
         }
         // 3.1.1 has no way to refuse it: delivered, not retained.
-        conn.broker.route(Message {
+        let queued = conn.broker.route(Message {
             retain: false,
             ..Message::clone(&msg)
         });
-        return Published::Ok;
+        return match queued {
+            Some(queued) => stored(queued.await),
+            None => Published::Ok,
+        };
     };
     // Acknowledged = durable (PROTOCOL.md 6.2).
-    match persisted.await {
+    stored(persisted.await)
+}
+
+/// The reaction to a PUBLISH whose writes ended with `written` (a failure was logged by the
+/// store).
+fn stored(written: Result<(), fleetgate_storage::StoreError>) -> Published {
+    match written {
         Ok(()) => Published::Ok,
-        Err(e) => {
-            // A full disk is logged by the store once a minute, not once per message.
-            if !matches!(e, fleetgate_storage::StoreError::Full) {
-                tracing::error!(error = %e, "could not store a retained message");
-            }
-            Published::NotStored
-        }
+        Err(_) => Published::NotStored,
     }
 }
 
@@ -772,6 +784,15 @@ fn sub_opts(qos: QoS, no_local: bool, rap: bool, id: Option<NonZeroU32>) -> SubO
     }
 }
 
+/// After a SUBSCRIBE or UNSUBSCRIBE: the record of a persistent session is durable before
+/// the acknowledgement (a failure was logged by the store).
+async fn kept(conn: &Conn) -> Result<(), BrokerError> {
+    match conn.broker.keep_session(conn.session) {
+        Some(write) => write.await.map_err(|_| BrokerError::SessionNotStored),
+        None => Ok(()),
+    }
+}
+
 async fn protocol_v3(
     s: v3::Session<Conn>,
     msg: v3::ProtocolMessage,
@@ -788,6 +809,7 @@ async fn protocol_v3(
                     one.fail();
                 }
             }
+            kept(conn).await?;
             send_retained_later(conn, retained);
             sub.ack()
         }
@@ -795,6 +817,7 @@ async fn protocol_v3(
             for t in u.iter() {
                 conn.broker.unsubscribe(conn.session, t);
             }
+            kept(conn).await?;
             u.ack()
         }
         v3::ProtocolMessage::Disconnect(d) => {
@@ -837,6 +860,7 @@ async fn protocol_v5(
                     one.fail(SubscribeAckReason::NotAuthorized);
                 }
             }
+            kept(conn).await?;
             send_retained_later(conn, retained);
             sub.ack()
         }
@@ -848,6 +872,7 @@ async fn protocol_v5(
                     one.fail(ntex_mqtt::v5::codec::UnsubscribeAckReason::NoSubscriptionExisted);
                 }
             }
+            kept(conn).await?;
             u.ack()
         }
         v5::ProtocolMessage::Disconnect(d) => {

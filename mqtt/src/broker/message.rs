@@ -76,6 +76,7 @@ impl Message {
                 let left = at.saturating_duration_since(Instant::now());
                 unix_ms(SystemTime::now() + left)
             }),
+            sub_ids: Vec::new(),
         }
     }
 
@@ -129,4 +130,42 @@ pub struct Delivery {
     pub sub_ids: Vec<u32>,
     /// Sent before and not acknowledged: a redelivery.
     pub dup: bool,
+    /// Its sequence number in the store's queue of a persistent session, until acknowledged
+    /// (`None`: kept in memory only).
+    pub stored: Option<u64>,
+}
+
+impl Delivery {
+    /// A delivery of `msg` not kept in the store (yet).
+    pub fn new(msg: Arc<Message>, qos: u8, retain: bool, sub_ids: Vec<u32>) -> Delivery {
+        Delivery {
+            msg,
+            qos,
+            retain,
+            sub_ids,
+            dup: false,
+            stored: None,
+        }
+    }
+
+    /// The record of this delivery in a persistent session's queue.
+    pub fn to_stored(&self) -> StoredMessage {
+        StoredMessage {
+            qos: self.qos,
+            retain: self.retain,
+            sub_ids: self.sub_ids.clone(),
+            ..self.msg.to_stored()
+        }
+    }
+
+    /// A delivery read back from a persistent session's queue, stored as `seq`. The store does
+    /// not know whether it was sent before the stop, so it goes out as a first delivery.
+    /// `None` when it expired meanwhile.
+    pub fn from_stored(m: StoredMessage, seq: u64) -> Option<Delivery> {
+        let (qos, retain, sub_ids) = (m.qos.min(2), m.retain, m.sub_ids.clone());
+        Some(Delivery {
+            stored: Some(seq),
+            ..Delivery::new(Arc::new(Message::from_stored(m)?), qos, retain, sub_ids)
+        })
+    }
 }

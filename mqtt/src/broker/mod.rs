@@ -4,6 +4,12 @@
 //! through a [`Notify`] when its queue has something, and take deliveries from it on their
 //! own worker thread.
 //!
+//! What a persistent session must not lose is written to the store as it changes ([`Keep`]):
+//! its record when it starts, subscribes, unsubscribes or detaches, and each QoS 1 or 2
+//! delivery given to it, durably before the publisher's acknowledgement, deleted once the
+//! subscriber acknowledged it. So a SIGKILL loses no acknowledged message, and a restart
+//! resumes every persistent session with its queue.
+//!
 //! One [`Broker`] is one topic space: the operational endpoint has one (accounts are kept
 //! apart by the ACL and by session keys that carry the account), the sandbox another, so
 //! nothing published in one can reach the other.
@@ -12,13 +18,14 @@ pub mod conn;
 pub mod message;
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use fleetgate_acl::{SubscriptionTree, filter_matches};
-use fleetgate_storage::Store;
-use fleetgate_storage::broker::{StoredSession, StoredSubscription};
+use fleetgate_storage::broker::{QueuedMessage, StoredSession, StoredSubscription};
+use fleetgate_storage::{Store, StoreError, Tx};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
@@ -149,6 +156,8 @@ struct Session {
     /// acknowledged without routing it twice.
     qos2_in: HashSet<u16>,
     username: String,
+    /// The store has a record of it (or messages queued for it), to delete when it ends.
+    stored: bool,
 }
 
 impl Session {
@@ -171,7 +180,134 @@ impl Session {
             expires_at,
             qos2_in: HashSet::new(),
             username,
+            stored: false,
         }
+    }
+
+    /// Whether it outlives its connection, and so is kept in the store.
+    fn persistent(&self) -> bool {
+        self.expiry != Some(Duration::ZERO)
+    }
+
+    /// Its record: expiry, subscriptions. While its client is connected, the record carries
+    /// only the expiry interval, which counts from the next start if the broker stops first.
+    fn record(&self, now: Instant, now_sys: SystemTime) -> StoredSession {
+        let offline_until = self.link.is_none().then_some(self.expires_at).flatten();
+        StoredSession {
+            account: self.key.0.clone(),
+            client_id: self.key.1.clone(),
+            username: self.username.clone(),
+            expires_at_ms: offline_until
+                .map(|at| message::unix_ms(now_sys + at.saturating_duration_since(now))),
+            expiry_ms: self
+                .expiry
+                .map(|e| u64::try_from(e.as_millis()).unwrap_or(u64::MAX)),
+            subscriptions: self
+                .subs
+                .iter()
+                .map(|(f, o)| StoredSubscription {
+                    filter: f.clone(),
+                    qos: o.qos,
+                    no_local: o.no_local,
+                    retain_as_published: o.retain_as_published,
+                    id: o.id,
+                })
+                .collect(),
+            queue: Vec::new(),
+        }
+    }
+}
+
+/// A change to what the store keeps of the persistent sessions.
+enum Keep {
+    /// A session's record as it is now.
+    Session(StoredSession),
+    /// A session ended: its record and its queue go.
+    Forget(SessionKey),
+    /// A delivery given to a persistent session.
+    Queued(QueuedMessage),
+    /// A queued delivery acknowledged, expired or not deliverable.
+    Settled(SessionKey, u64),
+}
+
+impl Keep {
+    fn is_of(&self, key: &SessionKey) -> bool {
+        match self {
+            Keep::Session(s) => s.account == key.0 && s.client_id == key.1,
+            Keep::Queued(q) => q.account == key.0 && q.client_id == key.1,
+            Keep::Forget(k) | Keep::Settled(k, _) => k == key,
+        }
+    }
+
+    fn apply(self, tx: &mut Tx<'_, '_>, space: &str) -> Result<(), StoreError> {
+        use fleetgate_storage::broker as stored;
+        match self {
+            Keep::Session(s) => stored::put_session(tx, space, &s),
+            Keep::Forget((account, client_id)) => {
+                stored::delete_session(tx, space, &account, &client_id)?;
+            }
+            Keep::Queued(q) => stored::put_queued(tx, space, &q),
+            Keep::Settled((account, client_id), seq) => {
+                stored::delete_queued(tx, space, &account, &client_id, seq);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The write of `changes` to the store of the broker `space`.
+fn apply(
+    space: &'static str,
+    changes: Vec<Keep>,
+) -> impl FnOnce(&mut Tx<'_, '_>) -> Result<(), StoreError> + Send + 'static {
+    move |tx| {
+        for c in changes {
+            c.apply(tx, space)?;
+        }
+        Ok(())
+    }
+}
+
+/// The changes made by one operation under the core lock, submitted to the store before the
+/// lock is released ([`Broker::submit`]), so that the store sees them in the order they were
+/// made: a delivery's deletion can never overtake its write.
+#[derive(Default)]
+struct Keeping {
+    changes: Vec<Keep>,
+    /// The sequence number of the next queued delivery.
+    next_seq: u64,
+}
+
+impl Keeping {
+    /// Writes the record of `s` (a persistent session) as it is now.
+    fn session(&mut self, s: &mut Session) {
+        s.stored = true;
+        self.changes
+            .push(Keep::Session(s.record(Instant::now(), SystemTime::now())));
+    }
+
+    /// Deletes what the store has of `s`, if anything.
+    fn forget(&mut self, s: &Session) {
+        if s.stored {
+            // A write deletes a session's queue by its keys in the store, which do not include
+            // what the same write puts: drop those here.
+            self.changes.retain(|c| !c.is_of(&s.key));
+            self.changes.push(Keep::Forget(s.key.clone()));
+        }
+    }
+
+    /// Keeps `d`, given to the persistent session `s`, until it is settled.
+    fn queued(&mut self, s: &mut Session, d: &mut Delivery) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        d.stored = Some(seq);
+        s.stored = true;
+        self.changes.push(Keep::Queued(QueuedMessage {
+            account: s.key.0.clone(),
+            client_id: s.key.1.clone(),
+            seq,
+            message: d.to_stored(),
+        }));
     }
 }
 
@@ -203,6 +339,7 @@ struct Core {
     retained_per_account: HashMap<String, usize>,
     wills: Vec<PendingWill>,
     next_group: u64,
+    keeping: Keeping,
 }
 
 /// A retained PUBLISH's fate.
@@ -293,10 +430,11 @@ impl Broker {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn load(&self) -> Result<(), fleetgate_storage::StoreError> {
+    fn load(&self) -> Result<(), StoreError> {
         let read = self.store.read()?;
         let space = self.door.name();
-        let mut core = self.core.lock();
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
         for stored in read.retained(space)? {
             let account = self.quota_key(&stored.topic);
             if let Some(msg) = Message::from_stored(stored) {
@@ -305,103 +443,105 @@ impl Broker {
                     .insert(msg.topic.to_string(), (0, Arc::new(msg)));
             }
         }
+        let queued = read.broker_queue(space)?;
+        core.keeping.next_seq = queued.iter().map(|q| q.seq + 1).max().unwrap_or(0);
         let now_ms = message::unix_ms(SystemTime::now());
         for s in read.broker_sessions(space)? {
-            let expires_at = match s.expires_at_ms {
-                Some(ms) if ms <= now_ms => continue,
-                Some(ms) => Some(Instant::now() + Duration::from_millis(ms - now_ms)),
-                None => None,
+            let key = (s.account, s.client_id);
+            let left = match (s.expires_at_ms, s.expiry_ms) {
+                (Some(at), _) => Some(Duration::from_millis(at.saturating_sub(now_ms))),
+                (None, Some(e)) => Some(Duration::from_millis(e)),
+                (None, None) => None,
             };
             let id = self.id();
-            let expiry = expires_at.map(|at| at.saturating_duration_since(Instant::now()));
-            let key = (s.account, s.client_id);
-            let mut session = Session::new(id, key, s.username, None, expiry, expires_at);
+            let mut session = Session::new(
+                id,
+                key,
+                s.username,
+                None,
+                s.expiry_ms.map(Duration::from_millis).or(left),
+                left.map(|l| Instant::now() + l),
+            );
+            session.stored = true;
+            if left.is_some_and(|l| l.is_zero()) {
+                // Expired while the broker was down.
+                core.keeping.forget(&session);
+                continue;
+            }
+            // A queue saved inside the record by an earlier version moves to the queue table.
+            let legacy = !s.queue.is_empty();
             for m in s.queue {
-                let qos = m.qos;
-                if let Some(msg) = Message::from_stored(m) {
-                    session.queue.push_back(Delivery {
-                        msg: Arc::new(msg),
-                        qos,
-                        retain: false,
-                        sub_ids: Vec::new(),
-                        dup: false,
-                    });
+                if let Some(mut d) = Delivery::from_stored(m, 0) {
+                    core.keeping.queued(&mut session, &mut d);
+                    session.queue.push_back(d);
                 }
             }
-            let subs: Vec<_> = s
-                .subscriptions
-                .into_iter()
-                .map(|sub| {
-                    let opts = SubOpts {
-                        qos: sub.qos.min(2),
-                        no_local: sub.no_local,
-                        retain_as_published: sub.retain_as_published,
-                        id: sub.id,
-                    };
-                    (sub.filter, opts)
-                })
-                .collect();
+            if legacy {
+                core.keeping.session(&mut session);
+            }
             core.by_key.insert(session.key.clone(), id);
             core.sessions.insert(id, session);
-            for (filter, opts) in subs {
-                core.subscribe(id, &filter, opts);
+            for sub in s.subscriptions {
+                let opts = SubOpts {
+                    qos: sub.qos.min(2),
+                    no_local: sub.no_local,
+                    retain_as_published: sub.retain_as_published,
+                    id: sub.id,
+                };
+                core.subscribe(id, &sub.filter, opts);
             }
         }
+        for q in queued {
+            let key = (q.account, q.client_id);
+            let session = core
+                .by_key
+                .get(&key)
+                .and_then(|id| core.sessions.get_mut(id));
+            match session.map(|s| (Delivery::from_stored(q.message, q.seq), s)) {
+                Some((Some(d), s)) => s.queue.push_back(d),
+                // Expired, or its session is gone.
+                _ => core.keeping.changes.push(Keep::Settled(key, q.seq)),
+            }
+        }
+        drop(self.submit(core));
         Ok(())
     }
 
-    /// Saves the persistent sessions (graceful shutdown). Connections must be closed first,
-    /// so their unacknowledged deliveries are back in the queues.
-    pub fn save(&self) -> Result<(), fleetgate_storage::StoreError> {
+    /// Submits the changes collected in `core` as one write, to be durable when the returned
+    /// future resolves (a failure is logged whether or not the caller waits). Called before
+    /// the core lock is released (see [`Keeping`]).
+    fn submit(
+        &self,
+        core: &mut Core,
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + 'static + use<>> {
+        if core.keeping.changes.is_empty() {
+            return None;
+        }
+        let changes = std::mem::take(&mut core.keeping.changes);
+        Some(
+            self.store
+                .write_logged("persistent sessions", apply(self.door.name(), changes)),
+        )
+    }
+
+    /// Writes the records of the persistent sessions as they are at a graceful shutdown, when
+    /// every client has gone and so each expiry runs from now. Their queues are in the store
+    /// already. Connections must be closed first, so that their unacknowledged deliveries are
+    /// back in the queues.
+    pub fn save(&self) -> Result<(), StoreError> {
         self.stopped.store(true, Ordering::SeqCst);
-        let now = Instant::now();
-        let now_sys = SystemTime::now();
-        let sessions: Vec<StoredSession> = {
-            let core = self.core.lock();
-            core.sessions
-                .values()
-                .filter(|s| s.expiry != Some(Duration::ZERO))
-                .map(|s| StoredSession {
-                    account: s.key.0.clone(),
-                    client_id: s.key.1.clone(),
-                    username: s.username.clone(),
-                    expires_at_ms: match (s.expires_at, s.expiry) {
-                        (Some(at), _) => Some(message::unix_ms(
-                            now_sys + at.saturating_duration_since(now),
-                        )),
-                        (None, Some(e)) => Some(message::unix_ms(now_sys + e)),
-                        (None, None) => None,
-                    },
-                    subscriptions: s
-                        .subs
-                        .iter()
-                        .map(|(f, o)| StoredSubscription {
-                            filter: f.clone(),
-                            qos: o.qos,
-                            no_local: o.no_local,
-                            retain_as_published: o.retain_as_published,
-                            id: o.id,
-                        })
-                        .collect(),
-                    queue: s
-                        .queue
-                        .iter()
-                        .filter(|d| d.qos > 0 && !d.msg.expired(now))
-                        .map(|d| {
-                            let mut m = d.msg.to_stored();
-                            m.qos = d.qos;
-                            m
-                        })
-                        .collect(),
-                })
-                .collect()
-        };
-        let count = sessions.len();
-        let space = self.door.name();
-        self.store
-            .write(move |tx| fleetgate_storage::broker::save_sessions(tx, space, &sessions))?;
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
+        let mut count = 0;
+        for s in core.sessions.values_mut().filter(|s| s.persistent()) {
+            core.keeping.session(s);
+            count += 1;
+        }
+        let changes = std::mem::take(&mut core.keeping.changes);
+        drop(guard);
+        self.store.write(apply(self.door.name(), changes))?;
         tracing::info!(
-            broker = space,
+            broker = self.door.name(),
             sessions = count,
             "persistent sessions saved"
         );
@@ -430,7 +570,8 @@ impl Broker {
             kicker,
             username: Arc::from(username),
         };
-        let mut core = self.core.lock();
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
         let r = connected();
         if let Some(&old) = core.by_key.get(&key) {
             if let Some(l) = core.sessions.get_mut(&old).and_then(|s| s.link.take()) {
@@ -443,6 +584,14 @@ impl Broker {
                 s.expiry = expiry;
                 s.expires_at = None;
                 s.username = username.to_string();
+                if s.persistent() {
+                    core.keeping.session(s);
+                } else {
+                    // It will end with this connection: nothing of it is kept any more.
+                    core.keeping.forget(s);
+                    s.stored = false;
+                }
+                drop(self.submit(core));
                 link.notify.notify_one();
                 let attached = Attached {
                     session: old,
@@ -454,8 +603,12 @@ impl Broker {
         }
         let id = self.id();
         core.by_key.insert(key.clone(), id);
-        let session = Session::new(id, key, username.to_string(), Some(link), expiry, None);
+        let mut session = Session::new(id, key, username.to_string(), Some(link), expiry, None);
+        if session.persistent() {
+            core.keeping.session(&mut session);
+        }
         core.sessions.insert(id, session);
+        drop(self.submit(core));
         let attached = Attached {
             session: id,
             generation,
@@ -477,7 +630,8 @@ impl Broker {
         expiry: Option<Duration>,
         will: Option<(Message, Duration)>,
     ) -> bool {
-        let mut core = self.core.lock();
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
         let mut ends = false;
         let mut current = false;
         if let Some(s) = core.sessions.get_mut(&session) {
@@ -492,6 +646,10 @@ impl Broker {
                     Some(e) if e.is_zero() => ends = true,
                     Some(e) => s.expires_at = Some(Instant::now() + e),
                     None => s.expires_at = None,
+                }
+                if !ends {
+                    // Its expiry runs from now.
+                    core.keeping.session(s);
                 }
             }
         }
@@ -518,7 +676,8 @@ impl Broker {
         if ends {
             core.remove_session(session);
         }
-        drop(core);
+        drop(self.submit(core));
+        drop(guard);
         if let Some(msg) = now {
             self.publish_will(msg);
         }
@@ -529,37 +688,43 @@ impl Broker {
     /// its retain flag is set (not waited for: no client waits for a will); past
     /// `max_retained`, delivered but not kept.
     fn publish_will(&self, msg: Message) {
+        // Nobody waits: the writes are submitted, and a failure is logged.
         if !msg.retain {
-            self.route(msg);
+            drop(self.route(msg));
             return;
         }
         let msg = Arc::new(msg);
         match self.publish_retained(msg.clone()) {
             Some(write) => drop(write),
-            None => self.route(msg),
+            None => drop(self.route(msg)),
         }
     }
 
     /// Keeps a retained PUBLISH as its topic's retained message (an empty payload deletes it),
     /// writes that to the store and routes the message; the returned write resolves once the
-    /// change is durable (PROTOCOL.md 6.2: acknowledged = durable). `None` past
-    /// `max_retained`: nothing kept, written or routed, the caller decides.
+    /// change and the deliveries to persistent sessions are durable (PROTOCOL.md 6.2:
+    /// acknowledged = durable). `None` past `max_retained`: nothing kept, written or routed,
+    /// the caller decides.
     pub fn publish_retained(
         &self,
         msg: Arc<Message>,
-    ) -> Option<
-        impl std::future::Future<Output = Result<(), fleetgate_storage::StoreError>> + 'static,
-    > {
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + 'static + use<>> {
         if self.retain(&msg) == Retain::QuotaExceeded {
             return None;
         }
         let (space, topic) = (self.door.name(), msg.topic.to_string());
         let stored = (!msg.payload.is_empty()).then(|| msg.to_stored());
-        let write = self.store.write_async(move |tx| {
+        let retained = self.store.write_logged("a retained message", move |tx| {
             fleetgate_storage::broker::put_retained(tx, space, &topic, stored.as_ref())
         });
-        self.route(msg);
-        Some(write)
+        let queued = self.route(msg);
+        Some(async move {
+            retained.await?;
+            match queued {
+                Some(queued) => queued.await,
+                None => Ok(()),
+            }
+        })
     }
 
     /// Takes the next delivery for the connection `generation` of `session`; `None` when the
@@ -571,6 +736,23 @@ impl Broker {
             return None;
         }
         s.queue.pop_front()
+    }
+
+    /// A delivery taken from the queue of `session` is done with: its client acknowledged it
+    /// (PUBACK, PUBREC), it expired, or it is larger than the client accepts. The store
+    /// forgets it.
+    pub fn settle(&self, session: u64, d: &Delivery) {
+        let Some(seq) = d.stored else {
+            return;
+        };
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
+        if let Some(s) = core.sessions.get(&session)
+            && s.stored
+        {
+            core.keeping.changes.push(Keep::Settled(s.key.clone(), seq));
+            drop(self.submit(core));
+        }
     }
 
     /// Puts a delivery that could not be sent back at the front of the queue.
@@ -606,7 +788,8 @@ impl Broker {
     /// a message retained after that moment went to the subscription live already, and one
     /// replaced since is not current any more.
     pub fn send_retained(&self, session: u64, filter: &str, upto: u64) {
-        let mut core = self.core.lock();
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
         let Some(opts) = core
             .sessions
             .get(&session)
@@ -624,21 +807,40 @@ impl Broker {
         let max_queue = self.limits.max_queue;
         if let Some(s) = core.sessions.get_mut(&session) {
             for msg in found {
-                let d = Delivery {
-                    qos: msg.qos.min(opts.qos),
-                    retain: true,
-                    sub_ids: opts.id.into_iter().collect(),
-                    dup: false,
-                    msg,
-                };
-                enqueue(s, d, max_queue, &self.metrics, self.door.name());
+                let qos = msg.qos.min(opts.qos);
+                let d = Delivery::new(msg, qos, true, opts.id.into_iter().collect());
+                enqueue(
+                    s,
+                    d,
+                    max_queue,
+                    &self.metrics,
+                    self.door.name(),
+                    &mut core.keeping,
+                );
             }
         }
+        drop(self.submit(core));
     }
 
     /// Unsubscribes; whether there was such a subscription.
     pub fn unsubscribe(&self, session: u64, filter: &str) -> bool {
         self.core.lock().unsubscribe(session, filter)
+    }
+
+    /// Writes the record of `session` after a SUBSCRIBE or UNSUBSCRIBE when it is persistent;
+    /// the returned write resolves once the record is durable (acknowledge after it).
+    pub fn keep_session(
+        &self,
+        session: u64,
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + 'static + use<>> {
+        let mut guard = self.core.lock();
+        let core = &mut *guard;
+        let s = core.sessions.get_mut(&session)?;
+        if !s.persistent() {
+            return None;
+        }
+        core.keeping.session(s);
+        self.submit(core)
     }
 
     /// Records a QoS 2 packet id as received; false when it was already (a redelivery).
@@ -698,8 +900,12 @@ impl Broker {
 
     /// Routes a message to every matching session (each once, at the highest granted QoS,
     /// with every matching subscription identifier) and to one member of each matching
-    /// `$share` group.
-    pub fn route(&self, msg: impl Into<Arc<Message>>) {
+    /// `$share` group. The returned write resolves once the deliveries given to persistent
+    /// sessions are durable (acknowledge the PUBLISH after it); `None` when there are none.
+    pub fn route<M: Into<Arc<Message>>>(
+        &self,
+        msg: M,
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + 'static + use<M>> {
         let msg = msg.into();
         let mut guard = self.core.lock();
         // Through a plain reference, so that its fields can be borrowed apart.
@@ -724,14 +930,15 @@ impl Broker {
                 ids.extend(o.id);
             }
             let Some((qos, rap)) = best else { continue };
-            let d = Delivery {
-                qos: msg.qos.min(qos),
-                retain: rap && msg.retain,
-                sub_ids: ids,
-                dup: false,
-                msg: msg.clone(),
-            };
-            enqueue(s, d, max_queue, &self.metrics, self.door.name());
+            let d = Delivery::new(msg.clone(), msg.qos.min(qos), rap && msg.retain, ids);
+            enqueue(
+                s,
+                d,
+                max_queue,
+                &self.metrics,
+                self.door.name(),
+                &mut core.keeping,
+            );
         }
         for (gid, _) in core.shared_tree.matches(topic) {
             let Some(group) = core.groups.get_mut(&gid) else {
@@ -751,16 +958,23 @@ impl Broker {
             group.next = (i + 1) % n;
             let (sid, o) = group.members[i];
             if let Some(s) = core.sessions.get_mut(&sid) {
-                let d = Delivery {
-                    qos: msg.qos.min(o.qos),
-                    retain: o.retain_as_published && msg.retain,
-                    sub_ids: o.id.into_iter().collect(),
-                    dup: false,
-                    msg: msg.clone(),
-                };
-                enqueue(s, d, max_queue, &self.metrics, self.door.name());
+                let d = Delivery::new(
+                    msg.clone(),
+                    msg.qos.min(o.qos),
+                    o.retain_as_published && msg.retain,
+                    o.id.into_iter().collect(),
+                );
+                enqueue(
+                    s,
+                    d,
+                    max_queue,
+                    &self.metrics,
+                    self.door.name(),
+                    &mut core.keeping,
+                );
             }
         }
+        self.submit(core)
     }
 
     /// Ends the sessions of users the hooks revoke (API.md "Account users"), from a task on
@@ -828,6 +1042,7 @@ impl Broker {
         for id in &expired {
             core.remove_session(*id);
         }
+        drop(self.submit(&mut core));
         let wills = std::mem::take(&mut core.wills);
         let mut due = Vec::new();
         for w in wills {
@@ -891,13 +1106,15 @@ impl Broker {
 }
 
 /// Queues a delivery. An offline session keeps only QoS 1 and 2; a full queue drops its
-/// oldest QoS 0 delivery first, then refuses the new one.
+/// oldest QoS 0 delivery first, then refuses the new one. A QoS 1 or 2 delivery to a
+/// persistent session is kept in the store too.
 fn enqueue(
     s: &mut Session,
-    d: Delivery,
+    mut d: Delivery,
     max_queue: usize,
     metrics: &Metrics,
     endpoint: &'static str,
+    keeping: &mut Keeping,
 ) {
     if s.link.is_none() && d.qos == 0 {
         return;
@@ -913,6 +1130,9 @@ fn enqueue(
             }
         }
         metrics.dropped(endpoint);
+    }
+    if d.qos > 0 && s.persistent() {
+        keeping.queued(s, &mut d);
     }
     s.queue.push_back(d);
     metrics.delivered(endpoint);
@@ -997,10 +1217,11 @@ impl Core {
         for f in filters {
             self.unsubscribe(id, &f);
         }
-        if let Some(s) = self.sessions.remove(&id)
-            && self.by_key.get(&s.key) == Some(&id)
-        {
-            self.by_key.remove(&s.key);
+        if let Some(s) = self.sessions.remove(&id) {
+            self.keeping.forget(&s);
+            if self.by_key.get(&s.key) == Some(&id) {
+                self.by_key.remove(&s.key);
+            }
         }
     }
 }
@@ -1019,7 +1240,8 @@ impl fleetgate_devmgmt::Transport for DeviceTransport {
     }
 
     fn publish(&self, topic: String, payload: Vec<u8>) {
-        self.0.route(Message {
+        // Not waited for: devmgmt follows the request itself.
+        drop(self.0.route(Message {
             topic: topic.into(),
             payload: payload.into(),
             qos: 1,
@@ -1027,6 +1249,6 @@ impl fleetgate_devmgmt::Transport for DeviceTransport {
             props: message::Properties::default(),
             expires: None,
             from: 0,
-        });
+        }));
     }
 }

@@ -287,3 +287,71 @@ fn qos2_redeliveries_are_not_routed_twice() {
     b.qos2_released(a.session, 7);
     assert!(b.qos2_received(a.session, 7, true));
 }
+
+/// Waits until every write submitted so far is durable (the store commits in order).
+fn barrier(f: &Fixture) {
+    f.store.write(|_| Ok(())).unwrap();
+}
+
+fn topics(got: &[Delivery]) -> Vec<String> {
+    got.iter().map(|d| d.msg.topic.to_string()).collect()
+}
+
+#[test]
+fn what_a_persistent_session_was_given_survives_a_stop_without_saving() {
+    let f = fixture();
+    let b = broker(&f);
+    let hour = Some(Duration::from_secs(3600));
+    let away = attach(&b, "away", false, hour);
+    b.subscribe(away.session, "r/#", opts(2, Some(4)), 0);
+    drop(b.keep_session(away.session));
+    b.detach(away.session, away.generation, Vec::new(), hour, None);
+    let here = attach(&b, "here", false, hour);
+    b.subscribe(here.session, "r/#", opts(1, None), 0);
+    drop(b.keep_session(here.session));
+    let clean = attach(&b, "clean", false, Some(Duration::ZERO));
+    b.subscribe(clean.session, "r/#", opts(1, None), 0);
+    assert!(b.keep_session(clean.session).is_none(), "not persistent");
+    assert!(b.route(msg("r/0", 0, 0)).is_none(), "QoS 0 is never stored");
+    assert!(b.route(msg("r/1", 1, 0)).is_some());
+    assert!(b.route(msg("r/2", 2, 0)).is_some());
+    // "here" is given both; it acknowledges the first, the second is in flight at the stop.
+    let given = drain(&b, &here);
+    assert_eq!(topics(&given), ["r/0", "r/1", "r/2"]);
+    b.settle(here.session, &given[1]);
+    barrier(&f);
+    // No `save`: the broker is gone as after a SIGKILL.
+    b.stopped.store(true, Ordering::SeqCst);
+    drop(b);
+
+    let b = broker(&f);
+    let away = attach(&b, "away", true, hour);
+    assert!(away.present);
+    let got = drain(&b, &away);
+    assert_eq!(topics(&got), ["r/1", "r/2"]);
+    assert_eq!((got[0].qos, got[1].qos), (1, 2));
+    assert_eq!(got[1].sub_ids, vec![4]);
+    let here = attach(&b, "here", true, hour);
+    assert!(here.present, "a session online at the stop is kept too");
+    assert_eq!(
+        topics(&drain(&b, &here)),
+        ["r/2"],
+        "only what was not acknowledged"
+    );
+    assert!(!attach(&b, "clean", true, Some(Duration::ZERO)).present);
+    // Settled and ended sessions leave nothing behind.
+    for d in got {
+        b.settle(away.session, &d);
+    }
+    attach(&b, "here", false, Some(Duration::ZERO));
+    barrier(&f);
+    let read = f.store.read().unwrap();
+    assert!(read.broker_queue("sandbox").unwrap().is_empty());
+    let sessions: Vec<String> = read
+        .broker_sessions("sandbox")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.client_id)
+        .collect();
+    assert_eq!(sessions, ["away"]);
+}
