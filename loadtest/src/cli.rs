@@ -258,6 +258,11 @@ pub struct CycleArgs {
     /// Admin API base URL, only to scrape /metrics before and after the run.
     #[arg(long, value_name = "URL")]
     pub api: Option<String>,
+    /// After its round trip, each client keeps its connection open and idle this long before
+    /// it disconnects: an idle-connection load (use it with --rate, or a --concurrency of at
+    /// least --clients, as a held client keeps its slot).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub hold: Option<Duration>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: CommonArgs,
@@ -388,6 +393,7 @@ impl CycleArgs {
             run_id: self.common.run_id.clone().unwrap_or_else(new_run_id),
             topic: self.topic,
             api: self.api,
+            hold: self.hold,
             run: self.common.run_options(progress),
         };
         (config, output)

@@ -305,6 +305,8 @@ pub struct CycleConfig {
     pub topic: String,
     /// Optional admin API base URL, only to scrape `/metrics` before and after.
     pub api: Option<String>,
+    /// `--hold`: how long each client stays connected, idle, after its round trip.
+    pub hold: Option<Duration>,
     /// Load model, bounds, protocol.
     pub run: RunOptions,
 }

@@ -1,6 +1,7 @@
 //! The `cycle` scenario: each client connects, subscribes to its own topic at QoS 1 (the
 //! `--topic` template with `{client_id}` replaced, `cycle/{client_id}` by default), publishes one
-//! QoS 1 message there, receives it back and disconnects.
+//! QoS 1 message there, receives it back and disconnects (after `--hold`, idle, when given:
+//! an idle-connection load).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ struct Ctx {
     protocol: Protocol,
     timeout: Duration,
     keep_alive: u16,
+    hold: Option<Duration>,
 }
 
 /// Runs the `cycle` scenario and returns its report. Errors are setup failures (unreachable
@@ -74,7 +76,9 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
         broker,
         protocol: config.run.protocol,
         timeout: config.run.timeout,
-        keep_alive: net::keep_alive(config.run.timeout),
+        // A held client sends nothing, so its keep alive must outlast the hold too.
+        keep_alive: net::keep_alive(config.run.timeout + config.hold.unwrap_or_default()),
+        hold: config.hold,
     });
     let result = runner::run(config.clients, 3, &config.run, move |i| {
         let ctx = ctx.clone();
@@ -96,6 +100,7 @@ pub async fn run_cycle(config: &CycleConfig) -> anyhow::Result<Report> {
             topic: config.topic.clone(),
             sandbox: config.sandbox,
             ramp: config.run.load.ramp(),
+            hold_s: config.hold.map(|h| h.as_secs_f64()),
         },
         config.run.protocol,
         result.attempted,
@@ -176,6 +181,9 @@ async fn cycle(ctx: &Ctx, i: usize, out: &mut Outcome) -> Result<(), Failure> {
         .map(|received| (t1, received))
     }
     .await;
+    if let (Ok(_), Some(hold)) = (&result, ctx.hold) {
+        tokio::time::sleep(hold).await;
+    }
     conn.disconnect().await;
     let (t1, received) = result?;
     out.phases[ROUNDTRIP] = Some(received - t1);

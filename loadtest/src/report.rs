@@ -109,6 +109,9 @@ pub enum ReportConfig {
         /// Open-model `--ramp` (`seconds:rate,...`); absent from the JSON without one.
         #[serde(skip_serializing_if = "Option::is_none")]
         ramp: Option<String>,
+        /// `--hold` in seconds; absent from the JSON without it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hold_s: Option<f64>,
     },
 }
 
@@ -652,6 +655,7 @@ mod tests {
                 topic: "cycle/{client_id}".into(),
                 sandbox: true,
                 ramp: None,
+                hold_s: Some(1.5),
             },
             Protocol::V5,
             1,
@@ -661,6 +665,7 @@ mod tests {
         );
         let v: Value = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(v["config"]["sandbox"], true);
+        assert_eq!(v["config"]["hold_s"], 1.5);
         assert!(
             r.to_table().contains("sandbox (anonymous)"),
             "{}",
@@ -692,6 +697,7 @@ mod tests {
                 topic: "acme/{client_id}/cycle".into(),
                 sandbox: false,
                 ramp: None,
+                hold_s: None,
             },
             Protocol::V311,
             1,

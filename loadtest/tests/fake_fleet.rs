@@ -703,6 +703,8 @@ async fn cycle_against_an_echo_broker() {
             run_id: "cyc".into(),
             topic: topic.into(),
             api: Some(api.clone()),
+            // The sandbox run also holds each connection (an idle-connection load).
+            hold: sandbox.then_some(Duration::from_millis(300)),
             run: RunOptions {
                 load: Load::Closed { concurrency: 10 },
                 protocol,
@@ -721,6 +723,11 @@ async fn cycle_against_an_echo_broker() {
             v["config"].get("sandbox"),
             sandbox.then_some(&Value::Bool(true))
         );
+        assert_eq!(v["config"].get("hold_s"), sandbox.then_some(&Value::from(0.3)));
+        if sandbox {
+            // 40 clients, 10 at a time, each holding its connection for 0.3 s after its cycle.
+            assert!(report.duration_s >= 4.0 * 0.3, "{}", report.duration_s);
+        }
         // --sandbox: every CONNECT anonymous; otherwise every one with the username.
         let logins = fleet.echo_logins.lock().unwrap().clone();
         assert_eq!(logins, vec![!sandbox; 40]);
