@@ -519,8 +519,9 @@ async fn stop_job_devices(devices: Vec<KuraDevice>) {
     }
 }
 
-/// A target's attempt that the restart failed: (job, client ID, attempt).
-type Killed = (String, String, u64);
+/// A target's attempt that the restart failed: (job, client ID, attempt, whether a step was in
+/// flight rather than none sent yet).
+type Killed = (String, String, u64, bool);
 
 /// The job checks right after a restart, before the job devices reconnect: every acknowledged
 /// job exists, no execution is RUNNING, every execution read COMPLETED is still COMPLETED.
@@ -563,6 +564,7 @@ fn check_jobs_after_restart(
                     id.to_string(),
                     e["clientId"].as_str().unwrap().to_string(),
                     e["attempt"].as_u64().unwrap(),
+                    log.contains(KILLED_STEP),
                 ));
             }
             by_id.insert(e["id"].as_str().unwrap().to_string(), e);
@@ -608,7 +610,7 @@ async fn settle_jobs(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    for (job, cid, attempt) in killed {
+    for (job, cid, attempt, _) in killed {
         let e = job_executions(admin, job, &format!("?clientId={cid}")).unwrap();
         assert!(
             e.iter()
@@ -890,7 +892,7 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             next_message = n;
             let jobs = jobber.join().unwrap();
             next_job = jobs.next;
-            let jobs_acked = jobs.created.len();
+            let (jobs_acked, read_completed) = (jobs.created.len(), jobs.completed.len());
             jobs_created.extend(jobs.created);
             jobs_completed.extend(jobs.completed);
             stop_job_devices(std::mem::take(&mut kura)).await;
@@ -904,7 +906,7 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             }
             eprintln!(
                 "round {round}: killed after {delay} ms; {got} of {} pending devices got their \
-                 reply; {jobs_acked} jobs acknowledged",
+                 reply; {jobs_acked} jobs acknowledged, {read_completed} executions read COMPLETED",
                 pending.len()
             );
         }
@@ -917,9 +919,10 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
         let new_kills = killed.iter().filter(|k| !jobs_killed.contains(*k)).count();
         jobs_killed.extend(killed);
         eprintln!(
-            "round {round}: {} jobs acknowledged so far, each present; {new_kills} job steps \
-             failed by this kill, each retried to completion; {} executions COMPLETED and kept",
+            "round {round}: {} jobs acknowledged so far, each present; {new_kills} executions \
+             failed by the {}, each retried to completion; {} executions COMPLETED, all kept",
             jobs_created.len(),
+            if last { "clean stop" } else { "kill" },
             jobs_completed.len()
         );
         let retained = retained_now(server.operational, round);
@@ -979,13 +982,15 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
     eprintln!(
         "crash test: {kills} kills, {} devices ({statuses:?}), {} requests acknowledged, \
          {} retained messages acknowledged, {queued_lost} queued QoS 1 messages lost to SIGKILL \
-         (by design), {} jobs acknowledged, {} job executions in flight at a kill (FAILED, then \
-         retried to completion), {} job executions COMPLETED, {:.1} s",
+         (by design), {} jobs acknowledged, {} job executions RUNNING at a kill ({} with a step \
+         in flight; each FAILED, then retried to completion), {} job executions COMPLETED, \
+         {:.1} s",
         finished.len(),
         acknowledged.len(),
         acked.retained_acks,
         jobs_created.len(),
         jobs_killed.len(),
+        jobs_killed.iter().filter(|k| k.3).count(),
         jobs_completed.len(),
         started.elapsed().as_secs_f64()
     );
