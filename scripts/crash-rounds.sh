@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Crash rounds under mixed load (issue 19): ROUNDS (default 25) SIGKILLs of the real binary
-# during concurrent enrollment, API writes, retained publishes and QoS 1 traffic for a
-# persistent session, each followed by a restart on the same data dir and the checks of
-# broker/tests/crash.rs (nothing acknowledged missing, no request left RUNNING). CI runs the
-# same test with 3 rounds (`cargo nextest run -p fleetgate -E 'binary(crash)'`).
+# during concurrent enrollment, API writes, retained publishes, QoS 1 traffic for a persistent
+# session and job steps (Kura-like devices answering the steps of jobs created during the
+# round), each followed by a restart on the same data dir and the checks of
+# broker/tests/crash.rs (nothing acknowledged missing, no request and no job execution left
+# RUNNING, COMPLETED executions kept, a step failed by the kill retried to completion). CI runs
+# the same test with 3 rounds (`cargo nextest run -p fleetgate -E 'binary(crash)'`).
 #
 #   scripts/crash-rounds.sh [ROUNDS] [--release] [--seed N]
 #

@@ -1,12 +1,17 @@
 //! Crash safety of the real binary: `fleetgate serve` is SIGKILLed in the middle of concurrent
-//! enrollments, API writes, retained publishes and QoS 1 traffic for a persistent session,
-//! restarted on the same data dir, and checked for:
+//! enrollments, API writes, retained publishes, QoS 1 traffic for a persistent session and job
+//! steps (Kura-like devices answering the steps of jobs created during the round), restarted on
+//! the same data dir, and checked for:
 //!
 //! - every device that received its reply can CONNECT to the operational endpoint with those
 //!   credentials (its request may be FAILED if its PUBACK raced the kill, but its user exists);
 //! - no request is left RUNNING after the restart;
 //! - every request the API acknowledged (201) exists;
 //! - every retained message acknowledged (PUBACK) is retained, or a later one on its topic;
+//! - every job the API acknowledged (201) exists, no job execution is RUNNING (a step in flight
+//!   at the kill ends FAILED with a log line), every execution read COMPLETED before the kill
+//!   is still COMPLETED, and each attempt the kill failed is retried to completion when the
+//!   job devices come back;
 //! - every QoS 1 message acknowledged for a persistent session that is away is delivered when
 //!   it comes back, after a SIGKILL as after the graceful restart of the last round.
 //!
@@ -24,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::kura::KuraDevice;
 use common::raw::{Client, Msg, Options, Packet, QUIET, WAIT};
 use common::{Connect, Device, Version};
 use fleetgate_kura::{Encoding, ProvReply, ProvRequest, decode_reply};
@@ -398,6 +404,227 @@ fn retained_now(addr: SocketAddr, round: usize) -> BTreeMap<u32, u32> {
     got
 }
 
+// ---- Job steps (API.md "Jobs"): Kura-like devices answer the steps of jobs created during
+// the round, so that the kill lands on steps in flight.
+
+/// Devices that run the jobs' steps; every job targets all of them.
+const JOB_DEVICES: usize = 4;
+/// Jobs created per crash round, one every [`JOB_EVERY_MS`], so that they spread over the
+/// window of the kill.
+const JOBS_PER_ROUND: usize = 10;
+const JOB_EVERY_MS: u64 = 30;
+/// Attempts per target: one may be failed by a kill, and a retry completes it before the next.
+const JOB_ATTEMPTS: u32 = 5;
+/// A configuration that Kura's parser applies nothing of (no `esf:` form), answered 200.
+const JOB_CONFIGURATION: &str = r#"<configurations><configuration><id>org.eclipse.kura.watchdog.WatchdogService</id><properties><property name="enabled" array="false" encrypted="false" type="Boolean"><value>true</value></property></properties></configuration></configurations>"#;
+/// Log lines of an execution that a restart failed (storage's `fail_running_executions`).
+const KILLED_STEP: &str = "was in flight when Fleetgate stopped; its outcome is unknown";
+const KILLED_BEFORE: &str = "Fleetgate stopped before the first step was sent";
+
+fn jobs_path() -> String {
+    format!("/api/v1/accounts/{ACCOUNT}/jobs")
+}
+
+fn job_body(n: usize, targets: &[String]) -> Value {
+    json!({
+        "name": format!("crash-job-{n}"),
+        "targets": targets,
+        "steps": [
+            {"type": "configuration", "configuration": JOB_CONFIGURATION},
+            {"type": "command", "command": "echo", "arguments": ["crash", n.to_string()]},
+            {"type": "command", "command": "uname", "arguments": ["-a"]},
+        ],
+        "schedule": {"trigger": "NOW"},
+        "maxAttempts": JOB_ATTEMPTS,
+        "stepTimeout": 10,
+    })
+}
+
+/// A job's executions; `None` when the server did not answer.
+fn job_executions(admin: SocketAddr, job: &str, query: &str) -> Option<Vec<Value>> {
+    let (status, body) = http(
+        admin,
+        "GET",
+        &format!("{}/{job}/executions{query}", jobs_path()),
+        None,
+    );
+    match status {
+        200 => Some(body["items"].as_array().unwrap().clone()),
+        0 => None,
+        other => panic!("executions of job {job}: {other} {body}"),
+    }
+}
+
+/// What a round's job thread saw acknowledged.
+#[derive(Default)]
+struct JobRound {
+    /// Jobs whose POST was answered 201.
+    created: Vec<String>,
+    /// Executions read as COMPLETED: execution id -> job id.
+    completed: BTreeMap<String, String>,
+    /// The next job number.
+    next: usize,
+}
+
+/// Creates up to [`JOBS_PER_ROUND`] jobs on `targets` until `stop` or the server is gone,
+/// reading after each one which executions of the round's jobs have COMPLETED.
+fn job_load(
+    admin: SocketAddr,
+    stop: Arc<AtomicBool>,
+    targets: Vec<String>,
+    first: usize,
+) -> JobRound {
+    let mut round = JobRound {
+        next: first,
+        ..JobRound::default()
+    };
+    'load: while !stop.load(Ordering::Relaxed) && round.next < first + JOBS_PER_ROUND {
+        let n = round.next;
+        round.next += 1;
+        let (status, body) = http(admin, "POST", &jobs_path(), Some(&job_body(n, &targets)));
+        match status {
+            201 => round.created.push(body["id"].as_str().unwrap().to_string()),
+            0 => break,
+            other => panic!("creating job {n}: {other} {body}"),
+        }
+        for job in &round.created {
+            let Some(done) = job_executions(admin, job, "?status=COMPLETED") else {
+                break 'load;
+            };
+            for e in done {
+                round
+                    .completed
+                    .insert(e["id"].as_str().unwrap().to_string(), job.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(JOB_EVERY_MS));
+    }
+    round
+}
+
+/// The Kura-like job devices, connected to `addr` (each has sent its BIRTH).
+async fn start_job_devices(addr: SocketAddr, devices: &[(String, Creds)]) -> Vec<KuraDevice> {
+    let mut running = Vec::new();
+    for (cid, c) in devices {
+        running.push(KuraDevice::start(addr, ACCOUNT, cid, &c.username, &c.password).await);
+    }
+    running
+}
+
+async fn stop_job_devices(devices: Vec<KuraDevice>) {
+    for d in devices {
+        d.stop().await;
+    }
+}
+
+/// A target's attempt that the restart failed: (job, client ID, attempt, whether a step was in
+/// flight rather than none sent yet).
+type Killed = (String, String, u64, bool);
+
+/// The job checks right after a restart, before the job devices reconnect: every acknowledged
+/// job exists, no execution is RUNNING, every execution read COMPLETED is still COMPLETED.
+/// Returns the attempts failed by the kill (their log says so).
+fn check_jobs_after_restart(
+    admin: SocketAddr,
+    round: usize,
+    created: &BTreeSet<String>,
+    completed: &BTreeMap<String, String>,
+) -> Vec<Killed> {
+    let (status, list) = http(admin, "GET", &jobs_path(), None);
+    assert_eq!(status, 200, "{list}");
+    let jobs = list["items"].as_array().unwrap();
+    let ids: BTreeSet<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+    let missing: Vec<&String> = created
+        .iter()
+        .filter(|id| !ids.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "round {round}: acknowledged jobs missing after the restart: {missing:?}"
+    );
+    let mut killed = Vec::new();
+    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+    for job in jobs {
+        let id = job["id"].as_str().unwrap();
+        assert_eq!(
+            job["targetCounts"]["RUNNING"], 0,
+            "round {round}: job {id} has targets RUNNING after the restart: {job}"
+        );
+        for e in job_executions(admin, id, "").expect("the restarted server answers") {
+            assert_ne!(
+                e["status"], "RUNNING",
+                "round {round}: execution RUNNING after the restart: {e}"
+            );
+            let log = e["log"].to_string();
+            if e["status"] == "FAILED" && (log.contains(KILLED_STEP) || log.contains(KILLED_BEFORE))
+            {
+                killed.push((
+                    id.to_string(),
+                    e["clientId"].as_str().unwrap().to_string(),
+                    e["attempt"].as_u64().unwrap(),
+                    log.contains(KILLED_STEP),
+                ));
+            }
+            by_id.insert(e["id"].as_str().unwrap().to_string(), e);
+        }
+    }
+    let lost: Vec<_> = completed
+        .iter()
+        .filter(|(e, _)| by_id.get(*e).is_none_or(|x| x["status"] != "COMPLETED"))
+        .map(|(e, job)| (job, e, by_id.get(e).map(|x| x["status"].clone())))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "round {round}: executions COMPLETED before the kill are not after the restart \
+         (job, execution, status now): {lost:?}"
+    );
+    killed
+}
+
+/// With the job devices connected again: waits until every target of every job has
+/// COMPLETED, checks that each attempt the kill failed was retried to completion, and adds
+/// every COMPLETED execution to `completed`.
+async fn settle_jobs(
+    admin: SocketAddr,
+    round: usize,
+    killed: &[Killed],
+    completed: &mut BTreeMap<String, String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let (status, list) = http(admin, "GET", &jobs_path(), None);
+        assert_eq!(status, 200, "{list}");
+        let jobs = list["items"].as_array().unwrap().clone();
+        let open: Vec<&Value> = jobs
+            .iter()
+            .filter(|j| j["targetCounts"]["COMPLETED"].as_u64() != Some(JOB_DEVICES as u64))
+            .collect();
+        if open.is_empty() {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "round {round}: jobs not completed within 60 s of the devices' return: {open:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (job, cid, attempt, _) in killed {
+        let e = job_executions(admin, job, &format!("?clientId={cid}")).unwrap();
+        assert!(
+            e.iter()
+                .any(|x| x["status"] == "COMPLETED" && x["attempt"].as_u64() > Some(*attempt)),
+            "round {round}: job {job} on {cid}: attempt {attempt}, failed by the kill, was not \
+             retried to completion: {e:?}"
+        );
+    }
+    for job in &jobs {
+        let id = job["id"].as_str().unwrap();
+        for e in job_executions(admin, id, "?status=COMPLETED").unwrap() {
+            completed.insert(e["id"].as_str().unwrap().to_string(), id.to_string());
+        }
+    }
+}
+
 /// The checks after every restart.
 async fn check_after_restart(
     s: &Server,
@@ -513,6 +740,35 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
     let mut finished: BTreeMap<String, Creds> = BTreeMap::new();
     let mut extra = 0usize;
     let mut kills = 0usize;
+
+    // The job devices: enrolled once, connected to every run of the server until its kill.
+    let mut job_devices = Vec::new();
+    for i in 0..JOB_DEVICES {
+        let cid = format!("crash-job-{i}");
+        let (status, body) = http(
+            server.admin,
+            "POST",
+            &requests_path(),
+            Some(&request_body(&cid)),
+        );
+        assert_eq!(status, 201, "{body}");
+        acknowledged.insert(body["id"].as_str().unwrap().to_string());
+        let creds = enroll(
+            server.provisioning,
+            cid.clone(),
+            Version::V3,
+            Encoding::Json,
+        )
+        .await
+        .unwrap_or_else(|| panic!("job device {cid} could not enroll"));
+        job_devices.push((cid, creds));
+    }
+    let job_targets: Vec<String> = job_devices.iter().map(|(cid, _)| cid.clone()).collect();
+    let mut kura = start_job_devices(server.operational, &job_devices).await;
+    let mut jobs_created: BTreeSet<String> = BTreeSet::new();
+    let mut jobs_completed: BTreeMap<String, String> = BTreeMap::new();
+    let mut jobs_killed: BTreeSet<Killed> = BTreeSet::new();
+    let mut next_job = 0usize;
     for round in 0..=rounds {
         let last = round == rounds;
         // A fresh batch of devices every crash round, so that every round interrupts some.
@@ -566,8 +822,12 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             let (stop, addr, first) = (stop.clone(), server.operational, next_message);
             std::thread::spawn(move || traffic(addr, stop, first))
         };
-        // Job steps (issue 15) join the mixed load here: a thread that creates and advances
-        // jobs through the API, its acknowledged steps checked in `check_after_restart`.
+        // Job steps: jobs created through the API, their steps answered by the job devices.
+        let jobber = {
+            let (stop, admin) = (stop.clone(), server.admin);
+            let (targets, first) = (job_targets.clone(), next_job);
+            std::thread::spawn(move || job_load(admin, stop, targets, first))
+        };
 
         // Enrollments.
         let tasks: Vec<_> = pending
@@ -600,6 +860,13 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             let (round_acked, n) = publisher.join().unwrap();
             acked.merge(round_acked);
             next_message = n;
+            let jobs = jobber.join().unwrap();
+            next_job = jobs.next;
+            jobs_created.extend(jobs.created);
+            jobs_completed.extend(jobs.completed);
+            // Every step done before the clean stop.
+            settle_jobs(server.admin, round, &[], &mut jobs_completed).await;
+            stop_job_devices(std::mem::take(&mut kura)).await;
             for (cid, r) in results {
                 match r {
                     Some(c) => {
@@ -621,6 +888,12 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             let (round_acked, n) = publisher.join().unwrap();
             acked.merge(round_acked);
             next_message = n;
+            let jobs = jobber.join().unwrap();
+            next_job = jobs.next;
+            let (jobs_acked, read_completed) = (jobs.created.len(), jobs.completed.len());
+            jobs_created.extend(jobs.created);
+            jobs_completed.extend(jobs.completed);
+            stop_job_devices(std::mem::take(&mut kura)).await;
             let mut got = 0;
             for t in tasks {
                 let (cid, r) = t.await.unwrap();
@@ -630,13 +903,26 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
                 }
             }
             eprintln!(
-                "round {round}: killed after {delay} ms; {got} of {} pending devices got their reply",
+                "round {round}: killed after {delay} ms; {got} of {} pending devices got their \
+                 reply; {jobs_acked} jobs acknowledged, {read_completed} executions read COMPLETED",
                 pending.len()
             );
         }
 
         server = Server::start(&data, &log);
         check_after_restart(&server, round, &finished, &acknowledged).await;
+        let killed = check_jobs_after_restart(server.admin, round, &jobs_created, &jobs_completed);
+        kura = start_job_devices(server.operational, &job_devices).await;
+        settle_jobs(server.admin, round, &killed, &mut jobs_completed).await;
+        let new_kills = killed.iter().filter(|k| !jobs_killed.contains(*k)).count();
+        jobs_killed.extend(killed);
+        eprintln!(
+            "round {round}: {} jobs acknowledged so far, each present; {new_kills} executions \
+             failed by the {}, each retried to completion; {} executions COMPLETED, all kept",
+            jobs_created.len(),
+            if last { "clean stop" } else { "kill" },
+            jobs_completed.len()
+        );
         let retained = retained_now(server.operational, round);
         // A later message on the topic may have been stored without its PUBACK (the kill).
         let missing: Vec<_> = acked
@@ -687,13 +973,20 @@ async fn sigkill_during_enrollment_loses_nothing_acknowledged() {
             );
         }
     }
+    stop_job_devices(kura).await;
     eprintln!(
         "crash test: {kills} kills, {} devices ({statuses:?}), {} requests acknowledged, \
          {} retained messages acknowledged, {queued_delivered} queued QoS 1 messages acknowledged \
-         and delivered after their restart, {:.1} s",
+         and delivered after their restart, {} jobs acknowledged, {} job executions RUNNING at a \
+         kill ({} with a step in flight; each FAILED, then retried to completion), {} job \
+         executions COMPLETED, {:.1} s",
         finished.len(),
         acknowledged.len(),
         acked.retained_acks,
+        jobs_created.len(),
+        jobs_killed.len(),
+        jobs_killed.iter().filter(|k| k.3).count(),
+        jobs_completed.len(),
         started.elapsed().as_secs_f64()
     );
     server.stop();

@@ -1,8 +1,9 @@
 //! A malformed-packet campaign against the real binary, in the style of Mosquitto's
 //! packet-sequence tests (`test/broker/*.py`): every case is a byte sequence sent on a fresh
-//! connection to the sandbox listener (anonymous) and to the operational listener (a provisioned
-//! device's credentials), in MQTT 3.1.1 and 5.0, either instead of a CONNECT or inside a session
-//! that a valid CONNECT opened. Each case names the reaction the specifications ask for:
+//! connection to the sandbox listener (anonymous), the operational listener (a provisioned
+//! device's credentials) and the provisioning listener (a pending provision request's
+//! credentials), in MQTT 3.1.1 and 5.0, either instead of a CONNECT or inside a session that a
+//! valid CONNECT opened. Each case names the reaction the specifications ask for:
 //!
 //! - a malformed packet or protocol error closes the connection; a 5.0 server SHOULD send a
 //!   DISCONNECT (or, for CONNECT, MAY send a CONNACK) first, and when it does its reason code
@@ -73,6 +74,8 @@ struct Ctx {
     v5: bool,
     client_id: String,
     login: Option<(String, String)>,
+    /// A topic the session may publish to that starts nothing (see [`Kind::own_topic`]).
+    topic: String,
 }
 
 struct Case {
@@ -85,6 +88,9 @@ struct Case {
     eof: bool,
     expect: Expect,
 }
+
+/// The client ID of the provision request whose credentials the provisioning cases use.
+const PROVISIONING_CID: &str = "malformed-enrollee";
 
 const MALFORMED: &[u8] = &[0x81];
 const PROTOCOL: &[u8] = &[0x81, 0x82];
@@ -196,15 +202,9 @@ fn conn(c: &Ctx, f: impl FnOnce(&mut Conn)) -> Vec<u8> {
     k.bytes(c)
 }
 
-/// A topic of the session's own (a device may publish only in its namespace).
-fn own_topic(c: &Ctx) -> String {
-    match &c.login {
-        Some((user, _)) => {
-            let account = user.split('@').nth(1).unwrap();
-            format!("{account}/{}/m", c.client_id)
-        }
-        None => format!("m/{}", c.client_id),
-    }
+/// The session's own topic (a device may publish only in its namespace).
+fn own_topic(c: &Ctx) -> &str {
+    &c.topic
 }
 
 /// A PUBLISH body: topic, packet id (QoS > 0), 5.0 property section, payload.
@@ -830,6 +830,7 @@ fn cases() -> Vec<Case> {
                         v5: true,
                         client_id: String::new(),
                         login: None,
+                        topic: String::new(),
                     },
                     0x30,
                     b"",
@@ -1026,27 +1027,56 @@ fn verdict(expect: Expect, v5: bool, phase: Phase, seen: &Seen) -> Option<String
     (!ok).then(|| seen.describe())
 }
 
+/// The kind of listener, which decides the session's own topic.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Anonymous, any topic.
+    Sandbox,
+    /// A provisioned device: its `ACCOUNT/CID/#` namespace.
+    Operational,
+    /// A provisioning session: `$EDC/PA/CID/MQTT/#`, where only a BIRTH would start something
+    /// (the request topic would start an exchange and settle the request).
+    Provisioning,
+}
+
+impl Kind {
+    fn own_topic(self, client_id: &str, username: Option<&str>) -> String {
+        match self {
+            Kind::Sandbox => format!("m/{client_id}"),
+            Kind::Operational => {
+                let account = username.and_then(|u| u.split('@').nth(1)).unwrap();
+                format!("{account}/{client_id}/m")
+            }
+            Kind::Provisioning => format!("$EDC/provision/{client_id}/MQTT/m"),
+        }
+    }
+}
+
 /// A listener under test.
 struct Target {
     name: &'static str,
+    kind: Kind,
     addr: std::net::SocketAddr,
-    /// The operational device's (client id, username, password); `None` on the sandbox.
+    /// The (client id, username, password) a session logs in with: the provisioned device's
+    /// on the operational listener, a provision request's on the provisioning listener; `None`
+    /// on the sandbox.
     device: Option<(String, String, String)>,
 }
 
 impl Target {
     fn ctx(&self, v5: bool, n: usize) -> Ctx {
-        match &self.device {
-            Some((cid, user, pass)) => Ctx {
-                v5,
-                client_id: cid.clone(),
-                login: Some((user.clone(), pass.clone())),
-            },
-            None => Ctx {
-                v5,
-                client_id: format!("malformed-{n}"),
-                login: None,
-            },
+        let (client_id, login) = match &self.device {
+            Some((cid, user, pass)) => (cid.clone(), Some((user.clone(), pass.clone()))),
+            None => (format!("malformed-{n}"), None),
+        };
+        let topic = self
+            .kind
+            .own_topic(&client_id, login.as_ref().map(|l| l.0.as_str()));
+        Ctx {
+            v5,
+            client_id,
+            login,
+            topic,
         }
     }
 
@@ -1154,16 +1184,45 @@ fn campaign(targets: &[Target], report: bool) -> Vec<String> {
 fn every_malformed_packet_gets_the_specified_reaction_and_costs_nothing() {
     let b = Broker::start(CONFIG);
     let (user, pass) = b.provision("acme", "malformed-device");
+    // A provision request that stays CREATED (no case publishes on its request topic): its
+    // credentials open a provisioning session for every case.
+    let (status, body) = b.post(
+        "/api/v1/accounts/acme/provision-requests",
+        &serde_json::json!({
+            "clientId": PROVISIONING_CID,
+            "provisionUsername": "fleet-acme",
+            "provisionPassword": "fleet-password-1",
+            "confirmProvisionPassword": "fleet-password-1",
+            "brokerUrl": "mqtt://127.0.0.1:1884",
+        }),
+    );
+    assert_eq!(status, 201, "{body}");
+    let request = format!(
+        "/api/v1/accounts/acme/provision-requests/{}",
+        body["id"].as_str().unwrap()
+    );
     let targets = [
         Target {
             name: "sandbox",
+            kind: Kind::Sandbox,
             addr: b.sandbox,
             device: None,
         },
         Target {
             name: "operational",
+            kind: Kind::Operational,
             addr: b.operational,
             device: Some(("malformed-device".into(), user, pass)),
+        },
+        Target {
+            name: "provisioning",
+            kind: Kind::Provisioning,
+            addr: b.provisioning,
+            device: Some((
+                PROVISIONING_CID.into(),
+                "fleet-acme".into(),
+                "fleet-password-1".into(),
+            )),
         },
     ];
     // The device's identity is committed before it can log in; wait for it.
@@ -1176,6 +1235,14 @@ fn every_malformed_packet_gets_the_specified_reaction_and_costs_nothing() {
         "{} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+
+    // The provisioning cases opened sessions but started no exchange.
+    let (status, body) = b.request("GET", &request, None);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("CREATED")),
+        "{body}"
     );
 
     // Bounded: five more rounds of the whole table; RSS and descriptors compared with the

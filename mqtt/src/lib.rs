@@ -107,6 +107,21 @@ pub(crate) fn refuse_auth_method(pkt: &v5::codec::Connect) -> Option<v5::codec::
         .then_some(v5::codec::ConnectAckReason::BadAuthenticationMethod)
 }
 
+/// A will whose topic is no valid topic name (a wildcard, NUL or empty) could never be
+/// published [MQTT-3.3.2-2]: refused with Not authorized, as the broker's listeners refuse a
+/// will topic their ACL does not allow, and before the credentials are verified (the answer
+/// does not depend on them). A valid will is accepted and discarded (PROTOCOL.md 3). Found by
+/// the malformed-packet campaign (`broker/tests/malformed.rs`): the provisioning listener
+/// accepted `w/#`.
+fn refuse_will<E: Endpoint>(app: &App, topic: Option<&ByteString>) -> Option<Refusal> {
+    if topic.is_none_or(|t| fleetgate_acl::valid_topic_name(t)) {
+        return None;
+    }
+    app.metrics.acl_denied(E::NAME, "will");
+    app.metrics.connect(E::NAME, Refusal::NotAuthorized.label());
+    Some(Refusal::NotAuthorized)
+}
+
 /// An AUTH packet on a session whose CONNECT had no authentication method (the only kind
 /// Fleetgate accepts) is a protocol error: DISCONNECT 0x82 (MQTT 5.0 4.12).
 pub(crate) fn refuse_auth(m: &v5::ProtocolMessage) -> v5::ProtocolMessageAck {
@@ -299,6 +314,9 @@ async fn handshake_v3<E: Endpoint>(
     app: Arc<App>,
 ) -> Result<v3::HandshakeAck<E::State>, BrokerError> {
     let pkt = h.packet();
+    if let Some(r) = refuse_will::<E>(&app, pkt.last_will.as_ref().map(|w| &w.topic)) {
+        return Ok(refuse_v3(h, r));
+    }
     let f = facts(
         &pkt.client_id,
         pkt.username.as_ref(),
@@ -320,6 +338,9 @@ async fn handshake_v5<E: Endpoint>(
     let pkt = h.packet();
     if let Some(reason) = refuse_auth_method(pkt) {
         return Ok(h.failed(reason));
+    }
+    if let Some(r) = refuse_will::<E>(&app, pkt.last_will.as_ref().map(|w| &w.topic)) {
+        return Ok(h.failed(refusal_v5(r)));
     }
     let f = facts(
         &pkt.client_id,
