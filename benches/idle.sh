@@ -10,8 +10,9 @@
 # `fleetgate-loadtest cycle --clients N --rate R --hold H --source-addresses 8`: every client
 # connects (Fleetgate: as the device's user, on its own topic), does one QoS 1 round trip and
 # stays connected, idle, for H = N/R + 15 s. A sampler reads the broker's VmRSS and its
-# established connections every 0.5 s. The report gives RSS before, at the peak, the
-# connections then, KiB per connection, the projection to 100,000 connections, and the
+# established connections every 0.5 s. The report gives RSS before and at the peak, the
+# cost of one more connection (least squares over the ramp up), the projection to 100,000
+# connections (peak + the rest at that cost), and the
 # Fleetgate/Mosquitto ratio per connection. N defaults to 18,000: each process here may open
 # at most 20,000 files (`ulimit -Hn`), which bounds one broker's connections.
 set -euo pipefail
@@ -108,13 +109,25 @@ per = {}
 for name in ("mosquitto", "fleetgate"):
     before = int(open(f"{work}/{name}-before.txt").read())
     samples = [tuple(map(int, l.split())) for l in open(f"{work}/{name}-samples.txt")]
-    rss, conns = max(samples)
-    report = json.load(open(f"{work}/{name}.json"))
-    done = report["clients"]["completed"]
-    per[name] = (rss - before) / max(conns, 1)
-    projected = (before + 100_000 * per[name]) / 1024
+    peak_rss = max(r for r, _ in samples)
+    peak_conns = max(c for _, c in samples)
+    # The cost of one more connection: least squares of RSS on connections over the ramp up
+    # (from a tenth of the peak to the peak), which leaves out start-up and caches warming.
+    ramp = []
+    for r, c in samples:
+        if c >= peak_conns:
+            break
+        if c >= peak_conns / 10:
+            ramp.append((c, r))
+    n = len(ramp)
+    mc, mr = sum(c for c, _ in ramp) / n, sum(r for _, r in ramp) / n
+    slope = sum((c - mc) * (r - mr) for c, r in ramp) / sum((c - mc) ** 2 for c, _ in ramp)
+    per[name] = slope
+    projected = (peak_rss + (100_000 - peak_conns) * slope) / 1024
+    done = json.load(open(f"{work}/{name}.json"))["clients"]["completed"]
     print(f"{name}: {done}/{clients} clients completed; RSS {before / 1024:.0f} MiB before, "
-          f"{rss / 1024:.0f} MiB at the peak with {conns} connections: "
-          f"{per[name]:.1f} KiB per connection, {projected:.0f} MiB projected for 100,000")
+          f"{peak_rss / 1024:.0f} MiB at the peak of {peak_conns} connections; "
+          f"{slope:.1f} KiB per connection (slope over {n} samples); "
+          f"{projected:.0f} MiB projected for 100,000")
 print(f"fleetgate/mosquitto per connection: {per['fleetgate'] / per['mosquitto']:.2f}")
 PY

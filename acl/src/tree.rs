@@ -52,8 +52,11 @@ pub struct SubscriptionTree<K> {
 }
 
 struct Node<K> {
-    /// Children by literal level.
-    children: HashMap<Box<str>, Node<K>>,
+    /// Children by literal level, boxed: most nodes of a fleet's tree have one child (a
+    /// device's own topic), and a table slot the size of a whole node, in a table that holds
+    /// at least four, cost each subscription about 700 bytes (docs/benchmarks.md, "Issue 17:
+    /// idle connections").
+    children: HashMap<Box<str>, Box<Node<K>>>,
     /// The `+` child.
     plus: Option<Box<Node<K>>>,
     /// Subscribers of exactly the filter that leads here.
@@ -83,7 +86,7 @@ impl<K> Node<K> {
 
     #[cfg(test)]
     fn count(&self) -> usize {
-        1 + self.children.values().map(Node::count).sum::<usize>()
+        1 + self.children.values().map(|c| c.count()).sum::<usize>()
             + self.plus.as_ref().map_or(0, |p| p.count())
     }
 }
@@ -222,7 +225,7 @@ impl<K: Clone + Eq + Hash> SubscriptionTree<K> {
                 _ => {
                     // Two lookups rather than `entry`, which would allocate the key each time.
                     if !node.children.contains_key(level) {
-                        node.children.insert(level.into(), Node::default());
+                        node.children.insert(level.into(), Box::default());
                     }
                     node = node.children.get_mut(level).expect("inserted above");
                 }

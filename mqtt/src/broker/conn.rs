@@ -412,7 +412,16 @@ fn spawn_drain(conn: &Conn, sink: Sink) {
                         let Some(release) = send.await else {
                             return false;
                         };
-                        let delivered = inflight.borrow_mut().remove(&key);
+                        let delivered = {
+                            let mut inflight = inflight.borrow_mut();
+                            let d = inflight.remove(&key);
+                            if inflight.is_empty() {
+                                // A BTreeMap keeps its emptied node: an idle connection
+                                // must not hold 700 bytes for nothing.
+                                *inflight = BTreeMap::new();
+                            }
+                            d
+                        };
                         if let Some(d) = delivered {
                             broker.settle(session, &d);
                         }

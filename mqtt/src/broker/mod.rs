@@ -326,7 +326,10 @@ struct PendingWill {
 
 #[derive(Default)]
 struct Core {
-    sessions: HashMap<u64, Session>,
+    /// Boxed: a table slot the size of a whole session, in a table kept at most 7/8 full,
+    /// cost every connection a few hundred bytes more (docs/benchmarks.md, "Issue 17: idle
+    /// connections").
+    sessions: HashMap<u64, Box<Session>>,
     by_key: HashMap<SessionKey, u64>,
     tree: SubscriptionTree<u64>,
     /// Shared subscriptions: the tree maps FILTER to group ids.
@@ -480,7 +483,7 @@ impl Broker {
                 core.keeping.session(&mut session);
             }
             core.by_key.insert(session.key.clone(), id);
-            core.sessions.insert(id, session);
+            core.sessions.insert(id, Box::new(session));
             for sub in s.subscriptions {
                 let opts = SubOpts {
                     qos: sub.qos.min(2),
@@ -607,7 +610,7 @@ impl Broker {
         if session.persistent() {
             core.keeping.session(&mut session);
         }
-        core.sessions.insert(id, session);
+        core.sessions.insert(id, Box::new(session));
         drop(self.submit(core));
         let attached = Attached {
             session: id,
