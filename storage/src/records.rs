@@ -22,13 +22,83 @@ mod ts {
     pub(super) fn ser<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     }
+}
 
-    // serde's `serialize_with` hands over `&Option<T>`.
-    #[allow(clippy::ref_option)]
-    pub(super) fn ser_opt<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-            None => s.serialize_none(),
+/// Timestamps of the records every enrollment writes (issue 17): nanoseconds since the Unix
+/// epoch as a JSON integer, 19 digits instead of a 32-byte RFC 3339 string. Either form reads,
+/// so records written before still read; a time beyond i64 nanoseconds (after 2262) is still
+/// written as a string.
+mod nanos {
+    use chrono::{DateTime, Utc};
+    use serde::de::{Error, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Timestamp;
+
+    /// A timestamp in the compact form.
+    struct Nanos(Timestamp);
+
+    impl Serialize for Nanos {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0.timestamp_nanos_opt() {
+                Some(n) => s.serialize_i64(n),
+                None => super::ts::ser(&self.0, s),
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Nanos {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Either;
+            impl Visitor<'_> for Either {
+                type Value = Nanos;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("nanoseconds since the epoch or an RFC 3339 time")
+                }
+                fn visit_i64<E: Error>(self, n: i64) -> Result<Nanos, E> {
+                    Ok(Nanos(DateTime::<Utc>::from_timestamp_nanos(n)))
+                }
+                fn visit_u64<E: Error>(self, n: u64) -> Result<Nanos, E> {
+                    i64::try_from(n)
+                        .map(|n| Nanos(DateTime::<Utc>::from_timestamp_nanos(n)))
+                        .map_err(E::custom)
+                }
+                fn visit_str<E: Error>(self, s: &str) -> Result<Nanos, E> {
+                    // What chrono's own deserializer accepts.
+                    s.parse::<DateTime<Utc>>().map(Nanos).map_err(E::custom)
+                }
+            }
+            d.deserialize_any(Either)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        Nanos(*t).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        Nanos::deserialize(d).map(|n| n.0)
+    }
+
+    /// The same for an optional timestamp.
+    pub(super) mod opt {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        use super::{Nanos, Timestamp};
+
+        // serde's `serialize_with` hands over `&Option<T>`.
+        #[allow(clippy::ref_option)]
+        pub(in super::super) fn serialize<S: Serializer>(
+            t: &Option<Timestamp>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            t.map(Nanos).serialize(s)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Timestamp>, D::Error> {
+            Ok(Option::<Nanos>::deserialize(d)?.map(|n| n.0))
         }
     }
 }
@@ -281,7 +351,7 @@ pub struct ProvisionRequest {
     #[serde(rename = "b", alias = "brokerUrl")]
     pub broker_url: String,
     /// Start of the activation window.
-    #[serde(rename = "ao", alias = "activatesOn", serialize_with = "ts::ser")]
+    #[serde(rename = "ao", alias = "activatesOn", with = "nanos")]
     pub activates_on: Timestamp,
     /// End of the activation window (exclusive), if any.
     #[serde(
@@ -289,7 +359,7 @@ pub struct ProvisionRequest {
         alias = "expiresOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub expires_on: Option<Timestamp>,
     /// Keyed hash of the activation key, when one was generated.
@@ -339,10 +409,10 @@ pub struct ProvisionRequest {
     #[serde(rename = "s", alias = "status")]
     pub status: RequestStatus,
     /// Creation time.
-    #[serde(rename = "co", alias = "createdOn", serialize_with = "ts::ser")]
+    #[serde(rename = "co", alias = "createdOn", with = "nanos")]
     pub created_on: Timestamp,
     /// Last modification time (any field or status).
-    #[serde(rename = "mo", alias = "modifiedOn", serialize_with = "ts::ser")]
+    #[serde(rename = "mo", alias = "modifiedOn", with = "nanos")]
     pub modified_on: Timestamp,
     /// Last refusal with wrong credentials.
     #[serde(
@@ -488,7 +558,7 @@ pub struct Execution {
     #[serde(rename = "a", alias = "account")]
     pub account: String,
     /// Start time.
-    #[serde(rename = "so", alias = "startedOn", serialize_with = "ts::ser")]
+    #[serde(rename = "so", alias = "startedOn", with = "nanos")]
     pub started_on: Timestamp,
     /// End time, once no longer running.
     #[serde(
@@ -496,7 +566,7 @@ pub struct Execution {
         alias = "endedOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub ended_on: Option<Timestamp>,
     /// Outcome.
@@ -526,7 +596,7 @@ pub struct Execution {
         alias = "operationalConnectedOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub operational_connected_on: Option<Timestamp>,
 }
@@ -560,10 +630,10 @@ pub struct DeviceUser {
     #[serde(rename = "e", alias = "enabled", default = "enabled_by_default")]
     pub enabled: bool,
     /// Creation time.
-    #[serde(rename = "co", alias = "createdOn", serialize_with = "ts::ser")]
+    #[serde(rename = "co", alias = "createdOn", with = "nanos")]
     pub created_on: Timestamp,
     /// Last password change.
-    #[serde(rename = "mo", alias = "modifiedOn", serialize_with = "ts::ser")]
+    #[serde(rename = "mo", alias = "modifiedOn", with = "nanos")]
     pub modified_on: Timestamp,
 }
 
@@ -693,7 +763,7 @@ pub struct DeviceConnection {
         alias = "lastConnectedOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub last_connected_on: Option<Timestamp>,
     /// Peer `ip:port` of the last operational session.
@@ -719,7 +789,7 @@ pub struct DeviceConnection {
         alias = "lastAuthenticatedOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub last_authenticated_on: Option<Timestamp>,
 }
@@ -752,7 +822,7 @@ pub struct Device {
         alias = "provisionedOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub provisioned_on: Option<Timestamp>,
     /// The request that provisioned it.
@@ -794,7 +864,7 @@ pub struct Device {
         alias = "birthOn",
         skip_serializing_if = "Option::is_none",
         default,
-        serialize_with = "ts::ser_opt"
+        with = "nanos::opt"
     )]
     pub birth_on: Option<Timestamp>,
 }
@@ -1124,16 +1194,10 @@ mod tests {
         struct Ours {
             #[serde(serialize_with = "super::ts::ser")]
             t: Timestamp,
-            #[serde(serialize_with = "super::ts::ser_opt")]
-            o: Option<Timestamp>,
-            #[serde(serialize_with = "super::ts::ser_opt")]
-            n: Option<Timestamp>,
         }
         #[derive(Serialize)]
         struct Chrono {
             t: Timestamp,
-            o: Option<Timestamp>,
-            n: Option<Timestamp>,
         }
         let base = t(1_700_000_000);
         for nanos in [
@@ -1145,19 +1209,17 @@ mod tests {
             1_999_999_999,
         ] {
             let x = base + chrono::Duration::nanoseconds(nanos);
-            let ours = serde_json::to_string(&Ours {
-                t: x,
-                o: Some(x),
-                n: None,
-            })
-            .unwrap();
-            let chrono = serde_json::to_string(&Chrono {
-                t: x,
-                o: Some(x),
-                n: None,
-            })
-            .unwrap();
+            let ours = serde_json::to_string(&Ours { t: x }).unwrap();
+            let chrono = serde_json::to_string(&Chrono { t: x }).unwrap();
             assert_eq!(ours, chrono);
+            // The compact form of the enrollment's records gives the same instant back.
+            let compact = serde_json::to_string(&Device {
+                provisioned_on: Some(x),
+                ..Device::new("a".into(), "c".into())
+            })
+            .unwrap();
+            let back: Device = serde_json::from_str(&compact).unwrap();
+            assert_eq!(back.provisioned_on, Some(x));
         }
     }
 }
