@@ -188,11 +188,13 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     }
 }
 
-/// What the decisions read of a stored device connection.
+/// What the decisions read of a stored device connection (its field names as
+/// [`crate::DeviceConnection`] stores them, and as records written before issue 17 did).
 #[derive(serde::Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
 struct CouplingOf {
+    #[serde(rename = "cp", alias = "coupling")]
     coupling: crate::Coupling,
+    #[serde(rename = "r", alias = "reservedUser", default)]
     reserved_user: Option<String>,
 }
 
@@ -819,6 +821,20 @@ mod tests {
         assert_eq!(k, b"acme\0dev-1");
         assert_eq!(last_part(&k), "dev-1");
         assert_eq!(last_part(b"single"), "single");
+    }
+
+    /// A connection entry rewritten in the compact form keeps its coupling for the journal.
+    #[test]
+    fn coupling_reads_in_both_forms() {
+        let old = [
+            &[RECORD_VERSION][..],
+            br#"{"account":"a","clientId":"c","coupling":"STRICT","reservedUser":"c@a","status":"NEVER_CONNECTED","lastConnectedOn":null}"#,
+        ]
+        .concat();
+        let mut connection: crate::DeviceConnection = decode(&old).unwrap();
+        assert!(same_coupling(&old, &encode(&connection)));
+        connection.reserved_user = None;
+        assert!(!same_coupling(&old, &encode(&connection)));
     }
 
     #[test]

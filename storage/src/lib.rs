@@ -28,6 +28,7 @@ pub mod moves;
 pub mod ops;
 pub mod read;
 pub mod records;
+pub mod sizes;
 mod space;
 pub mod validate;
 

@@ -22,14 +22,167 @@ mod ts {
     pub(super) fn ser<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
     }
+}
 
-    // serde's `serialize_with` hands over `&Option<T>`.
-    #[allow(clippy::ref_option)]
-    pub(super) fn ser_opt<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-            None => s.serialize_none(),
+/// Timestamps of the records every enrollment writes (issue 17): nanoseconds since the Unix
+/// epoch as a JSON integer, 19 digits instead of a 32-byte RFC 3339 string. Either form reads,
+/// so records written before still read; a time beyond i64 nanoseconds (after 2262) is still
+/// written as a string.
+mod nanos {
+    use chrono::{DateTime, Utc};
+    use serde::de::{Error, Visitor};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Timestamp;
+
+    /// A timestamp in the compact form.
+    struct Nanos(Timestamp);
+
+    impl Serialize for Nanos {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self.0.timestamp_nanos_opt() {
+                Some(n) => s.serialize_i64(n),
+                None => super::ts::ser(&self.0, s),
+            }
         }
+    }
+
+    impl<'de> Deserialize<'de> for Nanos {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Either;
+            impl Visitor<'_> for Either {
+                type Value = Nanos;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("nanoseconds since the epoch or an RFC 3339 time")
+                }
+                fn visit_i64<E: Error>(self, n: i64) -> Result<Nanos, E> {
+                    Ok(Nanos(DateTime::<Utc>::from_timestamp_nanos(n)))
+                }
+                fn visit_u64<E: Error>(self, n: u64) -> Result<Nanos, E> {
+                    i64::try_from(n)
+                        .map(|n| Nanos(DateTime::<Utc>::from_timestamp_nanos(n)))
+                        .map_err(E::custom)
+                }
+                fn visit_str<E: Error>(self, s: &str) -> Result<Nanos, E> {
+                    // What chrono's own deserializer accepts.
+                    s.parse::<DateTime<Utc>>().map(Nanos).map_err(E::custom)
+                }
+            }
+            d.deserialize_any(Either)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        Nanos(*t).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        Nanos::deserialize(d).map(|n| n.0)
+    }
+
+    /// The same for an optional timestamp.
+    pub(super) mod opt {
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        use super::{Nanos, Timestamp};
+
+        // serde's `serialize_with` hands over `&Option<T>`.
+        #[allow(clippy::ref_option)]
+        pub(in super::super) fn serialize<S: Serializer>(
+            t: &Option<Timestamp>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            t.map(Nanos).serialize(s)
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Timestamp>, D::Error> {
+            Ok(Option::<Nanos>::deserialize(d)?.map(|n| n.0))
+        }
+    }
+}
+
+/// The stored form of an execution log (issue 17: the log was half of an enrollment's bytes).
+/// A line is written as `"message"` when it is INFO and happened at the previous line's time
+/// (most lines of an exchange share the time of its one write), else `[nanos, "message"]`
+/// (INFO) or `[nanos, "message", "LEVEL"]`, with `nanos` the nanoseconds since the Unix epoch.
+/// Lines written before, as `{"at", "level", "message"}` objects, still read.
+mod log_form {
+    use chrono::{DateTime, Utc};
+    use serde::de::{Error as _, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{LogLevel, LogLine, Timestamp};
+
+    /// One stored line, in either form.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Same(String),
+        Leveled(i64, String, LogLevel),
+        Timed(i64, String),
+        Full(LogLine),
+    }
+
+    // serde's `serialize_with` hands over `&Vec<T>`.
+    #[allow(clippy::ptr_arg)]
+    pub(super) fn ser<S: Serializer>(log: &Vec<LogLine>, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(log.len()))?;
+        let mut previous: Option<Timestamp> = None;
+        for line in log {
+            // Out of i64 nanoseconds (beyond 2262) a line keeps its full form.
+            match (line.at.timestamp_nanos_opt(), line.level) {
+                _ if previous == Some(line.at) && line.level == LogLevel::Info => {
+                    seq.serialize_element(&line.message)?;
+                }
+                (Some(nanos), LogLevel::Info) => seq.serialize_element(&(nanos, &line.message))?,
+                (Some(nanos), level) => seq.serialize_element(&(nanos, &line.message, level))?,
+                (None, _) => seq.serialize_element(line)?,
+            }
+            previous = Some(line.at);
+        }
+        seq.end()
+    }
+
+    pub(super) fn de<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LogLine>, D::Error> {
+        struct Lines;
+        impl<'de> Visitor<'de> for Lines {
+            type Value = Vec<LogLine>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of log lines")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out: Vec<LogLine> = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                while let Some(stored) = seq.next_element::<Stored>()? {
+                    let at = |nanos| DateTime::<Utc>::from_timestamp_nanos(nanos);
+                    out.push(match stored {
+                        Stored::Same(message) => LogLine {
+                            at: out
+                                .last()
+                                .map(|l| l.at)
+                                .ok_or_else(|| A::Error::custom("a first log line without time"))?,
+                            level: LogLevel::Info,
+                            message,
+                        },
+                        Stored::Leveled(nanos, message, level) => LogLine {
+                            at: at(nanos),
+                            level,
+                            message,
+                        },
+                        Stored::Timed(nanos, message) => LogLine {
+                            at: at(nanos),
+                            level: LogLevel::Info,
+                            message,
+                        },
+                        Stored::Full(line) => line,
+                    });
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_seq(Lines)
     }
 }
 
@@ -183,46 +336,107 @@ pub struct Rejection {
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionRequest {
     /// Opaque, time-ordered id.
+    #[serde(rename = "i", alias = "id")]
     pub id: String,
     /// Target account.
+    #[serde(rename = "a", alias = "account")]
     pub account: String,
     /// The device's MQTT client ID.
+    #[serde(rename = "c", alias = "clientId")]
     pub client_id: String,
     /// Provision username the device presents.
+    #[serde(rename = "u", alias = "provisionUsername")]
     pub provision_username: String,
     /// Operational broker URL handed to the device.
+    #[serde(rename = "b", alias = "brokerUrl")]
     pub broker_url: String,
     /// Start of the activation window.
-    #[serde(serialize_with = "ts::ser")]
+    #[serde(rename = "ao", alias = "activatesOn", with = "nanos")]
     pub activates_on: Timestamp,
     /// End of the activation window (exclusive), if any.
-    #[serde(serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "eo",
+        alias = "expiresOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub expires_on: Option<Timestamp>,
     /// Keyed hash of the activation key, when one was generated.
+    #[serde(
+        rename = "k",
+        alias = "activationKeyHash",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub activation_key_hash: Option<String>,
     /// Reserve the generated user for this client ID.
+    #[serde(
+        rename = "r",
+        alias = "reserveUser",
+        skip_serializing_if = "is_false",
+        default
+    )]
     pub reserve_user: bool,
     /// Coupling of the device connection.
+    #[serde(rename = "cc", alias = "connectionCoupling")]
     pub connection_coupling: Coupling,
     /// Grant `vpn:connect` and generate the VPN configuration.
+    #[serde(
+        rename = "v",
+        alias = "vpnAccess",
+        skip_serializing_if = "is_false",
+        default
+    )]
     pub vpn_access: bool,
     /// Requested password length, if any (the effective one also depends on the account).
+    #[serde(
+        rename = "pl",
+        alias = "passwordLength",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub password_length: Option<u16>,
     /// Additional device configuration (XML), validated on input.
+    #[serde(
+        rename = "x",
+        alias = "additionalConfiguration",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub additional_configuration: Option<String>,
     /// Lifecycle status.
+    #[serde(rename = "s", alias = "status")]
     pub status: RequestStatus,
     /// Creation time.
-    #[serde(serialize_with = "ts::ser")]
+    #[serde(rename = "co", alias = "createdOn", with = "nanos")]
     pub created_on: Timestamp,
     /// Last modification time (any field or status).
-    #[serde(serialize_with = "ts::ser")]
+    #[serde(rename = "mo", alias = "modifiedOn", with = "nanos")]
     pub modified_on: Timestamp,
     /// Last refusal with wrong credentials.
+    #[serde(
+        rename = "lr",
+        alias = "lastRejection",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub last_rejection: Option<Rejection>,
     /// Warnings computed on input (e.g. reserved properties that will be replaced).
+    #[serde(
+        rename = "w",
+        alias = "warnings",
+        skip_serializing_if = "Vec::is_empty",
+        default
+    )]
     pub warnings: Vec<String>,
     /// The running exchange, while status is `RUNNING`.
+    #[serde(
+        rename = "rn",
+        alias = "running",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub running: Option<RunningExchange>,
 }
 
@@ -335,31 +549,55 @@ impl ProvisioningProtocol {
 #[serde(rename_all = "camelCase")]
 pub struct Execution {
     /// Opaque, time-ordered id.
+    #[serde(rename = "i", alias = "id")]
     pub id: String,
     /// The provision request.
+    #[serde(rename = "r", alias = "requestId")]
     pub request_id: String,
     /// The request's account.
+    #[serde(rename = "a", alias = "account")]
     pub account: String,
     /// Start time.
-    #[serde(serialize_with = "ts::ser")]
+    #[serde(rename = "so", alias = "startedOn", with = "nanos")]
     pub started_on: Timestamp,
     /// End time, once no longer running.
-    #[serde(serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "eo",
+        alias = "endedOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub ended_on: Option<Timestamp>,
     /// Outcome.
+    #[serde(rename = "o", alias = "outcome")]
     pub outcome: Outcome,
     /// `3.1.1` or `5.0`.
+    #[serde(rename = "m", alias = "protocol")]
     pub protocol: String,
     /// The provisioning protocol of the exchange (`PROV-V1`, or `kura` for a Kura-native one).
-    #[serde(default)]
+    #[serde(rename = "pp", alias = "provisioningProtocol", default)]
     pub provisioning_protocol: ProvisioningProtocol,
     /// Peer address `ip:port`.
+    #[serde(rename = "p", alias = "peer")]
     pub peer: String,
     /// Every step, in order.
+    #[serde(
+        rename = "l",
+        alias = "log",
+        serialize_with = "log_form::ser",
+        deserialize_with = "log_form::de"
+    )]
     pub log: Vec<LogLine>,
     /// When the provisioned device first connected to the operational endpoint with the
     /// identity this execution gave it (PROTOCOL.md 6.3); `None` until then.
-    #[serde(default, serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "oc",
+        alias = "operationalConnectedOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub operational_connected_on: Option<Timestamp>,
 }
 
@@ -368,29 +606,45 @@ pub struct Execution {
 #[serde(rename_all = "camelCase")]
 pub struct DeviceUser {
     /// `CID@ACCOUNT` for generated users.
+    #[serde(rename = "u", alias = "username")]
     pub username: String,
     /// Owning account.
+    #[serde(rename = "a", alias = "account")]
     pub account: String,
     /// Keyed fast hash of the generated password.
+    #[serde(rename = "h", alias = "passwordHash")]
     pub password_hash: String,
     /// e.g. `broker:connect`, `vpn:connect`.
+    #[serde(rename = "p", alias = "permissions")]
     pub permissions: Vec<String>,
     /// The client ID this user is reserved for, if any.
+    #[serde(
+        rename = "r",
+        alias = "reservedFor",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub reserved_for: Option<String>,
     /// A disabled user cannot connect (API.md "Account users": only this is patchable on a
     /// device user). Records written before the field existed are enabled.
-    #[serde(default = "enabled_by_default")]
+    #[serde(rename = "e", alias = "enabled", default = "enabled_by_default")]
     pub enabled: bool,
     /// Creation time.
-    #[serde(serialize_with = "ts::ser")]
+    #[serde(rename = "co", alias = "createdOn", with = "nanos")]
     pub created_on: Timestamp,
     /// Last password change.
-    #[serde(serialize_with = "ts::ser")]
+    #[serde(rename = "mo", alias = "modifiedOn", with = "nanos")]
     pub modified_on: Timestamp,
 }
 
 fn enabled_by_default() -> bool {
     true
+}
+
+// serde's `skip_serializing_if` hands over a reference.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl std::fmt::Debug for DeviceUser {
@@ -484,27 +738,59 @@ impl ConnectionStatus {
 #[serde(rename_all = "camelCase")]
 pub struct DeviceConnection {
     /// Account.
+    #[serde(rename = "a", alias = "account")]
     pub account: String,
     /// Client ID.
+    #[serde(rename = "c", alias = "clientId")]
     pub client_id: String,
     /// Coupling mode as requested (may be `INHERITED`).
+    #[serde(rename = "cp", alias = "coupling")]
     pub coupling: Coupling,
     /// The user reserved for this client ID, if any.
+    #[serde(
+        rename = "r",
+        alias = "reservedUser",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub reserved_user: Option<String>,
     /// Current connection state.
+    #[serde(rename = "s", alias = "status")]
     pub status: ConnectionStatus,
     /// Last successful operational CONNECT.
-    #[serde(serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "lc",
+        alias = "lastConnectedOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub last_connected_on: Option<Timestamp>,
     /// Peer `ip:port` of the last operational session.
-    #[serde(default)]
+    #[serde(
+        rename = "p",
+        alias = "peer",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub peer: Option<String>,
     /// MQTT version (`3.1.1`, `5.0`) of the last operational session.
-    #[serde(default)]
+    #[serde(
+        rename = "m",
+        alias = "protocol",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub protocol: Option<String>,
     /// Last successful authentication by another broker's hook (HOOKS.md 2): the status that
     /// brokers without a disconnect callback (RabbitMQ) can give.
-    #[serde(default, serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "la",
+        alias = "lastAuthenticatedOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub last_authenticated_on: Option<Timestamp>,
 }
 
@@ -514,31 +800,72 @@ pub struct DeviceConnection {
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     /// Account.
+    #[serde(rename = "a", alias = "account")]
     pub account: String,
     /// Client ID.
+    #[serde(rename = "c", alias = "clientId")]
     pub client_id: String,
     /// `ENABLED` today; `DISABLED` and `MOVED` belong to later features.
+    #[serde(rename = "s", alias = "status")]
     pub status: DeviceStatus,
     /// A name given when the entry was created with the API.
-    #[serde(default)]
+    #[serde(
+        rename = "d",
+        alias = "displayName",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub display_name: Option<String>,
     /// When it was last provisioned; `None` for an entry created before provisioning.
-    #[serde(serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "po",
+        alias = "provisionedOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub provisioned_on: Option<Timestamp>,
     /// The request that provisioned it.
+    #[serde(
+        rename = "pr",
+        alias = "provisionRequestId",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub provision_request_id: Option<String>,
     /// The execution that gave the device its current identity, until the device connects with
     /// it: then the execution's `operationalConnectedOn` is recorded and this is cleared.
-    #[serde(default)]
+    #[serde(
+        rename = "ae",
+        alias = "awaitingExecution",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub awaiting_execution: Option<String>,
     /// Where it was moved to, if it was.
-    #[serde(default)]
+    #[serde(
+        rename = "mt",
+        alias = "movedTo",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub moved_to: Option<String>,
     /// Facts of its latest Kura BIRTH.
-    #[serde(default)]
+    #[serde(
+        rename = "b",
+        alias = "birth",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub birth: Option<Birth>,
     /// When that BIRTH arrived.
-    #[serde(default, serialize_with = "ts::ser_opt")]
+    #[serde(
+        rename = "bo",
+        alias = "birthOn",
+        skip_serializing_if = "Option::is_none",
+        default,
+        with = "nanos::opt"
+    )]
     pub birth_on: Option<Timestamp>,
 }
 
@@ -735,22 +1062,142 @@ mod tests {
         assert_eq!(Coupling::parse("loose"), None);
     }
 
+    /// Records as every build before issue 17 wrote them (camelCase names, nulls, full log
+    /// lines) must still read, and read as what they held.
+    #[test]
+    fn records_written_before_the_compact_form_still_read() {
+        let request: ProvisionRequest = serde_json::from_str(
+            r#"{"id":"01m8tjha1sz7hkb5ryfm2a6j62","account":"scale","clientId":"dev-1","provisionUsername":"fleet","brokerUrl":"mqtt://127.0.0.1:1884","activatesOn":"2026-12-02T05:09:46.655995245Z","expiresOn":"2026-12-02T06:09:46Z","activationKeyHash":null,"reserveUser":true,"connectionCoupling":"INHERITED","vpnAccess":false,"passwordLength":null,"additionalConfiguration":null,"status":"COMPLETED","createdOn":"2026-12-02T05:09:46.655995245Z","modifiedOn":"2026-12-02T05:09:47.158307064Z","lastRejection":null,"warnings":["w"],"running":null}"#,
+        )
+        .unwrap();
+        assert_eq!(request.client_id, "dev-1");
+        assert_eq!(request.provision_username, "fleet");
+        assert_eq!(request.status, RequestStatus::Completed);
+        assert!(request.reserve_user);
+        assert_eq!(request.warnings, vec!["w".to_string()]);
+        assert_eq!(
+            request.expires_on.unwrap().to_rfc3339(),
+            "2026-12-02T06:09:46+00:00"
+        );
+        let execution: Execution = serde_json::from_str(
+            r#"{"id":"e1","requestId":"r1","account":"scale","startedOn":"2026-12-02T05:09:46.900258375Z","endedOn":"2026-12-02T05:09:46.927800068Z","outcome":"COMPLETED","protocol":"5.0","peer":"127.0.0.6:40293","log":[{"at":"2026-12-02T05:09:46.900258375Z","level":"INFO","message":"exchange started"},{"at":"2026-12-02T05:09:46.927800068Z","level":"WARN","message":"PUBACK received"}],"operationalConnectedOn":null}"#,
+        )
+        .unwrap();
+        assert_eq!(execution.request_id, "r1");
+        assert_eq!(
+            execution.provisioning_protocol,
+            ProvisioningProtocol::ProvV1
+        );
+        assert_eq!(execution.log.len(), 2);
+        assert_eq!(execution.log[1].level, LogLevel::Warn);
+        assert_eq!(Some(execution.log[1].at), execution.ended_on);
+        let user: DeviceUser = serde_json::from_str(
+            r#"{"username":"dev-1@scale","account":"scale","passwordHash":"hs256$S$M","permissions":["broker:connect"],"reservedFor":"dev-1","createdOn":"2026-12-02T05:09:46Z","modifiedOn":"2026-12-02T05:09:46Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(user.reserved_for.as_deref(), Some("dev-1"));
+        assert!(user.enabled);
+        let connection: DeviceConnection = serde_json::from_str(
+            r#"{"account":"scale","clientId":"dev-1","coupling":"STRICT","reservedUser":"dev-1@scale","status":"CONNECTED","lastConnectedOn":"2026-12-02T05:09:46Z","peer":"127.0.0.1:1","protocol":"5.0","lastAuthenticatedOn":null}"#,
+        )
+        .unwrap();
+        assert_eq!(connection.coupling, Coupling::Strict);
+        assert_eq!(connection.status, ConnectionStatus::Connected);
+        assert_eq!(connection.peer.as_deref(), Some("127.0.0.1:1"));
+        let device: Device = serde_json::from_str(
+            r#"{"account":"scale","clientId":"dev-1","status":"ENABLED","displayName":null,"provisionedOn":"2026-12-02T05:09:46Z","provisionRequestId":"r1","awaitingExecution":"e1","movedTo":null,"birth":{"displayName":"d","modelName":null,"modelId":null,"serialNumber":null,"firmwareVersion":null,"os":null,"osVersion":null,"jvmVersion":null,"kuraVersion":null,"applicationFrameworkVersion":null,"connectionInterface":null,"connectionIp":null,"applicationIds":null},"birthOn":null}"#,
+        )
+        .unwrap();
+        assert_eq!(device.awaiting_execution.as_deref(), Some("e1"));
+        assert_eq!(device.birth.unwrap().display_name.as_deref(), Some("d"));
+    }
+
+    /// The compact form reads back as what was written, and is smaller.
+    #[test]
+    fn compact_records_round_trip() {
+        let at = t(0) + chrono::Duration::nanoseconds(123_456_789);
+        let later = at + chrono::Duration::milliseconds(27);
+        let line = |at, level, message: &str| LogLine {
+            at,
+            level,
+            message: message.into(),
+        };
+        let execution = Execution {
+            id: "e1".into(),
+            request_id: "r1".into(),
+            account: "acme".into(),
+            started_on: at,
+            ended_on: Some(later),
+            outcome: Outcome::Failed,
+            protocol: "3.1.1".into(),
+            provisioning_protocol: ProvisioningProtocol::Kura,
+            peer: "127.0.0.1:9".into(),
+            log: vec![
+                line(at, LogLevel::Info, "started"),
+                line(at, LogLevel::Info, "user created"),
+                line(at, LogLevel::Warn, "odd"),
+                line(later, LogLevel::Info, "later"),
+                line(later, LogLevel::Error, "failed"),
+                line(later, LogLevel::Info, "\"quoted\", [bracketed]"),
+            ],
+            operational_connected_on: Some(later),
+        };
+        let json = serde_json::to_string(&execution).unwrap();
+        assert_eq!(serde_json::from_str::<Execution>(&json).unwrap(), execution);
+        assert!(json.contains(r#""user created""#), "{json}");
+        let mut r = request(RequestStatus::Failed, Some(t(10)));
+        r.last_rejection = Some(Rejection {
+            at: t(5),
+            reason: "bad password".into(),
+        });
+        r.warnings = vec!["w".into()];
+        r.running = Some(RunningExchange {
+            execution_id: "e1".into(),
+            device_request_id: "x".into(),
+        });
+        r.vpn_access = true;
+        for r in [r, request(RequestStatus::Created, None)] {
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<ProvisionRequest>(&json).unwrap(), r);
+        }
+        let device = Device {
+            display_name: Some("d".into()),
+            provisioned_on: Some(t(1)),
+            birth: Some(Birth::default()),
+            ..Device::new("acme".into(), "dev-1".into())
+        };
+        for d in [device, Device::new("acme".into(), "dev-2".into())] {
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<Device>(&json).unwrap(), d);
+        }
+        let connection = DeviceConnection {
+            account: "acme".into(),
+            client_id: "dev-1".into(),
+            coupling: Coupling::Loose,
+            reserved_user: None,
+            status: ConnectionStatus::NeverConnected,
+            last_connected_on: None,
+            peer: None,
+            protocol: Some("5.0".into()),
+            last_authenticated_on: Some(t(3)),
+        };
+        let json = serde_json::to_string(&connection).unwrap();
+        assert_eq!(
+            serde_json::from_str::<DeviceConnection>(&json).unwrap(),
+            connection
+        );
+    }
+
     #[test]
     fn timestamps_serialise_exactly_as_chrono_does() {
         #[derive(Serialize)]
         struct Ours {
             #[serde(serialize_with = "super::ts::ser")]
             t: Timestamp,
-            #[serde(serialize_with = "super::ts::ser_opt")]
-            o: Option<Timestamp>,
-            #[serde(serialize_with = "super::ts::ser_opt")]
-            n: Option<Timestamp>,
         }
         #[derive(Serialize)]
         struct Chrono {
             t: Timestamp,
-            o: Option<Timestamp>,
-            n: Option<Timestamp>,
         }
         let base = t(1_700_000_000);
         for nanos in [
@@ -762,19 +1209,17 @@ mod tests {
             1_999_999_999,
         ] {
             let x = base + chrono::Duration::nanoseconds(nanos);
-            let ours = serde_json::to_string(&Ours {
-                t: x,
-                o: Some(x),
-                n: None,
-            })
-            .unwrap();
-            let chrono = serde_json::to_string(&Chrono {
-                t: x,
-                o: Some(x),
-                n: None,
-            })
-            .unwrap();
+            let ours = serde_json::to_string(&Ours { t: x }).unwrap();
+            let chrono = serde_json::to_string(&Chrono { t: x }).unwrap();
             assert_eq!(ours, chrono);
+            // The compact form of the enrollment's records gives the same instant back.
+            let compact = serde_json::to_string(&Device {
+                provisioned_on: Some(x),
+                ..Device::new("a".into(), "c".into())
+            })
+            .unwrap();
+            let back: Device = serde_json::from_str(&compact).unwrap();
+            assert_eq!(back.provisioned_on, Some(x));
         }
     }
 }
