@@ -723,7 +723,10 @@ async fn cycle_against_an_echo_broker() {
             v["config"].get("sandbox"),
             sandbox.then_some(&Value::Bool(true))
         );
-        assert_eq!(v["config"].get("hold_s"), sandbox.then_some(&Value::from(0.3)));
+        assert_eq!(
+            v["config"].get("hold_s"),
+            sandbox.then_some(&Value::from(0.3))
+        );
         if sandbox {
             // 40 clients, 10 at a time, each holding its connection for 0.3 s after its cycle.
             assert!(report.duration_s >= 4.0 * 0.3, "{}", report.duration_s);
