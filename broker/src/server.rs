@@ -336,7 +336,11 @@ fn stop_server(app: &App, server: &ntex::server::Server) {
             "exchanges still running at server.shutdown_timeout; the next start marks them FAILED"
         );
     }
-    futures::executor::block_on(server.stop(false));
+    // Graceful: ntex waits (at most its shutdown timeout) until every worker has taken its stop
+    // message. Not graceful, it stops the runtime after a fixed delay, and a worker still busy
+    // then finds its queue closed and logs "Server is gone" at ERROR (seen under a loaded
+    // machine). Either way the workers' connections close, so stopping takes no longer.
+    futures::executor::block_on(server.stop(true));
 }
 
 /// Starts the server on a new thread (inside its own ntex `System`) and returns it once it
