@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The `cycle` scenario of fleetgate-loadtest against Fleetgate and against Mosquitto, on the
 # same machine, in one command, reported as Fleetgate/Mosquitto ratios (docs/benchmarks.md,
-# "Fleetgate vs Mosquitto"), in two comparisons:
+# "Fleetgate vs Mosquitto"), in three comparisons:
 #   operational: Fleetgate's operational endpoint (a provisioned device's login) vs anonymous
 #                Mosquitto;
 #   sandbox:     Fleetgate's anonymous sandbox listener (PROTOCOL.md 6.1) vs anonymous
-#                Mosquitto, both with `cycle --sandbox` and the default topic.
+#                Mosquitto, both with `cycle --sandbox` and the default topic;
+#   enrollment:  Fleetgate's shared-credential enrollment (`enroll --shared-credentials`, N
+#                devices, PROV-V1) vs anonymous Mosquitto's `cycle` rate (issue 17).
 #
 #   benches/compare-mosquitto.sh [--clients N] [--concurrency C] [--rounds R]
-#                                [--protocol 5|3.1.1] [--only operational|sandbox] [--no-build]
+#                                [--protocol 5|3.1.1] [--only operational|sandbox|enrollment]
+#                                [--no-build]
 #
 # What it does:
 #  1. cargo build --release -p fleetgate -p fleetgate-loadtest (unless --no-build);
@@ -27,8 +30,11 @@
 #     flags, alternating (M F, F M, M F, ...); Fleetgate runs use `--topic cmp/{client_id}/cycle`,
 #     the only topics the operational ACL lets a device use besides `$EDC/cmp/{client_id}/#`;
 #     sandbox: the same, with `--sandbox` (anonymous clients) against both brokers;
+#     enrollment: `fleetgate-loadtest enroll --shared-credentials --devices N` into account `enr`
+#     (a run id per run, so every run enrolls new devices) against the sandbox comparison's
+#     Mosquitto cycle, alternating the same way;
 #  6. prints per-run figures, medians and the ratios Fleetgate/Mosquitto of each comparison,
-#     and writes them to summary.json (`{"operational": {...}, "sandbox": {...}}`).
+#     and writes them to summary.json (`{"operational": {...}, "sandbox": {...}, ...}`).
 # Everything listens on loopback only; everything it starts is stopped on exit. Logs, reports and
 # the summary stay in the work directory printed at the start.
 set -euo pipefail
@@ -41,7 +47,7 @@ BUILD=1
 ONLY=""
 
 usage() {
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 while [[ $# -gt 0 ]]; do
@@ -57,9 +63,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 case "$ONLY" in
-"") COMPARISONS=(operational sandbox) ;;
-operational | sandbox) COMPARISONS=("$ONLY") ;;
-*) echo "error: --only must be operational or sandbox" >&2; exit 2 ;;
+"") COMPARISONS=(operational sandbox enrollment) ;;
+operational | sandbox | enrollment) COMPARISONS=("$ONLY") ;;
+*) echo "error: --only must be operational, sandbox or enrollment" >&2; exit 2 ;;
 esac
 wants() { [[ " ${COMPARISONS[*]} " == *" $1 "* ]]; }
 for v in CLIENTS CONCURRENCY ROUNDS; do
@@ -158,6 +164,9 @@ if wants operational; then
     provision_loose_device "$ACCOUNT"
     echo "== provisioned $ACCOUNT-device: operational user $DEV_USER (LOOSE, not reserved)"
 fi
+if wants enrollment; then
+    api_post /api/v1/accounts '{"name":"enr"}' "$WORK/account-enr.json"
+fi
 
 # ---------------------------------------------------------------- 5. runs
 COMMON=(cycle --clients "$CLIENTS" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL")
@@ -172,8 +181,16 @@ cycle() {
     operational/fleetgate)
         flags=(--broker "mqtt://127.0.0.1:$OPER_PORT" --username "$DEV_USER"
             --password "$DEV_PASS" --topic "$ACCOUNT/{client_id}/cycle" --api "$API") ;;
-    sandbox/mosquitto) flags=(--sandbox --broker "mqtt://127.0.0.1:$MQ_PORT") ;;
+    sandbox/mosquitto | enrollment/mosquitto)
+        flags=(--sandbox --broker "mqtt://127.0.0.1:$MQ_PORT") ;;
     sandbox/fleetgate) flags=(--sandbox --broker "mqtt://127.0.0.1:$SANDBOX_PORT" --api "$API") ;;
+    enrollment/fleetgate)
+        "$LOADTEST" enroll --api "$API" --token "$TOKEN" --account enr \
+            --provisioning "mqtt://127.0.0.1:$PROV_PORT" --devices "$clients" \
+            --concurrency "$CONCURRENCY" --protocol "$PROTOCOL" --shared-credentials \
+            --run-id "$id" --json "$WORK/$name.json" >"$WORK/$name.out" 2>&1 ||
+            { cat "$WORK/$name.out" >&2; die "enroll against fleetgate failed ($name)"; }
+        return ;;
     esac
     "$LOADTEST" cycle --clients "$clients" --concurrency "$CONCURRENCY" --protocol "$PROTOCOL" \
         "${flags[@]}" --run-id "$id" --json "$WORK/$name.json" >"$WORK/$name.out" 2>&1 ||
@@ -212,6 +229,18 @@ brokers = ("mosquitto", "fleetgate")
 
 def figures(rep):
     lat = rep["latency_ms"]
+    if rep["scenario"] == "enroll":
+        # Enrollments per second, in the column of cycles: the ratio the issue asks for.
+        return {
+            "cycles_per_second": rep["enrollments_per_second"],
+            "total_p50_ms": lat["enrollment"]["p50"],
+            "total_p99_ms": lat["enrollment"]["p99"],
+            "connect_p50_ms": lat["connect"]["p50"],
+            "connect_p99_ms": lat["connect"]["p99"],
+            "roundtrip_p50_ms": lat["reply"]["p50"],
+            "roundtrip_p99_ms": lat["reply"]["p99"],
+            "failed": rep["devices"]["failed"],
+        }
     return {
         "cycles_per_second": rep["cycles_per_second"],
         "total_p50_ms": lat["total"]["p50"],
@@ -238,9 +267,13 @@ def compare(comparison):
              else None for c in cols}
     round_ratios = [f["cycles_per_second"] / m["cycles_per_second"]
                     for f, m in zip(per_run["fleetgate"], per_run["mosquitto"])]
-    cfg = runs["fleetgate"][0]["config"]
+    # Mosquitto always runs `cycle`; Fleetgate enrolls in the enrollment comparison (its
+    # columns: enrollments/s, connect to reply, connect, request to reply).
+    cfg = runs["mosquitto"][0]["config"]
+    what = ("Fleetgate enroll --shared-credentials vs Mosquitto cycle"
+            if comparison == "enrollment" else "cycle")
     print()
-    print(f"{comparison}: cycle, {cfg['clients']} clients, concurrency {cfg['concurrency']},"
+    print(f"{comparison}: {what}, {cfg['clients']} clients, concurrency {cfg['concurrency']},"
           f" MQTT {cfg['protocol']}; latencies in ms; {mosq_version}")
     print(f"{'run':<16}" + "".join(f"{h:>11}" for h in heads))
     for b in brokers:
