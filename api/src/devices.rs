@@ -86,12 +86,14 @@ fn list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
 }
 
 /// The devices of an account, by client ID, a page at a time: registry entries merged with
-/// their connection entries.
+/// their connection entries. With `connection`, a page reads at most 100 registry entries per
+/// item asked for (10,000 at most), so a state few devices are in gives short, even empty,
+/// pages with a `next` cursor: follow `next` until it is null.
 #[utoipa::path(
     get, path = "/api/v1/accounts/{account}/devices", tag = "devices",
     params(
         ("account" = String, Path, description = "Target account"),
-        ("connection" = Option<String>, Query, description = "NEVER_CONNECTED, CONNECTED or DISCONNECTED"),
+        ("connection" = Option<String>, Query, description = "NEVER_CONNECTED, CONNECTED or DISCONNECTED. A filtered page may hold fewer items than `limit`, even none, while `next` is set: follow `next` until it is null"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "Page size, 1 to 1000 (default 100)"),
         ("after" = Option<String>, Query, description = "The `next` cursor of the previous page"),
     ),

@@ -422,3 +422,42 @@ fn birth_facts_delete_and_paging() {
         Err(StoreError::NotFound(RecordKind::Device))
     ));
 }
+
+#[test]
+fn a_filtered_device_page_reads_a_bounded_number_of_entries_and_gives_a_cursor() {
+    use fleetgate_storage::read::FILTER_SCAN_PER_ITEM;
+    let (_dir, store) = setup();
+    let cids: Vec<String> = (0..=120).map(|i| format!("dev-{i:03}")).collect();
+    for cid in &cids {
+        provision(&store, cid);
+    }
+    for cid in ["dev-110", "dev-115"] {
+        store
+            .write(ops::record_connected(
+                connected(cid, &format!("{cid}@acme")),
+                Utc::now(),
+            ))
+            .unwrap();
+    }
+    let read = store.read().unwrap();
+    let page = |after: Option<&str>| {
+        let p = read
+            .list_devices("acme", Some(ConnectionStatus::Connected), 1, after)
+            .unwrap();
+        let ids: Vec<String> = p.items.iter().map(|(d, _)| d.client_id.clone()).collect();
+        (ids, p.next)
+    };
+    // Limit 1: the first page reads FILTER_SCAN_PER_ITEM entries, none connected, and says
+    // where to go on.
+    let last_read = format!("dev-{:03}", FILTER_SCAN_PER_ITEM - 1);
+    assert_eq!(page(None), (Vec::new(), Some(last_read.clone())));
+    assert_eq!(
+        page(Some(&last_read)),
+        (vec!["dev-110".to_string()], Some("dev-110".to_string()))
+    );
+    assert_eq!(page(Some("dev-110")), (vec!["dev-115".to_string()], None));
+    // Without a filter every entry read is an item: the budget plays no part.
+    let all = read.list_devices("acme", None, 1000, None).unwrap();
+    assert_eq!(all.items.len(), cids.len());
+    assert_eq!(all.next, None);
+}
