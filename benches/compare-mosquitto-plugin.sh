@@ -97,42 +97,23 @@ FLEETGATE="$BIN/fleetgate"
 LOADTEST="$BIN/fleetgate-loadtest"
 PLUGIN="$ROOT/target/$PLUGIN_PROFILE/libfleetgate_mosquitto.so"
 for f in "$FLEETGATE" "$LOADTEST" "$PLUGIN"; do [[ -e "$f" ]] || die "missing $f (build first)"; done
-MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
-[[ -x "$MOSQUITTO" ]] && command -v mosquitto_rr >/dev/null || apt_install mosquitto mosquitto-clients
-MOSQ_VERSION="$("$MOSQUITTO" -h 2>/dev/null | head -n 1 || true)"
+find_mosquitto
 
 start_fleetgate "$FLEETGATE" "$WORK/fleetgate-data" "$WORK/fleetgate.log"
 ACCOUNT=cmp
 provision_loose_device "$ACCOUNT"
 echo "== fleetgate pid $FG_PID (hooks $HOOKS); device user $DEV_USER"
 
-# Starts a mosquitto named $1 with the extra configuration $2; sets PORT and PID.
-start_mosquitto() {
-    local name="$1" extra="$2"
-    PORT="$(free_port)"
-    cat >"$WORK/$name.conf" <<CONF
-# Written by benches/compare-mosquitto-plugin.sh
-user root
-listener $PORT 127.0.0.1
-max_connections -1
-persistence false
-set_tcp_nodelay true
-log_dest stderr
-log_type error
-log_type warning
-$extra
-CONF
-    "$MOSQUITTO" -c "$WORK/$name.conf" >"$WORK/$name.log" 2>&1 &
-    PID=$!
-    wait_port "mosquitto ($name)" "$PORT" "$PID" "$WORK/$name.log"
-}
-start_mosquitto plain "allow_anonymous true"
-PLAIN_PORT=$PORT PLAIN_PID=$PID
-start_mosquitto plugin "allow_anonymous false
+# Both as root: the plugin's library is under root's directories.
+start_mosquitto plain "user root
+allow_anonymous true"
+PLAIN_PORT=$MOSQ_PORT PLAIN_PID=$MOSQ_PID
+start_mosquitto plugin "user root
+allow_anonymous false
 plugin $PLUGIN
 plugin_opt_url $HOOKS
 plugin_opt_token $HOOKS_TOKEN"
-PLUGIN_PORT=$PORT PLUGIN_PID=$PID
+PLUGIN_PORT=$MOSQ_PORT PLUGIN_PID=$MOSQ_PID
 echo "== mosquitto plain :$PLAIN_PORT (pid $PLAIN_PID), with plugin :$PLUGIN_PORT (pid $PLUGIN_PID)"
 
 # One run against $1 (plain | plugin): run id $2, report $WORK/$3.json, $4 clients.

@@ -115,33 +115,9 @@ LOADTEST="$ROOT/target/release/fleetgate-loadtest"
 [[ -x "$FLEETGATE" && -x "$LOADTEST" ]] || die "missing $FLEETGATE or $LOADTEST (build first)"
 
 # ---------------------------------------------------------------- 2. mosquitto
-MOSQUITTO="$(command -v mosquitto || true)"
-[[ -n "$MOSQUITTO" || ! -x /usr/sbin/mosquitto ]] || MOSQUITTO=/usr/sbin/mosquitto
-if [[ -z "$MOSQUITTO" ]] || ! command -v mosquitto_rr >/dev/null; then
-    apt_install mosquitto mosquitto-clients
-    MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
-fi
-[[ -x "$MOSQUITTO" ]] || die "mosquitto not found after installation"
-command -v mosquitto_rr >/dev/null || die "mosquitto_rr (package mosquitto-clients) not found"
-
-MQ_PORT="$(free_port)"
-cat >"$WORK/mosquitto.conf" <<EOF
-# Written by benches/compare-mosquitto.sh
-listener $MQ_PORT 127.0.0.1
-allow_anonymous true
-max_connections -1
-persistence false
-set_tcp_nodelay true
-log_dest stderr
-log_type error
-log_type warning
-EOF
-# A root mosquitto drops privileges to user `mosquitto`; it only reads its config, and the shell
-# writes the log.
-"$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-MOSQ_PID=$!
-wait_port mosquitto "$MQ_PORT" "$MOSQ_PID" "$WORK/mosquitto.log"
-MOSQ_VERSION="$("$MOSQUITTO" -h 2>/dev/null | head -n 1 || true)"
+find_mosquitto
+start_mosquitto mosquitto "allow_anonymous true"
+MQ_PORT=$MOSQ_PORT
 echo "== mosquitto pid $MOSQ_PID on 127.0.0.1:$MQ_PORT ($MOSQ_VERSION; log: $WORK/mosquitto.log)"
 
 # ---------------------------------------------------------------- 3. fleetgate
@@ -228,28 +204,23 @@ work, rounds, mosq_version, comparisons = (sys.argv[1], int(sys.argv[2]), sys.ar
 brokers = ("mosquitto", "fleetgate")
 
 def figures(rep):
+    # An enroll report (the enrollment comparison) puts enrollments per second in the column
+    # of cycles, its connect-to-reply in total and its request-to-reply in roundtrip: the
+    # ratio the issue asks for.
+    enroll = rep["scenario"] == "enroll"
+    rate, total, roundtrip, count = (
+        ("enrollments_per_second", "enrollment", "reply", "devices") if enroll
+        else ("cycles_per_second", "total", "roundtrip", "clients"))
     lat = rep["latency_ms"]
-    if rep["scenario"] == "enroll":
-        # Enrollments per second, in the column of cycles: the ratio the issue asks for.
-        return {
-            "cycles_per_second": rep["enrollments_per_second"],
-            "total_p50_ms": lat["enrollment"]["p50"],
-            "total_p99_ms": lat["enrollment"]["p99"],
-            "connect_p50_ms": lat["connect"]["p50"],
-            "connect_p99_ms": lat["connect"]["p99"],
-            "roundtrip_p50_ms": lat["reply"]["p50"],
-            "roundtrip_p99_ms": lat["reply"]["p99"],
-            "failed": rep["devices"]["failed"],
-        }
     return {
-        "cycles_per_second": rep["cycles_per_second"],
-        "total_p50_ms": lat["total"]["p50"],
-        "total_p99_ms": lat["total"]["p99"],
+        "cycles_per_second": rep[rate],
+        "total_p50_ms": lat[total]["p50"],
+        "total_p99_ms": lat[total]["p99"],
         "connect_p50_ms": lat["connect"]["p50"],
         "connect_p99_ms": lat["connect"]["p99"],
-        "roundtrip_p50_ms": lat["roundtrip"]["p50"],
-        "roundtrip_p99_ms": lat["roundtrip"]["p99"],
-        "failed": rep["clients"]["failed"],
+        "roundtrip_p50_ms": lat[roundtrip]["p50"],
+        "roundtrip_p99_ms": lat[roundtrip]["p99"],
+        "failed": rep[count]["failed"],
     }
 
 cols = ["cycles_per_second", "total_p50_ms", "total_p99_ms", "connect_p50_ms",

@@ -44,26 +44,12 @@ source "$ROOT/benches/lib/common.sh"
 ulimit -n "$(ulimit -Hn)"
 (( CLIENTS + 500 <= $(ulimit -n) )) ||
     die "--clients $CLIENTS needs more open files than this process may have ($(ulimit -n))"
-MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
-[[ -x "$MOSQUITTO" ]] && command -v mosquitto_rr >/dev/null || apt_install mosquitto mosquitto-clients
-MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+find_mosquitto
 FG_PID="" MOSQ_PID=""
 trap 'stop fleetgate "$FG_PID"; stop mosquitto "$MOSQ_PID"' EXIT
 echo "== work directory: $WORK"
 
-MQ_PORT="$(free_port)"
-cat >"$WORK/mosquitto.conf" <<CONF
-listener $MQ_PORT 127.0.0.1
-allow_anonymous true
-max_connections -1
-persistence false
-log_dest stderr
-log_type error
-log_type warning
-CONF
-"$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-MOSQ_PID=$!
-wait_port mosquitto "$MQ_PORT" "$MOSQ_PID" "$WORK/mosquitto.log"
+start_mosquitto mosquitto "allow_anonymous true"
 
 mkdir -m 0700 "$WORK/data"
 FLEETGATE_OPERATIONAL_MAX_CONNECTIONS=$((CLIENTS + 1000)) \
@@ -98,7 +84,7 @@ run() {
     wait "$sampler"
 }
 
-run mosquitto "$MOSQ_PID" "$MQ_PORT" --sandbox
+run mosquitto "$MOSQ_PID" "$MOSQ_PORT" --sandbox
 run fleetgate "$FG_PID" "$OPER_PORT" --username "$DEV_USER" --password "$DEV_PASS" \
     --topic 'idle/{client_id}/cycle'
 

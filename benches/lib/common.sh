@@ -54,6 +54,43 @@ apt_install() {
         { tail -n 20 "$WORK/apt.log" >&2; die "apt-get install failed (log: $WORK/apt.log)"; }
 }
 
+# Finds Mosquitto, installing mosquitto and mosquitto-clients with apt-get when it or
+# mosquitto_rr is missing. Sets MOSQUITTO and MOSQ_VERSION.
+find_mosquitto() {
+    MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+    if [[ ! -x "$MOSQUITTO" ]] || ! command -v mosquitto_rr >/dev/null; then
+        apt_install mosquitto mosquitto-clients
+        MOSQUITTO="$(command -v mosquitto || echo /usr/sbin/mosquitto)"
+    fi
+    [[ -x "$MOSQUITTO" ]] || die "mosquitto not found after installation"
+    command -v mosquitto_rr >/dev/null || die "mosquitto_rr (package mosquitto-clients) not found"
+    MOSQ_VERSION="$("$MOSQUITTO" -h 2>/dev/null | head -n 1 || true)"
+}
+
+# Starts a Mosquitto ($MOSQUITTO, see find_mosquitto) named $1 on a free loopback port: no
+# persistence, unlimited connections, TCP_NODELAY like Fleetgate's listeners, and the extra
+# configuration lines $2. Configuration and log in $WORK/$1.conf and $WORK/$1.log. Sets
+# MOSQ_PORT and MOSQ_PID.
+start_mosquitto() {
+    local name="$1" extra="$2"
+    MOSQ_PORT="$(free_port)"
+    cat >"$WORK/$name.conf" <<CONF
+listener $MOSQ_PORT 127.0.0.1
+max_connections -1
+persistence false
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+$extra
+CONF
+    # A root mosquitto drops privileges to user `mosquitto` (unless the configuration says
+    # `user root`); it only reads its configuration, and the shell writes the log.
+    "$MOSQUITTO" -c "$WORK/$name.conf" >"$WORK/$name.log" 2>&1 &
+    MOSQ_PID=$!
+    wait_port "mosquitto ($name)" "$MOSQ_PORT" "$MOSQ_PID" "$WORK/$name.log"
+}
+
 # Starts Fleetgate binary $1 on free loopback ports with data dir $2 and log $3 (default
 # durable storage and argon2). Sets FG_PID, PROV_PORT, OPER_PORT, API, TOKEN, HOOKS (the hook
 # listener's URL; builds before it ignore the setting) and HOOKS_TOKEN.
