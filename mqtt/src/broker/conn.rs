@@ -592,15 +592,12 @@ async fn publish(conn: &Conn, msg: Message, packet_id: u16, dup: bool, v5: bool)
     published
 }
 
-/// Routes an accepted PUBLISH; a retained one is kept first, and durably before it is
-/// acknowledged.
+/// Routes an accepted PUBLISH; a retained one is kept first. Acknowledged = durable
+/// (PROTOCOL.md 6.2): the retained message and what persistent sessions were given are in the
+/// store before the answer.
 async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
     if !msg.retain {
-        return match conn.broker.route(msg) {
-            // Acknowledged = durable (PROTOCOL.md 6.2) for what persistent sessions were given.
-            Some(queued) => stored(queued.await),
-            None => Published::Ok,
-        };
+        return durable(conn.broker.route(msg)).await;
     }
     let msg = Arc::new(msg);
     let Some(persisted) = conn.broker.publish_retained(msg.clone()) else {
@@ -608,25 +605,26 @@ async fn route(conn: &Conn, msg: Message, v5: bool) -> Published {
             return Published::Quota;
         }
         // 3.1.1 has no way to refuse it: delivered, not retained.
-        let queued = conn.broker.route(Message {
+        return durable(conn.broker.route(Message {
             retain: false,
             ..Message::clone(&msg)
-        });
-        return match queued {
-            Some(queued) => stored(queued.await),
-            None => Published::Ok,
-        };
+        }))
+        .await;
     };
-    // Acknowledged = durable (PROTOCOL.md 6.2).
-    stored(persisted.await)
+    durable(Some(persisted)).await
 }
 
-/// The reaction to a PUBLISH whose writes ended with `written` (a failure was logged by the
-/// store).
-fn stored(written: Result<(), fleetgate_storage::StoreError>) -> Published {
-    match written {
-        Ok(()) => Published::Ok,
-        Err(_) => Published::NotStored,
+/// The reaction to a PUBLISH once what it stored, if anything, is durable (a failure was
+/// logged by the store).
+async fn durable(
+    write: Option<impl Future<Output = Result<(), fleetgate_storage::StoreError>>>,
+) -> Published {
+    match write {
+        None => Published::Ok,
+        Some(write) => match write.await {
+            Ok(()) => Published::Ok,
+            Err(_) => Published::NotStored,
+        },
     }
 }
 
