@@ -272,6 +272,66 @@ fn qos_1_flood_is_acknowledged_in_full() {
 }
 
 #[test]
+fn packets_sent_behind_a_subscribe_that_waits_for_the_store_are_handled_in_order() {
+    // A persistent session's SUBACK waits for its record to be stored; what the client sent
+    // behind the SUBSCRIBE meanwhile waits for the connection's services to be ready again
+    // (vendor/ntex-mqtt patch 13 keeps that wait in a box only while it lasts).
+    let b = Broker::start(SANDBOX);
+    for v5 in [false, true] {
+        let mut o = Options::version(v5, &format!("pipelined-{v5}")).persistent();
+        if v5 {
+            o = o.prop(Prop::SessionExpiry(60));
+        }
+        let mut c = Client::connect(b.sandbox, &o);
+        let mut bytes = Vec::new();
+        for (n, topic) in ["pipe/a", "pipe/b", "pipe/c"].iter().enumerate() {
+            let sub_id = 2 * n as u16 + 1;
+            let mut body = sub_id.to_be_bytes().to_vec();
+            if v5 {
+                body.push(0); // no properties
+            }
+            body.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+            body.extend_from_slice(topic.as_bytes());
+            body.push(1);
+            bytes.extend(common::raw::frame(0x82, &body));
+            let m = Msg::new(topic, vec![n as u8]).qos(1).id(sub_id + 1);
+            bytes.extend(common::raw::encode_publish(&m, v5));
+        }
+        c.send(&bytes);
+        let mut acks = Vec::new();
+        let mut got = Vec::new();
+        while acks.len() < 6 || got.len() < 3 {
+            let packet = c.recv(WAIT);
+            let Some(packet) = packet else {
+                panic!("every packet answered (v5={v5}): acks {acks:?}, messages {got:?}")
+            };
+            match packet {
+                Packet::SubAck { id, codes } => {
+                    assert_eq!(codes, vec![1]);
+                    acks.push(id);
+                }
+                Packet::PubAck { id, code } => {
+                    assert!(code < 0x80, "PUBACK {code:#x} (v5={v5})");
+                    acks.push(id);
+                }
+                Packet::Publish(m) => {
+                    c.acknowledge(&m);
+                    got.push(m.payload[0]);
+                }
+                other => panic!("unexpected {other:?} (v5={v5})"),
+            }
+        }
+        assert_eq!(acks, [1, 2, 3, 4, 5, 6], "answered in order (v5={v5})");
+        assert_eq!(
+            got,
+            [0, 1, 2],
+            "each message met its subscription (v5={v5})"
+        );
+        c.disconnect();
+    }
+}
+
+#[test]
 fn completed_qos_2_flows_do_not_count_against_the_receive_maximum() {
     // Each PUBREL ends its flow: a client may publish any number of QoS 2 messages one after
     // the other, far more than the receive maximum, and reuse packet ids.

@@ -4,10 +4,11 @@ use std::{cell::Cell, cell::RefCell, collections::VecDeque, future::Future, pin:
 
 use ntex_codec::{Decoder, Encoder};
 use ntex_io::{Decoded, IoBoxed, IoRef, IoStatusUpdate, RecvError};
-use ntex_service::{Pipeline, PipelineBinding, PipelineCall, Service};
+use ntex_service::{PipelineCall, Service};
 use ntex_util::channel::condition::Condition;
 use ntex_util::{future::Either, future::select, spawn, task::LocalWaker, time::Seconds};
 
+use crate::binding::Binding;
 use crate::control::Control;
 use crate::error::{DecodeError, DispatcherError, EncodeError, ProtocolError};
 
@@ -55,8 +56,9 @@ where
     io: IoBoxed,
     flags: Flags,
     codec: U,
-    service: PipelineBinding<P, Request<U>>,
-    control: PipelineBinding<C, Control<E>>,
+    // Fleetgate patch 13: `Binding` instead of ntex-service's `PipelineBinding`.
+    service: Binding<P, Request<U>>,
+    control: Binding<C, Control<E>>,
     st: IoDispatcherState<C, E>,
     state: Rc<DispatcherState<P, U>>,
     stopping: Condition,
@@ -146,8 +148,8 @@ where
                 } else {
                     Flags::KA_ENABLED
                 },
-                service: Pipeline::new(service).bind(),
-                control: Pipeline::new(control).bind(),
+                service: Binding::new(service),
+                control: Binding::new(control),
                 st: IoDispatcherState::Processing,
                 stopping: Condition::new(),
                 read_remains: 0,
@@ -658,8 +660,8 @@ mod tests {
                         state,
                         keepalive_timeout,
                         stopping: Condition::new(),
-                        service: Pipeline::new(service.into_service()).bind(),
-                        control: Pipeline::new(control).bind(),
+                        service: Binding::new(service.into_service()),
+                        control: Binding::new(control),
                         io: IoBoxed::from(io),
                         st: IoDispatcherState::Processing,
                         flags: if keepalive_timeout.is_zero() {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod v3;
 pub mod v5;
 
+mod binding;
 mod config;
 mod inflight;
 mod io;

@@ -178,13 +178,16 @@ where
 
     async fn call(&self, req: IoBoxed, ctx: ServiceCtx<'_, Self>) -> Result<(), Self::Error> {
         let tag = req.tag();
-        let handshake = ctx.call(&self.handshake, req).await;
+        // Fleetgate patch 13: the handshake and the two factories run in boxes of their own,
+        // freed when they complete. Inline, their futures set the size of this future, which
+        // every connection holds for its whole life while only the dispatcher is left.
+        let handshake = Box::pin(ctx.call(&self.handshake, req)).await;
 
         let (io, codec, session, keepalive) = handshake?;
         log::trace!("{tag}: Connection handshake succeeded");
 
-        let control = self.control.create(session.clone()).await?;
-        let handler = self.handler.create((self.cfg.clone(), session.clone())).await?;
+        let control = Box::pin(self.control.create(session.clone())).await?;
+        let handler = Box::pin(self.handler.create((self.cfg.clone(), session.clone()))).await?;
         log::trace!("{tag}: Connection handler is created, starting dispatcher");
 
         Dispatcher::new(

@@ -3,7 +3,6 @@ use std::{marker::PhantomData, num::NonZeroU16, rc::Rc, task::Context};
 
 use ntex_service::cfg::{Cfg, SharedCfg};
 use ntex_service::{Pipeline, PipelineSvc, Service, ServiceCtx, ServiceFactory};
-use ntex_util::services::buffer::{BufferService, BufferServiceError};
 use ntex_util::{HashSet, future::join, services::inflight::InFlightService};
 
 use crate::error::{
@@ -52,19 +51,12 @@ where
                     .map_err(|e| DispatcherError::Service(e.into())),
             );
 
-            let control = Pipeline::new(
-                BufferService::new(
-                    16,
-                    // limit number of in-flight messages
-                    InFlightService::new(1, PipelineSvc::new(control.clone())),
-                )
-                .map_err(|err| match err {
-                    BufferServiceError::Service(e) => e,
-                    BufferServiceError::RequestCanceled => {
-                        DispatcherError::Protocol(ProtocolError::ReadTimeout)
-                    }
-                }),
-            );
+            // Fleetgate patch 14: one control message at a time and no buffer in front of it, so
+            // that no packet is dispatched while a SUBSCRIBE, UNSUBSCRIBE or PUBREL before it is
+            // still being handled. Upstream buffered up to 16 control messages and went on
+            // dispatching PUBLISHes: one sent right behind a SUBSCRIBE could be routed before
+            // that subscription existed.
+            let control = Pipeline::new(InFlightService::new(1, PipelineSvc::new(control)));
 
             let cfg: Cfg<MqttServiceConfig> = cfg.get();
             Ok(Dispatcher::new(sink, publish, control, cfg))

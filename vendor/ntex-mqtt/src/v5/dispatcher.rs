@@ -3,7 +3,6 @@ use std::{cell::RefCell, marker::PhantomData, num, rc::Rc, task::Context};
 use ntex_bytes::ByteString;
 use ntex_service::cfg::{Cfg, SharedCfg};
 use ntex_service::{self as service, Pipeline, Service, ServiceCtx, ServiceFactory};
-use ntex_util::services::buffer::{BufferService, BufferServiceError};
 use ntex_util::services::inflight::InFlightService;
 use ntex_util::{HashMap, HashSet, future::join};
 
@@ -52,19 +51,12 @@ where
             .map_err(|e| MqttError::Service(InitErr::from(e)))?
             .map_err(|e| DispatcherError::Service(e.into()));
 
-        let control = Pipeline::new(
-            BufferService::new(
-                16,
-                // limit number of in-flight messages
-                InFlightService::new(1, control),
-            )
-            .map_err(|err| match err {
-                BufferServiceError::Service(e) => e,
-                BufferServiceError::RequestCanceled => {
-                    DispatcherError::Protocol(ProtocolError::ReadTimeout)
-                }
-            }),
-        );
+        // Fleetgate patch 14: one control message at a time and no buffer in front of it, so
+        // that no packet is dispatched while a SUBSCRIBE, UNSUBSCRIBE or PUBREL before it is
+        // still being handled. Upstream buffered up to 16 control messages and went on
+        // dispatching PUBLISHes: one sent right behind a SUBSCRIBE could be routed before
+        // that subscription existed.
+        let control = Pipeline::new(InFlightService::new(1, control));
 
         Ok(Dispatcher::new(sink, publish, control, cfg))
     })
