@@ -396,6 +396,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     let (listeners, addrs) = bind(&app)?;
     let brokers = Brokers::open(&app)?;
     let (server, thread) = spawn_server(&app, listeners, &brokers)?;
+    crate::memory::start();
     log_listeners(&addrs);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
