@@ -362,6 +362,10 @@ fn events_may_come_in_batches_decided_in_order() {
     };
     assert_eq!(connection("dev-1"), "CONNECTED");
     assert_eq!(connection("dev-2"), "DISCONNECTED", "the later event wins");
+    // dev-2 came and went inside the batch (one write for both): its connect's facts are kept.
+    let dev2 = get(&s, "/api/v1/accounts/acme/devices/dev-2").1;
+    assert_eq!(dev2["peer"], "10.0.0.1:1000", "{dev2}");
+    assert!(dev2["lastConnectedOn"].is_string(), "{dev2}");
     let too_many: Vec<Value> = (0..5_001)
         .map(|_| json!({"event": "x", "clientid": "d"}))
         .collect();

@@ -1,6 +1,8 @@
 //! EMQX 5: HTTP authentication (with the user's ACL in EMQX 5.8's format), HTTP authorization
 //! and the webhook's connect/disconnect events (HOOKS.md 2.1).
 
+use std::collections::HashMap;
+
 use fleetgate_acl::plain_filter;
 use fleetgate_hooks::{Access, Action, Protocol, Session};
 use ntex::util::Bytes;
@@ -8,7 +10,7 @@ use ntex::web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{HookDoor, HookError, facts, json, peer};
+use crate::{Change, HookDoor, HookError, facts, json, peer};
 
 const BROKER: &str = "emqx";
 
@@ -153,19 +155,101 @@ pub(crate) async fn events(
             )));
         }
     };
-    let writes: Vec<_> = events
-        .iter()
-        .filter_map(|e| {
-            let up = match e.event.as_str() {
-                "client.connected" => true,
-                "client.disconnected" => false,
-                _ => return None,
-            };
+    let writes: Vec<_> = coalesce(&events)
+        .into_iter()
+        .map(|(e, change)| {
             let at = e.peername.as_deref().map(|p| peer(Some(p)));
             let username = e.username.as_deref().unwrap_or("");
-            Some(door.connection(&e.clientid, username, at, up))
+            door.connection(&e.clientid, username, at, change)
         })
         .collect();
     futures::future::join_all(writes).await;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The connection changes of a batch, in order, with a connect and the disconnect that follows
+/// it for the same client ID and user folded into one change at the connect's place (a
+/// device that came and went between two posts: one registry write instead of two). Applying
+/// the result in order leaves every entry as applying each event would, because nothing else
+/// of that client ID comes between the two. Other events are left out.
+fn coalesce(events: &[Event]) -> Vec<(&Event, Change)> {
+    let mut out: Vec<(&Event, Change)> = Vec::with_capacity(events.len());
+    // Per client ID, its latest event when that is a connect: where it is in `out`, and its user.
+    let mut open: HashMap<&str, (usize, Option<&str>)> = HashMap::new();
+    for e in events {
+        let (client, user) = (e.clientid.as_str(), e.username.as_deref());
+        match e.event.as_str() {
+            "client.connected" => {
+                open.insert(client, (out.len(), user));
+                out.push((e, Change::Up));
+            }
+            "client.disconnected" => match open.remove(client) {
+                Some((at, by)) if by == user => out[at].1 = Change::UpAndDown,
+                _ => out.push((e, Change::Down)),
+            },
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(events: &[(&str, &str, &str)]) -> Vec<Event> {
+        let list: Vec<_> = events
+            .iter()
+            .map(|(event, client, user)| json!({"event": event, "clientid": client, "username": user}))
+            .collect();
+        serde_json::from_value(json!(list)).unwrap()
+    }
+
+    fn changes(events: &[Event]) -> Vec<(String, Change)> {
+        coalesce(events)
+            .into_iter()
+            .map(|(e, c)| (e.clientid.clone(), c))
+            .collect()
+    }
+
+    #[test]
+    fn a_connect_and_its_disconnect_in_one_batch_are_one_change_at_the_connect() {
+        let b = batch(&[
+            ("client.connected", "a", "a@x"),
+            ("client.connected", "b", "b@x"),
+            ("session.subscribed", "a", "a@x"),
+            ("client.disconnected", "a", "a@x"),
+            ("client.disconnected", "c", "c@x"),
+            ("client.connected", "a", "a@x"),
+        ]);
+        let want = [
+            ("a", Change::UpAndDown),
+            ("b", Change::Up),
+            ("c", Change::Down),
+            ("a", Change::Up),
+        ];
+        let want: Vec<_> = want.iter().map(|(c, k)| (c.to_string(), *k)).collect();
+        assert_eq!(changes(&b), want);
+    }
+
+    #[test]
+    fn nothing_is_folded_across_another_event_of_the_client_id() {
+        // A takeover by another user: folding its first connect with the disconnect of that
+        // first user would leave the entry DISCONNECTED where the events end CONNECTED.
+        let b = batch(&[
+            ("client.connected", "a", "a@x"),
+            ("client.connected", "a", "other@x"),
+            ("client.disconnected", "a", "a@x"),
+        ]);
+        let got: Vec<_> = changes(&b).into_iter().map(|(_, c)| c).collect();
+        assert_eq!(got, [Change::Up, Change::Up, Change::Down]);
+        // A disconnect of another user, then the first user's: the first connect stays alone.
+        let b = batch(&[
+            ("client.connected", "a", "a@x"),
+            ("client.disconnected", "a", "other@x"),
+            ("client.disconnected", "a", "a@x"),
+        ]);
+        let got: Vec<_> = changes(&b).into_iter().map(|(_, c)| c).collect();
+        assert_eq!(got, [Change::Up, Change::Down, Change::Down]);
+    }
 }

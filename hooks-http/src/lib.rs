@@ -105,7 +105,7 @@ impl HookDoor {
             .is_ok_and(|s| self.app.hooks.authorize(&s, action).is_allowed())
     }
 
-    /// A device's connection began (`true`) or ended at a broker that reports it: the registry
+    /// A device's connection began or ended (or both) at a broker that reports it: the registry
     /// status follows. A connect of an identity refused now changes nothing; its disconnect
     /// is still recorded (a user disabled since is why the broker closed it). The write is
     /// submitted before this returns (so events submitted in turn are committed in that
@@ -115,13 +115,17 @@ impl HookDoor {
         client_id: &str,
         username: &str,
         peer: Option<SocketAddr>,
-        up: bool,
+        change: Change,
     ) -> futures::future::BoxFuture<'static, ()> {
-        match self.app.hooks.identify(client_id, username) {
-            Ok(session) if up => Box::pin(self.app.hooks.connected(&session.at(peer))),
-            Ok(session) => Box::pin(self.app.hooks.disconnected(&session)),
-            Err(_) if !up => Box::pin(self.app.hooks.disconnected_user(client_id, username)),
-            Err(why) => {
+        let hooks = &self.app.hooks;
+        match (hooks.identify(client_id, username), change) {
+            (Ok(session), Change::Up) => Box::pin(hooks.connected(&session.at(peer))),
+            (Ok(session), Change::UpAndDown) => Box::pin(hooks.visited(&session.at(peer))),
+            (Ok(session), Change::Down) => Box::pin(hooks.disconnected(&session)),
+            (Err(_), Change::Down | Change::UpAndDown) => {
+                Box::pin(hooks.disconnected_user(client_id, username))
+            }
+            (Err(why), Change::Up) => {
                 tracing::debug!(%client_id, reason = why.label(), "connection event of an unknown session ignored");
                 Box::pin(std::future::ready(()))
             }
@@ -133,6 +137,17 @@ impl HookDoor {
         let result = if allowed { "allow" } else { "deny" };
         self.app.metrics.hook_decision(broker, hook, result);
     }
+}
+
+/// What a broker reported of one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// It began.
+    Up,
+    /// It ended.
+    Down,
+    /// It began and ended (both reported in one batch): one store write for the two.
+    UpAndDown,
 }
 
 /// Why a hook request got no decision.

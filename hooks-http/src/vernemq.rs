@@ -10,7 +10,7 @@ use ntex::web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{HookDoor, HookError, facts, json};
+use crate::{Change, HookDoor, HookError, facts, json};
 
 const BROKER: &str = "vernemq";
 
@@ -193,7 +193,8 @@ pub(crate) async fn hook(
         "on_client_offline" | "on_client_gone" => {
             let g: Gone = json(body)?;
             if let Some(username) = door.registered.take(&g.mountpoint, &g.client_id) {
-                door.connection(&g.client_id, &username, None, false).await;
+                door.connection(&g.client_id, &username, None, Change::Down)
+                    .await;
             }
             json!({})
         }

@@ -482,19 +482,50 @@ impl Hooks {
     /// the future resolves when it is committed. Nothing for a provisioning session or an
     /// account user.
     pub fn connected(&self, session: &Session) -> impl Future<Output = ()> + 'static {
-        let write = session.as_device().map(|device| {
-            self.store.write_async(ops::record_connected(
-                ConnectedSession {
-                    account: device.account.clone(),
-                    client_id: device.client_id.clone(),
-                    username: device.username.clone(),
-                    peer: session.peer.map(|p| p.to_string()),
-                    protocol: session.protocol.map(|p| p.as_str().to_string()),
-                },
-                self.clock.now(),
-            ))
+        let write = self
+            .record_connected(session)
+            .map(|op| self.store.write_async(op));
+        logged(write, "could not record the connection status")
+    }
+
+    /// The session began and has ended already (a broker reported both in one batch): the
+    /// writes of [`Hooks::connected`] then [`Hooks::disconnected`] as one store operation,
+    /// submitted and resolved as [`Hooks::connected`]. Nothing for a provisioning session or
+    /// an account user.
+    pub fn visited(&self, session: &Session) -> impl Future<Output = ()> + 'static {
+        let write = self.record_connected(session).map(|connected| {
+            let ended = self.record_disconnected(session);
+            let both: ops::Op<()> = Box::new(move |tx| {
+                connected(tx)?;
+                ended.map_or(Ok(()), |ended| ended(tx))
+            });
+            self.store.write_async(both)
         });
         logged(write, "could not record the connection status")
+    }
+
+    fn record_connected(&self, session: &Session) -> Option<ops::Op<()>> {
+        let device = session.as_device()?;
+        Some(ops::record_connected(
+            ConnectedSession {
+                account: device.account.clone(),
+                client_id: device.client_id.clone(),
+                username: device.username.clone(),
+                peer: session.peer.map(|p| p.to_string()),
+                protocol: session.protocol.map(|p| p.as_str().to_string()),
+            },
+            self.clock.now(),
+        ))
+    }
+
+    fn record_disconnected(&self, session: &Session) -> Option<ops::Op<()>> {
+        let device = session.as_device()?;
+        Some(ops::set_connection_status(
+            device.account.clone(),
+            device.client_id.clone(),
+            ConnectionStatus::Disconnected,
+            self.clock.now(),
+        ))
     }
 
     /// Another broker's hook authenticated `session` (HOOKS.md 2): a device's registry entry
@@ -515,14 +546,9 @@ impl Hooks {
     /// resolved as [`Hooks::connected`]. Nothing for a provisioning session or an account
     /// user.
     pub fn disconnected(&self, session: &Session) -> impl Future<Output = ()> + 'static {
-        let write = session.as_device().map(|device| {
-            self.store.write_async(ops::set_connection_status(
-                device.account.clone(),
-                device.client_id.clone(),
-                ConnectionStatus::Disconnected,
-                self.clock.now(),
-            ))
-        });
+        let write = self
+            .record_disconnected(session)
+            .map(|op| self.store.write_async(op));
         logged(write, "could not record the connection status")
     }
 
