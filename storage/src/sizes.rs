@@ -36,7 +36,7 @@ pub struct FileSizes {
     pub page_size: u64,
     /// Pages allocated to any tree (tables, redb's own).
     pub allocated_pages: u64,
-    /// Every table of [`Table::ALL`].
+    /// Every table of [`Table::ALL`] that the file holds.
     pub tables: Vec<TableSize>,
 }
 
@@ -46,7 +46,11 @@ pub fn measure(path: &Path) -> Result<FileSizes, StoreError> {
     let txn = db.begin_read()?;
     let mut tables = Vec::with_capacity(Table::ALL.len());
     for table in Table::ALL {
-        let t = txn.open_table(table.definition())?;
+        let t = match txn.open_table(table.definition()) {
+            // A file written before this table existed (a store creates it when it opens).
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            t => t?,
+        };
         let (mut key_bytes, mut value_bytes) = (0u64, 0u64);
         for item in t.iter()? {
             let (k, v) = item?;

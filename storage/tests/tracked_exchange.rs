@@ -80,6 +80,7 @@ fn begin(store: &Store, r: &ProvisionRequest) -> Box<RunningExchangeHandle> {
                 password_hash: "hmac".into(),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap();
     let ExchangeStart::Started {
