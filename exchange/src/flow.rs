@@ -176,12 +176,8 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
                     code: 400,
                     reason: format!("unreadable BIRTH: {e}"),
                 };
-                let begin = ops::begin_exchange(
-                    self.attempt(),
-                    put_id,
-                    action,
-                    ProvisioningProtocol::Kura,
-                );
+                let begin =
+                    ops::begin_exchange(self.attempt(), put_id, action, ProvisioningProtocol::Kura);
                 if let Err(err) = self.store.write_async(begin).await {
                     tracing::error!(error = %err, "could not store a rejected exchange");
                 }
