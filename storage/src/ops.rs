@@ -761,6 +761,7 @@ fn start_exchange(
     r.modified_on = now;
     // A running execution is rewritten once, when it ends: written with room for the end it
     // has when it succeeds, that rewrite keeps its size and does not split the packed leaf.
+    // It ends later than it started, so its last log line carries its own time.
     let room = if outcome == Outcome::Running {
         let mut ended = execution.clone();
         let fate = ReplyFate::success(protocol);
@@ -768,7 +769,7 @@ fn start_exchange(
             &mut ended,
             fate.outcome(),
             fate.log_message().into_owned(),
-            now,
+            now + chrono::Duration::nanoseconds(1),
         );
         encode(&ended).len()
     } else {

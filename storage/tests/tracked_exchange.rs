@@ -342,6 +342,44 @@ fn enrollment_records_stay_packed() {
     }
 }
 
+/// A running execution is written as long as it is once it ends successfully, so that its
+/// second write keeps its size (and redb rewrites it in place).
+#[test]
+fn a_running_execution_has_room_for_its_end() {
+    let (dir, store) = setup();
+    let requests = create_many(&store, &["dev-1", "dev-2", "dev-3"]);
+    let running: Vec<_> = requests.iter().map(|r| begin(&store, r)).collect();
+    let path = dir.path().join(DB_FILE);
+    let executions = |store: &Store| {
+        store.close();
+        let sizes = sizes::measure(&path).unwrap();
+        let t = sizes
+            .tables
+            .into_iter()
+            .find(|t| t.table == Table::ExecutionsById);
+        let value_bytes = t.unwrap().value_bytes;
+        (
+            Store::open(&path, &StoreOptions::default(), None).unwrap(),
+            value_bytes,
+        )
+    };
+    let (store, started) = executions(&store);
+    for handle in running {
+        let fate = ReplyFate::Acknowledged;
+        assert!(
+            store
+                .write(ops::finish_exchange(handle, fate, Utc::now()))
+                .unwrap()
+        );
+    }
+    let (store, ended) = executions(&store);
+    assert_eq!(started, ended);
+    for r in &requests {
+        let e = store.read().unwrap().executions(&r.id).unwrap().remove(0);
+        assert_eq!(e.outcome, Outcome::Completed);
+    }
+}
+
 /// A store written before the records left their keys' fields out and executions moved
 /// (executions keyed by request and execution id, a running exchange held in its request,
 /// ids and status names in the records) reads, is moved to the new layout when it opens, and
