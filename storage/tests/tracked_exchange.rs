@@ -484,7 +484,7 @@ fn to_the_layout_before(path: &std::path::Path, executions: &[(&str, &str)], run
         let mut by_request = txn.open_table(table("executions_by_request")).unwrap();
         let mut legacy = txn.open_table(table("executions")).unwrap();
         for (request, execution) in executions {
-            let mut e = json(&by_id.remove(execution.as_bytes()).unwrap().unwrap().value());
+            let mut e = json(by_id.remove(execution.as_bytes()).unwrap().unwrap().value());
             e["i"] = json!(execution);
             let k = [request.as_bytes(), b"\0", execution.as_bytes()].concat();
             by_request.remove(k.as_slice()).unwrap().unwrap();
@@ -498,13 +498,13 @@ fn to_the_layout_before(path: &std::path::Path, executions: &[(&str, &str)], run
             .map(|item| String::from_utf8(item.unwrap().0.value().to_vec()).unwrap())
             .collect();
         for id in ids {
-            let mut r = json(&requests.get(id.as_bytes()).unwrap().unwrap().value());
+            let mut r = json(requests.get(id.as_bytes()).unwrap().unwrap().value());
             r["i"] = json!(id);
             let status = RequestStatus::ALL[usize::try_from(r["s"].as_u64().unwrap()).unwrap()];
             r["s"] = json!(status.as_str());
             if id == running {
                 let x = json(
-                    &running_exchanges
+                    running_exchanges
                         .remove(id.as_bytes())
                         .unwrap()
                         .unwrap()
