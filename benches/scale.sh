@@ -12,7 +12,9 @@
 #   5. the admin API's list and paging routes on the big store (benches/lib/scale_api.py):
 #      p50 / p99 / max per route;
 #   6. stops the server: disk per enrolled device (data dir, database file), and the record
-#      sizes per table (store-sizes).
+#      sizes per table (store-sizes); then compacts the file (redb's compaction, which no
+#      server path runs: it frees what redb's growth left inside the file) and gives the disk
+#      per device again, and how long compaction took.
 # Client IDs are `lt-1-fK-I` (13 to 16 characters; the loadtest's --seed 1 --run-id fK).
 #
 #   benches/scale.sh [--devices N] [--probe P] [--rounds R] [--concurrency C] [--cache-mib M]
@@ -148,7 +150,9 @@ grep -E '^Vm(RSS|HWM)' "/proc/$BIG_PID/status" | tee "$WORK/rss.txt"
 stop "fleetgate (big store)" "$BIG_PID"
 BIG_PID=""
 du -sb "$WORK/big/data" | tee "$WORK/du.txt"
-"$BIN/store-sizes" "$WORK/big/data/fleetgate.redb" --devices "$ENROLLED" | tee "$WORK/sizes.md"
+"$BIN/store-sizes" "$WORK/big/data/fleetgate.redb" --devices "$ENROLLED" --compact |
+    tee "$WORK/sizes.md"
+du -sb "$WORK/big/data" | tee "$WORK/du-compacted.txt"
 
 python3 - "$WORK" "$DEVICES" "$ENROLLED" "$FILL_S" "$CACHE_MIB" <<'PY' | tee "$WORK/summary.json"
 import json, statistics, sys
@@ -157,6 +161,7 @@ probes = [json.loads(l) for l in open(f"{work}/probes.jsonl")]
 med = {k: statistics.median(p["enrollments_per_second"] for p in probes if p["store"] == k) for k in ("empty", "big")}
 rss = {l.split(":")[0]: int(l.split()[1]) // 1024 for l in open(f"{work}/rss.txt")}
 data_bytes = int(open(f"{work}/du.txt").read().split()[0])
+compacted_bytes = int(open(f"{work}/du-compacted.txt").read().split()[0])
 api = json.load(open(f"{work}/api.json"))
 worst = max(v["p99"] for v in api.values())
 print(json.dumps({
@@ -166,6 +171,8 @@ print(json.dumps({
     "rate_ratio": round(med["big"] / med["empty"], 3), "rate_target_met": med["big"] >= 0.9 * med["empty"],
     "data_dir_bytes": data_bytes, "bytes_per_device": round(data_bytes / enrolled),
     "disk_target_met": data_bytes / enrolled <= 2048,
+    "compacted_data_dir_bytes": compacted_bytes, "compacted_bytes_per_device": round(compacted_bytes / enrolled),
+    "compacted_disk_target_met": compacted_bytes / enrolled <= 2048,
     "rss_mib": rss["VmRSS"], "rss_peak_mib": rss["VmHWM"], "cache_mib": cache_mib,
     "rss_target_met": rss["VmRSS"] <= cache_mib + 150,
     "api_worst_p99_ms": worst, "api_target_met": worst < 50,

@@ -226,6 +226,7 @@ fn start_exchange(s: &TestServer, id: &str, client_id: &str) -> Box<RunningExcha
                 password_hash: fleetgate_auth_hook::credentials::fast_hash("Generated-Pass-123!"),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap();
     match start {

@@ -510,6 +510,7 @@ fn executions_and_devices() {
                 password_hash: "hs".into(),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap();
     let ExchangeStart::Started { execution_id, .. } = start else {

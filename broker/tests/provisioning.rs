@@ -477,6 +477,7 @@ async fn running_requests_fail_on_restart() {
             password_hash: "unused".into(),
             configurations: 1,
         }),
+        fleetgate_storage::ProvisioningProtocol::ProvV1,
     );
     s.app().store.write(start).unwrap();
     assert_eq!(status(&s, &id), RequestStatus::Running);

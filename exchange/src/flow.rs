@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use fleetgate_kura::{Encoding, ProvReply, ProvRequest, RequestError, decode_request, topics};
 use fleetgate_storage::ops::{self, Attempt, ExchangeAction, ExchangeStart, ReplyFate};
-use fleetgate_storage::{Outcome, Store, StoreError, Timestamp};
+use fleetgate_storage::{Outcome, ProvisioningProtocol, Store, StoreError, Timestamp};
 
 use crate::plan::plan;
 
@@ -91,6 +91,16 @@ enum Dialect {
     Kura,
 }
 
+impl Dialect {
+    /// The provisioning protocol its execution records.
+    fn protocol(self) -> ProvisioningProtocol {
+        match self {
+            Dialect::ProvV1(_) => ProvisioningProtocol::ProvV1,
+            Dialect::Kura => ProvisioningProtocol::Kura,
+        }
+    }
+}
+
 /// The provisioning settings an exchange follows.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings<'a> {
@@ -166,7 +176,8 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
                     code: 400,
                     reason: format!("unreadable BIRTH: {e}"),
                 };
-                let begin = ops::begin_kura_exchange(self.attempt(), put_id, action);
+                let begin =
+                    ops::begin_exchange(self.attempt(), put_id, action, ProvisioningProtocol::Kura);
                 if let Err(err) = self.store.write_async(begin).await {
                     tracing::error!(error = %err, "could not store a rejected exchange");
                 }
@@ -187,10 +198,12 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
         .split();
         let device_request_id = request.request_id;
         let attempt = self.attempt();
-        let begin = match dialect {
-            Dialect::ProvV1(_) => ops::begin_exchange(attempt, device_request_id.clone(), action),
-            Dialect::Kura => ops::begin_kura_exchange(attempt, device_request_id.clone(), action),
-        };
+        let begin = ops::begin_exchange(
+            attempt,
+            device_request_id.clone(),
+            action,
+            dialect.protocol(),
+        );
         let start = self.store.write_async(begin).await;
         let (running, (success, document)) = match (start, reply) {
             (
@@ -273,7 +286,12 @@ impl<S: ReplySink, T: Timer, O: Observer> Exchange<'_, S, T, O> {
             reason: e.to_string(),
         };
         let device_request_id = e.request_id().unwrap_or("-").to_string();
-        let begin = ops::begin_exchange(self.attempt(), device_request_id, action);
+        let begin = ops::begin_exchange(
+            self.attempt(),
+            device_request_id,
+            action,
+            ProvisioningProtocol::ProvV1,
+        );
         if let Err(err) = self.store.write_async(begin).await {
             tracing::error!(error = %err, "could not store a rejected exchange");
         }

@@ -530,6 +530,7 @@ fn a_result_that_cannot_be_stored_gets_500() {
                 password_hash: "unused".into(),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap();
     let id = w.request("acme", "dev-1", None);

@@ -141,6 +141,7 @@ impl Fixture {
                     password_hash: fast_hash(DEVICE_PASSWORD),
                     configurations: 0,
                 }),
+                fleetgate_storage::ProvisioningProtocol::ProvV1,
             ))
             .unwrap();
         let ExchangeStart::Started {

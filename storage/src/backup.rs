@@ -113,8 +113,13 @@ fn check(path: &Path) -> Result<String, BackupError> {
     }
     let txn = db.begin_read().map_err(BackupError::redb)?;
     for table in Table::ALL {
-        txn.open_table(table.definition())
-            .map_err(BackupError::redb)?;
+        match txn.open_table(table.definition()) {
+            // A backup taken before this table existed: the store creates it when it opens.
+            Err(redb::TableError::TableDoesNotExist(_)) if Table::ADDED_LATER.contains(&table) => {}
+            opened => {
+                opened.map_err(BackupError::redb)?;
+            }
+        }
     }
     let meta = txn
         .open_table(Table::Meta.definition())

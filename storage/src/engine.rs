@@ -48,7 +48,8 @@ pub enum Table {
     RequestsByAccount,
     /// account, status, request id -> ()
     RequestsByAccountStatus,
-    /// request id, execution id -> Execution
+    /// request id, execution id -> Execution: the layout before issue 17's second turn, read
+    /// only to move its entries to [`Table::ExecutionsById`] when the store opens
     Executions,
     /// username -> DeviceUser
     DeviceUsers,
@@ -87,11 +88,20 @@ pub enum Table {
     AuditByAccount,
     /// source account, client id, move id -> Move
     Moves,
+    /// request id -> RunningExchange: the exchange holding a `RUNNING` request, kept out of
+    /// the request record so that the record keeps its size through its lifecycle
+    RunningExchanges,
+    /// execution id -> Execution. Ids grow in commit order, so every execution is appended
+    /// past the end of the tree and the leaves stay packed; a running execution is written
+    /// with room for its end ([`encode_with_room`]).
+    ExecutionsById,
+    /// request id, execution id -> ()
+    ExecutionsByRequest,
 }
 
 impl Table {
     /// Every table (a backup copies them all).
-    pub const ALL: [Table; 26] = [
+    pub const ALL: [Table; 29] = [
         Table::Accounts,
         Table::ProvisionUsers,
         Table::Requests,
@@ -118,6 +128,17 @@ impl Table {
         Table::Audit,
         Table::AuditByAccount,
         Table::Moves,
+        Table::RunningExchanges,
+        Table::ExecutionsById,
+        Table::ExecutionsByRequest,
+    ];
+
+    /// Tables added after stores and backups were first written: a backup taken before may
+    /// lack them (a store opening creates every missing table).
+    pub const ADDED_LATER: [Table; 3] = [
+        Table::RunningExchanges,
+        Table::ExecutionsById,
+        Table::ExecutionsByRequest,
     ];
 
     pub(crate) fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -148,6 +169,9 @@ impl Table {
             Table::Audit => "audit",
             Table::AuditByAccount => "audit_by_account",
             Table::Moves => "moves",
+            Table::RunningExchanges => "running_exchanges",
+            Table::ExecutionsById => "executions_by_id",
+            Table::ExecutionsByRequest => "executions_by_request",
         })
     }
 }
@@ -177,15 +201,63 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Decodes a record written by [`encode`].
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+/// Encodes a record that will be rewritten once, larger (a running execution and its end):
+/// spaces after the JSON fill it to `room` bytes, so that the rewrite keeps its size and
+/// redb patches it in place instead of splitting a packed leaf. JSON allows the spaces.
+pub fn encode_with_room<T: Serialize>(value: &T, room: usize) -> Vec<u8> {
+    let mut out = encode(value);
+    if out.len() < room {
+        out.resize(room, b' ');
+    }
+    out
+}
+
+/// The JSON body of a record after its version byte.
+fn body(bytes: &[u8]) -> Result<&[u8], StoreError> {
     match bytes.split_first() {
-        Some((&RECORD_VERSION, body)) => {
-            Ok(serde_json::from_slice(body).map_err(CorruptRecord::from)?)
-        }
+        Some((&RECORD_VERSION, body)) => Ok(body),
         Some((v, _)) => Err(CorruptRecord::UnknownVersion(*v).into()),
         None => Err(CorruptRecord::Empty.into()),
     }
+}
+
+/// Decodes a record written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    Ok(serde_json::from_slice(body(bytes)?).map_err(CorruptRecord::from)?)
+}
+
+/// A record whose stored form leaves out what its key holds (issue 17: a request's id, a
+/// registry entry's account and client ID, ...). It is read only together with its key
+/// ([`decode_keyed`], [`Tx::get_keyed`], [`Snapshot::get_keyed`]), which puts those fields
+/// back; such a type implements no `Deserialize` of its own, so that it cannot be read
+/// without its key by mistake. Records written before still hold those fields and read the
+/// same.
+pub trait Keyed: Sized {
+    /// Reads the JSON of the record stored under `key`.
+    fn read_keyed(key: &[u8], json: &mut JsonReader<'_>) -> serde_json::Result<Self>;
+}
+
+/// What [`Keyed::read_keyed`] reads from.
+pub type JsonReader<'a> = serde_json::Deserializer<serde_json::de::SliceRead<'a>>;
+
+/// Decodes a [`Keyed`] record stored under `key`.
+pub fn decode_keyed<T: Keyed>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    let mut json = serde_json::Deserializer::from_slice(body(bytes)?);
+    let value = T::read_keyed(key, &mut json).map_err(CorruptRecord::from)?;
+    json.end().map_err(CorruptRecord::from)?;
+    Ok(value)
+}
+
+/// A key part as text (keys are built from validated UTF-8 names).
+pub fn text(part: &[u8]) -> String {
+    String::from_utf8_lossy(part).into_owned()
+}
+
+/// The two parts of a key `a\0b`; `b` is empty when there is no 0 byte.
+pub fn two_parts(k: &[u8]) -> (String, String) {
+    let mut parts = k.splitn(2, |b| *b == 0);
+    let first = text(parts.next().unwrap_or_default());
+    (first, text(parts.next().unwrap_or_default()))
 }
 
 /// What the decisions read of a stored device connection (its field names as
@@ -256,6 +328,7 @@ impl Engine {
         for t in Table::ALL {
             txn.open_table(t.definition())?;
         }
+        move_legacy_executions(&txn)?;
         txn.commit()?;
         let shared = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
@@ -425,6 +498,31 @@ fn first_jobs(rx: &Receiver<Job>, lazy: &Receiver<Job>, batch: &mut Vec<Job>) ->
         },
     }
     !batch.is_empty()
+}
+
+/// Moves the executions of a store written before issue 17's second turn
+/// ([`Table::Executions`], keyed by request and execution id, in the order requests were
+/// created rather than the order executions were written) to [`Table::ExecutionsById`] and
+/// its index, once, when the store opens. The values move as they are: the keyed decode reads
+/// the fields they still hold.
+fn move_legacy_executions(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    let legacy = txn.open_table(Table::Executions.definition())?;
+    if legacy.is_empty()? {
+        return Ok(());
+    }
+    {
+        let mut by_id = txn.open_table(Table::ExecutionsById.definition())?;
+        let mut by_request = txn.open_table(Table::ExecutionsByRequest.definition())?;
+        for item in legacy.iter()? {
+            let (k, v) = item?;
+            by_id.insert(last_part(k.value()).as_bytes(), v.value())?;
+            by_request.insert(k.value(), &[][..])?;
+        }
+    }
+    drop(legacy);
+    txn.delete_table(Table::Executions.definition())?;
+    txn.open_table(Table::Executions.definition())?;
+    Ok(())
 }
 
 fn open_db(path: &Path, options: &EngineOptions) -> Result<redb::Database, StoreError> {
@@ -673,6 +771,13 @@ impl Tx<'_, '_> {
         self.get_raw(table, k)?.map(|b| decode(&b)).transpose()
     }
 
+    /// Reads and decodes a [`Keyed`] record.
+    pub fn get_keyed<T: Keyed>(&self, table: Table, k: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get_raw(table, k)?
+            .map(|b| decode_keyed(k, &b))
+            .transpose()
+    }
+
     /// Stages a raw write.
     pub fn put_raw(&mut self, table: Table, k: Vec<u8>, v: Vec<u8>) {
         self.staged.insert((table, k), Some(v));
@@ -761,6 +866,13 @@ impl Snapshot {
         v.map(|g| decode(g.value())).transpose()
     }
 
+    /// Reads and decodes a [`Keyed`] record.
+    pub fn get_keyed<T: Keyed>(&self, table: Table, k: &[u8]) -> Result<Option<T>, StoreError> {
+        let t = self.table(table)?;
+        let v = t.get(k)?;
+        v.map(|g| decode_keyed(k, g.value())).transpose()
+    }
+
     /// Reads a raw value.
     pub fn get_raw(&self, table: Table, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let t = self.table(table)?;
@@ -831,7 +943,7 @@ mod tests {
             br#"{"account":"a","clientId":"c","coupling":"STRICT","reservedUser":"c@a","status":"NEVER_CONNECTED","lastConnectedOn":null}"#,
         ]
         .concat();
-        let mut connection: crate::DeviceConnection = decode(&old).unwrap();
+        let mut connection: crate::DeviceConnection = decode_keyed(b"a\0c", &old).unwrap();
         assert!(same_coupling(&old, &encode(&connection)));
         connection.reserved_user = None;
         assert!(!same_coupling(&old, &encode(&connection)));

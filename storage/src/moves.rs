@@ -118,7 +118,7 @@ pub fn create_move(
 ) -> Op<Move> {
     Box::new(move |tx| {
         let device: Device = tx
-            .get(Table::Devices, &key(&[&account, &client_id]))?
+            .get_keyed(Table::Devices, &key(&[&account, &client_id]))?
             .ok_or(StoreError::NotFound(RecordKind::Device))?;
         if device.status == DeviceStatus::Moved {
             return Err(StoreError::conflict(
@@ -226,14 +226,16 @@ pub fn complete_move(
         }
         let dk = key(&[&account, &client_id]);
         let mut device: Device = tx
-            .get(Table::Devices, &dk)?
+            .get_keyed(Table::Devices, &dk)?
             .ok_or(StoreError::NotFound(RecordKind::Device))?;
         device.status = DeviceStatus::Moved;
         device.moved_to = Some(m.moved_to().to_string());
         tx.put(Table::Devices, dk.clone(), &device);
         let username = format!("{client_id}@{account}");
         let mut retired = Vec::new();
-        if let Some(mut user) = tx.get::<DeviceUser>(Table::DeviceUsers, username.as_bytes())? {
+        if let Some(mut user) =
+            tx.get_keyed::<DeviceUser>(Table::DeviceUsers, username.as_bytes())?
+        {
             if delete_user {
                 tx.delete(Table::DeviceUsers, username.as_bytes().to_vec());
                 tx.delete(Table::UsersByAccount, key(&[&account, &username]));
@@ -242,7 +244,9 @@ pub fn complete_move(
                 user.enabled = false;
                 user.modified_on = now;
                 tx.put(Table::DeviceUsers, username.as_bytes().to_vec(), &user);
-                if let Some(mut c) = tx.get::<DeviceConnection>(Table::DeviceConnections, &dk)? {
+                if let Some(mut c) =
+                    tx.get_keyed::<DeviceConnection>(Table::DeviceConnections, &dk)?
+                {
                     c.status = ConnectionStatus::Disconnected;
                     tx.put(Table::DeviceConnections, dk, &c);
                 }

@@ -3,7 +3,7 @@
 //! inside the write (uniqueness, lifecycle) and check everything before they write, so an error
 //! leaves nothing behind.
 
-use crate::engine::{Table, Tx, decode, encode, key};
+use crate::engine::{Table, Tx, decode_keyed, encode, encode_with_room, key, last_part};
 use crate::ids::new_id;
 use crate::records::*;
 use crate::validate::{AccountSpec, FieldError, RequestSpec};
@@ -232,7 +232,7 @@ fn check_client_free(
     if except == Some(id.as_str()) {
         return Ok(());
     }
-    let other: Option<ProvisionRequest> = tx.get(Table::Requests, id.as_bytes())?;
+    let other = load_request(tx, &id)?;
     match other {
         Some(r) if !r.is_closed(now) => Err(StoreError::conflict(
             "clientId",
@@ -311,9 +311,28 @@ fn put_request(
             r.id.as_bytes().to_vec(),
         );
     }
+    let was_running = previous.and_then(|p| p.running.as_ref());
+    match &r.running {
+        Some(running) if was_running != Some(running) => {
+            tx.put(Table::RunningExchanges, r.id.as_bytes().to_vec(), running);
+        }
+        None if was_running.is_some() => {
+            tx.delete(Table::RunningExchanges, r.id.as_bytes().to_vec());
+        }
+        _ => {}
+    }
     let bytes = encode(r);
     tx.put_raw(Table::Requests, r.id.as_bytes().to_vec(), bytes.clone());
     bytes
+}
+
+/// A request as the batch sees it, with its running exchange put back.
+fn load_request(tx: &Tx<'_, '_>, id: &str) -> Result<Option<ProvisionRequest>, StoreError> {
+    let Some(mut r) = tx.get_keyed::<ProvisionRequest>(Table::Requests, id.as_bytes())? else {
+        return Ok(None);
+    };
+    r.restore_running(|k| tx.get(Table::RunningExchanges, k))?;
+    Ok(Some(r))
 }
 
 fn target_account(tx: &Tx<'_, '_>, name: &str) -> Result<Account, StoreError> {
@@ -399,8 +418,7 @@ pub fn update_request(
     now: Timestamp,
 ) -> Op<ProvisionRequest> {
     Box::new(move |tx| {
-        let old: ProvisionRequest = tx
-            .get::<ProvisionRequest>(Table::Requests, id.as_bytes())?
+        let old: ProvisionRequest = load_request(tx, &id)?
             .filter(|r| r.account == account)
             .ok_or_else(|| not_found(RecordKind::ProvisionRequest))?;
         if old.status != RequestStatus::Created {
@@ -436,8 +454,7 @@ pub fn update_request(
 /// Deletes a request with its executions; 409 while `RUNNING` unless `force`.
 pub fn delete_request(account: String, id: String, force: bool) -> Op<()> {
     Box::new(move |tx| {
-        let r: ProvisionRequest = tx
-            .get::<ProvisionRequest>(Table::Requests, id.as_bytes())?
+        let r: ProvisionRequest = load_request(tx, &id)?
             .filter(|r| r.account == account)
             .ok_or_else(|| not_found(RecordKind::ProvisionRequest))?;
         if r.status == RequestStatus::Running && !force {
@@ -446,9 +463,13 @@ pub fn delete_request(account: String, id: String, force: bool) -> Op<()> {
                 "the request is RUNNING; use force=true to delete it anyway",
             ));
         }
-        let executions = tx.keys_with_prefix(Table::Executions, &key(&[&r.id, ""]))?;
+        let executions = tx.keys_with_prefix(Table::ExecutionsByRequest, &key(&[&r.id, ""]))?;
         for k in executions {
-            tx.delete(Table::Executions, k);
+            tx.delete(Table::ExecutionsById, last_part(&k).as_bytes().to_vec());
+            tx.delete(Table::ExecutionsByRequest, k);
+        }
+        if r.running.is_some() {
+            tx.delete(Table::RunningExchanges, r.id.as_bytes().to_vec());
         }
         release_user(tx, &r.provision_username)?;
         tx.delete(
@@ -469,11 +490,11 @@ pub fn delete_request(account: String, id: String, force: bool) -> Op<()> {
 /// Records a refusal with wrong credentials on the request (no execution, PROTOCOL.md 2).
 pub fn record_rejection(request_id: String, reason: String, now: Timestamp) -> Op<()> {
     Box::new(move |tx| {
-        let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())?
-        else {
+        let Some(mut r) = load_request(tx, &request_id)? else {
             return Ok(());
         };
         r.last_rejection = Some(Rejection { at: now, reason });
+        // The running exchange, if any, stays where it is.
         tx.put(Table::Requests, r.id.as_bytes().to_vec(), &r);
         Ok(())
     })
@@ -522,22 +543,36 @@ fn new_execution(
     }
 }
 
-/// Writes an execution; returns its encoded bytes.
-fn put_execution(tx: &mut Tx<'_, '_>, e: &Execution) -> Vec<u8> {
-    let bytes = encode(e);
+/// Writes a new execution and its index entry, `room` bytes long at least (see
+/// [`encode_with_room`]); returns its encoded bytes. Its id was made in this write, so it is
+/// appended past the end of [`Table::ExecutionsById`].
+fn put_execution(tx: &mut Tx<'_, '_>, e: &Execution, room: usize) -> Vec<u8> {
+    let bytes = encode_with_room(e, room);
     tx.put_raw(
-        Table::Executions,
-        key(&[&e.request_id, &e.id]),
+        Table::ExecutionsById,
+        e.id.as_bytes().to_vec(),
         bytes.clone(),
     );
+    tx.put_index(Table::ExecutionsByRequest, key(&[&e.request_id, &e.id]));
     bytes
+}
+
+/// Ends an execution: its last log line, outcome and end time.
+fn end_execution(e: &mut Execution, outcome: Outcome, message: String, now: Timestamp) {
+    let level = if outcome == Outcome::Completed {
+        LogLevel::Info
+    } else {
+        LogLevel::Error
+    };
+    e.log.push(line(now, level, message));
+    e.outcome = outcome;
+    e.ended_on = Some(now);
 }
 
 /// Records a CONNECT refused although the credentials matched: a `REJECTED` execution.
 pub fn record_rejected_connect(attempt: Attempt, reason: String) -> Op<()> {
     Box::new(move |tx| {
-        let Some(r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
-        else {
+        let Some(r) = load_request(tx, &attempt.request_id)? else {
             return Ok(());
         };
         let log = vec![
@@ -555,6 +590,7 @@ pub fn record_rejected_connect(attempt: Attempt, reason: String) -> Op<()> {
         put_execution(
             tx,
             &new_execution(new_id(), &attempt, &r.account, Outcome::Rejected, log),
+            0,
         );
         Ok(())
     })
@@ -649,40 +685,17 @@ impl std::fmt::Debug for RunningExchangeHandle {
 
 /// Starts an exchange (PROTOCOL.md 4.3) and, for `Provision`, writes the device user, the
 /// device connection and the registry entry in the same commit, so the reply is sent only
-/// after all of it is durable. This is the first of the exchange's two commits.
+/// after all of it is durable. This is the first of the exchange's two commits. `protocol`
+/// is recorded on the execution: a PROV-V1 exchange is named by the device's `request.id`; a
+/// Kura-native one (PROTOCOL.md 8.1), started by the device's BIRTH, by the id of the CONF-V1
+/// PUT it sends (a Kura device sends no request id of its own).
 pub fn begin_exchange(
     attempt: Attempt,
     device_request_id: String,
     action: ExchangeAction,
+    protocol: ProvisioningProtocol,
 ) -> Op<ExchangeStart> {
-    Box::new(move |tx| {
-        start_exchange(
-            tx,
-            attempt,
-            device_request_id,
-            action,
-            ProvisioningProtocol::ProvV1,
-        )
-    })
-}
-
-/// [`begin_exchange`] of a Kura-native exchange (PROTOCOL.md 8.1), started by the device's
-/// BIRTH: the same state changes, recorded with protocol `kura`. `device_request_id` names
-/// the exchange (a Kura device sends no request id of its own).
-pub fn begin_kura_exchange(
-    attempt: Attempt,
-    device_request_id: String,
-    action: ExchangeAction,
-) -> Op<ExchangeStart> {
-    Box::new(move |tx| {
-        start_exchange(
-            tx,
-            attempt,
-            device_request_id,
-            action,
-            ProvisioningProtocol::Kura,
-        )
-    })
+    Box::new(move |tx| start_exchange(tx, attempt, device_request_id, action, protocol))
 }
 
 fn start_exchange(
@@ -693,8 +706,7 @@ fn start_exchange(
     protocol: ProvisioningProtocol,
 ) -> Result<ExchangeStart, StoreError> {
     let now = attempt.now;
-    let Some(mut r) = tx.get::<ProvisionRequest>(Table::Requests, attempt.request_id.as_bytes())?
-    else {
+    let Some(mut r) = load_request(tx, &attempt.request_id)? else {
         return Ok(ExchangeStart::NotOpen);
     };
     if r.is_closed(now) || !r.in_window(now) {
@@ -747,7 +759,23 @@ fn start_exchange(
         });
     }
     r.modified_on = now;
-    let execution_bytes = put_execution(tx, &execution);
+    // A running execution is rewritten once, when it ends: written with room for the end it
+    // has when it succeeds, that rewrite keeps its size and does not split the packed leaf.
+    // It ends later than it started, so its last log line carries its own time.
+    let room = if outcome == Outcome::Running {
+        let mut ended = execution.clone();
+        let fate = ReplyFate::success(protocol);
+        end_execution(
+            &mut ended,
+            fate.outcome(),
+            fate.log_message().into_owned(),
+            now + chrono::Duration::nanoseconds(1),
+        );
+        encode(&ended).len()
+    } else {
+        0
+    };
+    let execution_bytes = put_execution(tx, &execution, room);
     let request_bytes = put_request(tx, &r, Some(&previous), now);
     if outcome != Outcome::Running {
         return Ok(ExchangeStart::Started {
@@ -789,7 +817,8 @@ fn write_identity(
         permissions.push(PERMISSION_VPN_CONNECT.to_string());
     }
     let reserved_for = r.reserve_user.then(|| r.client_id.clone());
-    let existing: Option<DeviceUser> = tx.get(Table::DeviceUsers, plan.username.as_bytes())?;
+    let existing: Option<DeviceUser> =
+        tx.get_keyed(Table::DeviceUsers, plan.username.as_bytes())?;
     let user = match existing {
         Some(u) if u.account != account.name => {
             return Err(StoreError::conflict(
@@ -838,7 +867,7 @@ fn write_identity(
     tx.put_index(Table::UsersByAccount, key(&[&account.name, &user.username]));
 
     let ck = key(&[&account.name, &r.client_id]);
-    let connection: Option<DeviceConnection> = tx.get(Table::DeviceConnections, &ck)?;
+    let connection: Option<DeviceConnection> = tx.get_keyed(Table::DeviceConnections, &ck)?;
     let connection = DeviceConnection {
         account: account.name.clone(),
         client_id: r.client_id.clone(),
@@ -868,7 +897,7 @@ fn write_identity(
     tx.put(Table::DeviceConnections, ck.clone(), &connection);
     // An entry created with the API, or by an earlier provisioning, keeps what it knows
     // (display name, BIRTH facts); the new identity waits for its first operational CONNECT.
-    let existing: Option<Device> = tx.get(Table::Devices, &ck)?;
+    let existing: Option<Device> = tx.get_keyed(Table::Devices, &ck)?;
     let existed = existing.is_some();
     let device = Device {
         status: DeviceStatus::Enabled,
@@ -922,6 +951,14 @@ pub enum ReplyFate {
 }
 
 impl ReplyFate {
+    /// The fate of a reply the device took as it should in `protocol`.
+    fn success(protocol: ProvisioningProtocol) -> ReplyFate {
+        match protocol {
+            ProvisioningProtocol::ProvV1 => ReplyFate::Acknowledged,
+            ProvisioningProtocol::Kura => ReplyFate::Answered(200),
+        }
+    }
+
     /// The execution outcome this fate leads to.
     pub fn outcome(self) -> Outcome {
         match self {
@@ -1021,7 +1058,7 @@ fn end_exchange(
     message: std::borrow::Cow<'static, str>,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let (mut r, ek, execution) = match ending {
+    let (mut r, execution) = match ending {
         Ending::Tracked(handle) => {
             let RunningExchangeHandle {
                 request,
@@ -1032,49 +1069,43 @@ fn end_exchange(
             let Some(raw) = tx.get_raw(Table::Requests, request.id.as_bytes())? else {
                 return Ok(false);
             };
-            let r = if raw == request_bytes {
+            let mut r = if raw == request_bytes {
                 request
             } else {
-                decode::<ProvisionRequest>(&raw)?
+                decode_keyed::<ProvisionRequest>(request.id.as_bytes(), &raw)?
             };
+            // The running exchange is read afresh: it is kept apart from the request.
+            r.running = None;
+            r.restore_running(|k| tx.get(Table::RunningExchanges, k))?;
             if !is_running(&r, &execution.id) {
                 return Ok(false);
             }
-            let ek = key(&[&r.id, &execution.id]);
-            let execution = match tx.get_raw(Table::Executions, &ek)? {
+            let execution = match tx.get_raw(Table::ExecutionsById, execution.id.as_bytes())? {
                 None => None,
                 Some(raw) if raw == execution_bytes => Some(execution),
-                Some(raw) => Some(decode::<Execution>(&raw)?),
+                Some(raw) => Some(decode_keyed::<Execution>(execution.id.as_bytes(), &raw)?),
             };
-            (r, ek, execution)
+            (r, execution)
         }
         Ending::ByIds {
             request_id,
             execution_id,
         } => {
-            let Some(r) = tx.get::<ProvisionRequest>(Table::Requests, request_id.as_bytes())?
-            else {
+            let Some(r) = load_request(tx, &request_id)? else {
                 return Ok(false);
             };
             if !is_running(&r, &execution_id) {
                 return Ok(false);
             }
-            let ek = key(&[&request_id, &execution_id]);
-            let execution = tx.get::<Execution>(Table::Executions, &ek)?;
-            (r, ek, execution)
+            let execution =
+                tx.get_keyed::<Execution>(Table::ExecutionsById, execution_id.as_bytes())?;
+            (r, execution)
         }
     };
     let previous = r.clone();
     if let Some(mut e) = execution {
-        let level = if outcome == Outcome::Completed {
-            LogLevel::Info
-        } else {
-            LogLevel::Error
-        };
-        e.log.push(line(now, level, message));
-        e.outcome = outcome;
-        e.ended_on = Some(now);
-        tx.put(Table::Executions, ek, &e);
+        end_execution(&mut e, outcome, message.into_owned(), now);
+        tx.put(Table::ExecutionsById, e.id.as_bytes().to_vec(), &e);
     }
     r.status = if outcome == Outcome::Completed {
         RequestStatus::Completed
@@ -1098,7 +1129,7 @@ pub fn set_connection_status(
     Box::new(move |tx| {
         let ck = key(&[&account, &client_id]);
         let mut c = tx
-            .get::<DeviceConnection>(Table::DeviceConnections, &ck)?
+            .get_keyed::<DeviceConnection>(Table::DeviceConnections, &ck)?
             .unwrap_or_else(|| unprovisioned_connection(&account, &client_id));
         c.status = status;
         if status == ConnectionStatus::Connected {

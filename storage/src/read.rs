@@ -1,7 +1,7 @@
 //! Typed queries over a read snapshot.
 
 use crate::StoreError;
-use crate::engine::{Snapshot, Table, decode, key, last_part};
+use crate::engine::{Snapshot, Table, decode, decode_keyed, key, last_part, two_parts};
 use crate::records::*;
 
 /// Registry entries a filtered page of devices reads per item asked for
@@ -36,12 +36,12 @@ impl Reader {
 
     /// Every account, by name.
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        self.values(Table::Accounts, b"")
+        self.values(Table::Accounts, b"", |_, v| decode(v))
     }
 
     /// The known broker endpoints added through the API, by name.
     pub fn endpoints(&self) -> Result<Vec<BrokerEndpoint>, StoreError> {
-        self.values(Table::Endpoints, b"")
+        self.values(Table::Endpoints, b"", |_, v| decode(v))
     }
 
     /// An API token by id.
@@ -56,7 +56,14 @@ impl Reader {
 
     /// A provision request by id, in any account.
     pub fn request(&self, id: &str) -> Result<Option<ProvisionRequest>, StoreError> {
-        self.snap.get(Table::Requests, id.as_bytes())
+        let Some(mut r) = self
+            .snap
+            .get_keyed::<ProvisionRequest>(Table::Requests, id.as_bytes())?
+        else {
+            return Ok(None);
+        };
+        r.restore_running(|k| self.snap.get(Table::RunningExchanges, k))?;
+        Ok(Some(r))
     }
 
     /// A provision request by id, only if it belongs to `account`.
@@ -182,7 +189,18 @@ impl Reader {
 
     /// The executions of a request, oldest first.
     pub fn executions(&self, request_id: &str) -> Result<Vec<Execution>, StoreError> {
-        self.values(Table::Executions, &key(&[request_id, ""]))
+        let mut ids = Vec::new();
+        let prefix = key(&[request_id, ""]);
+        self.snap
+            .scan(Table::ExecutionsByRequest, &prefix, &prefix, |k, _| {
+                ids.push(last_part(k).to_string());
+                Ok(true)
+            })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.extend(self.execution(request_id, &id)?);
+        }
+        Ok(out)
     }
 
     /// One execution of a request.
@@ -191,13 +209,15 @@ impl Reader {
         request_id: &str,
         execution_id: &str,
     ) -> Result<Option<Execution>, StoreError> {
-        self.snap
-            .get(Table::Executions, &key(&[request_id, execution_id]))
+        Ok(self
+            .snap
+            .get_keyed::<Execution>(Table::ExecutionsById, execution_id.as_bytes())?
+            .filter(|e| e.request_id == request_id))
     }
 
     /// A device user by username.
     pub fn device_user(&self, username: &str) -> Result<Option<DeviceUser>, StoreError> {
-        self.snap.get(Table::DeviceUsers, username.as_bytes())
+        self.snap.get_keyed(Table::DeviceUsers, username.as_bytes())
     }
 
     /// Every device user of an account, by username.
@@ -246,17 +266,18 @@ impl Reader {
         client_id: &str,
     ) -> Result<Option<DeviceConnection>, StoreError> {
         self.snap
-            .get(Table::DeviceConnections, &key(&[account, client_id]))
+            .get_keyed(Table::DeviceConnections, &key(&[account, client_id]))
     }
 
     /// The registry entry of a client ID in an account.
     pub fn device(&self, account: &str, client_id: &str) -> Result<Option<Device>, StoreError> {
-        self.snap.get(Table::Devices, &key(&[account, client_id]))
+        self.snap
+            .get_keyed(Table::Devices, &key(&[account, client_id]))
     }
 
     /// Every registry entry of an account, by client ID.
     pub fn devices(&self, account: &str) -> Result<Vec<Device>, StoreError> {
-        self.values(Table::Devices, &key(&[account, ""]))
+        self.values(Table::Devices, &key(&[account, ""]), decode_keyed)
     }
 
     /// One page of an account's registry in client-ID order, each entry with its connection
@@ -309,7 +330,7 @@ impl Reader {
                 next = items.last().map(|(d, _): &(Device, _)| d.client_id.clone());
                 return Ok(false);
             }
-            items.push((decode(v)?, c));
+            items.push((decode_keyed(k, v)?, c));
             Ok(true)
         })?;
         Ok(Page { items, next })
@@ -317,17 +338,17 @@ impl Reader {
 
     /// Every device user of the instance (a replica's snapshot).
     pub fn all_device_users(&self) -> Result<Vec<DeviceUser>, StoreError> {
-        self.values(Table::DeviceUsers, b"")
+        self.values(Table::DeviceUsers, b"", decode_keyed)
     }
 
     /// Every account user of the instance (a replica's snapshot).
     pub fn all_account_users(&self) -> Result<Vec<AccountUser>, StoreError> {
-        self.values(Table::AccountUsers, b"")
+        self.values(Table::AccountUsers, b"", |_, v| decode(v))
     }
 
     /// Every device-connection entry of the instance (a replica's snapshot).
     pub fn all_device_connections(&self) -> Result<Vec<DeviceConnection>, StoreError> {
-        self.values(Table::DeviceConnections, b"")
+        self.values(Table::DeviceConnections, b"", decode_keyed)
     }
 
     /// The account and client ID of every registry entry of the instance (a replica's
@@ -335,23 +356,22 @@ impl Reader {
     pub fn all_device_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut out = Vec::new();
         self.snap.scan(Table::Devices, b"", b"", |k, _| {
-            let mut parts = k.splitn(2, |b| *b == 0);
-            let mut part =
-                || String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
-            out.push((part(), part()));
+            out.push(two_parts(k));
             Ok(true)
         })?;
         Ok(out)
     }
 
-    fn values<T: serde::de::DeserializeOwned>(
+    /// Every record whose key starts with `prefix`, decoded by `decode` from key and value.
+    fn values<T>(
         &self,
         table: Table,
         prefix: &[u8],
+        decode: impl Fn(&[u8], &[u8]) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
-        self.snap.scan(table, prefix, b"", |_, v| {
-            out.push(decode(v)?);
+        self.snap.scan(table, prefix, b"", |k, v| {
+            out.push(decode(k, v)?);
             Ok(true)
         })?;
         Ok(out)

@@ -88,6 +88,7 @@ fn provision(store: &Store, client_id: &str) -> (ProvisionRequest, String) {
                 password_hash: "hmac".into(),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap();
     let ExchangeStart::Started { execution_id, .. } = start else {

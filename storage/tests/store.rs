@@ -87,6 +87,7 @@ fn provision(store: &Store, r: &ProvisionRequest, device_request_id: &str) -> Ex
                 password_hash: "hmac".into(),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap()
 }

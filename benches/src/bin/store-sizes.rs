@@ -2,18 +2,20 @@
 //! docs/benchmarks.md (issue 17's record sizes). Used by `benches/scale.sh` after the server
 //! stopped (redb opens a file in one process at a time).
 //!
-//! store-sizes DB_FILE [--devices N]
+//! store-sizes DB_FILE [--devices N] [--compact]
 //!
 //! Per table: entries, key and value bytes (a value is the version byte + JSON record, or empty
 //! for an index entry), their mean per entry, and with `--devices` per enrolled device; then
-//! redb's pages and fragmentation, and the file's length against the logical bytes.
+//! redb's pages and fragmentation, and the file's length against the logical bytes. With
+//! `--compact`, then compacts the file (`fleetgate_storage::sizes::compact`) and prints its
+//! length after, and how long that took.
 
 use std::path::PathBuf;
 
 use fleetgate_storage::sizes;
 
 fn usage() -> ! {
-    eprintln!("usage: store-sizes DB_FILE [--devices N]");
+    eprintln!("usage: store-sizes DB_FILE [--devices N] [--compact]");
     std::process::exit(2)
 }
 
@@ -22,25 +24,31 @@ fn main() {
     let Some(path) = args.next().map(PathBuf::from) else {
         usage()
     };
-    let devices: Option<u64> = match (args.next().as_deref(), args.next()) {
-        (None, _) => None,
-        (Some("--devices"), Some(n)) => Some(n.parse().unwrap_or_else(|_| usage())),
-        _ => usage(),
-    };
-    let file_bytes = match std::fs::metadata(&path) {
-        Ok(m) => m.len(),
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            std::process::exit(1)
+    let (mut devices, mut compact): (Option<u64>, bool) = (None, false);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--devices" => {
+                devices = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| usage()),
+                );
+            }
+            "--compact" => compact = true,
+            _ => usage(),
         }
+    }
+    let fail = |e: &dyn std::fmt::Display| -> ! {
+        eprintln!("error: {}: {e}", path.display());
+        std::process::exit(1)
     };
-    let sizes = match sizes::measure(&path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            std::process::exit(1)
-        }
+    let file_len = || {
+        std::fs::metadata(&path)
+            .map(|m| m.len())
+            .unwrap_or_else(|e| fail(&e))
     };
+    let file_bytes = file_len();
+    let sizes = sizes::measure(&path).unwrap_or_else(|e| fail(&e));
     let per_device = |bytes: u64| {
         devices.map_or_else(
             || "-".to_string(),
@@ -85,9 +93,26 @@ fn main() {
         sizes.allocated_pages,
         sizes.allocated_pages * page,
         file_bytes as f64 / logical.max(1) as f64,
-        devices.map_or_else(String::new, |n| format!(
+        per_file(file_bytes, devices),
+    );
+    if compact {
+        let started = std::time::Instant::now();
+        sizes::compact(&path).unwrap_or_else(|e| fail(&e));
+        let compacted = file_len();
+        println!(
+            "compacted in {:.1} s: file {file_bytes} -> {compacted} bytes{}",
+            started.elapsed().as_secs_f64(),
+            per_file(compacted, devices),
+        );
+    }
+}
+
+/// `; N file bytes per device`, when the devices are known.
+fn per_file(file_bytes: u64, devices: Option<u64>) -> String {
+    devices.map_or_else(String::new, |n| {
+        format!(
             "; {:.0} file bytes per device",
             file_bytes as f64 / n.max(1) as f64
-        )),
-    );
+        )
+    })
 }

@@ -628,6 +628,7 @@ pub fn enroll(s: &TestServer, account: &str, client_id: &str) -> String {
                 password_hash: fleetgate_auth_hook::credentials::fast_hash(&password),
                 configurations: 1,
             }),
+            fleetgate_storage::ProvisioningProtocol::ProvV1,
         ))
         .unwrap();
     let ops::ExchangeStart::Started {

@@ -39,7 +39,7 @@ pub fn delete_device(account: String, client_id: String, force: bool) -> Op<Vec<
         if tx.get_raw(Table::Devices, &ck)?.is_none() {
             return Err(not_found(RecordKind::Device));
         }
-        let connection: Option<DeviceConnection> = tx.get(Table::DeviceConnections, &ck)?;
+        let connection: Option<DeviceConnection> = tx.get_keyed(Table::DeviceConnections, &ck)?;
         if connection
             .as_ref()
             .is_some_and(|c| c.status == ConnectionStatus::Connected)
@@ -54,7 +54,7 @@ pub fn delete_device(account: String, client_id: String, force: bool) -> Op<Vec<
         let own = format!("{client_id}@{account}");
         let reserved = connection.and_then(|c| c.reserved_user);
         for username in std::iter::once(own).chain(reserved) {
-            let user: Option<DeviceUser> = tx.get(Table::DeviceUsers, username.as_bytes())?;
+            let user: Option<DeviceUser> = tx.get_keyed(Table::DeviceUsers, username.as_bytes())?;
             if user.is_some_and(|u| u.account == account) && !deleted.contains(&username) {
                 tx.delete(Table::DeviceUsers, username.as_bytes().to_vec());
                 tx.delete(Table::UsersByAccount, key(&[&account, &username]));
@@ -97,7 +97,7 @@ pub fn record_connected(session: ConnectedSession, now: Timestamp) -> Op<()> {
         } = session;
         let ck = key(&[&account, &client_id]);
         let mut c = tx
-            .get::<DeviceConnection>(Table::DeviceConnections, &ck)?
+            .get_keyed::<DeviceConnection>(Table::DeviceConnections, &ck)?
             .unwrap_or_else(|| super::unprovisioned_connection(&account, &client_id));
         c.status = ConnectionStatus::Connected;
         c.last_connected_on = Some(now);
@@ -107,7 +107,7 @@ pub fn record_connected(session: ConnectedSession, now: Timestamp) -> Op<()> {
         if username != format!("{client_id}@{account}") {
             return Ok(());
         }
-        let Some(mut device) = tx.get::<Device>(Table::Devices, &ck)? else {
+        let Some(mut device) = tx.get_keyed::<Device>(Table::Devices, &ck)? else {
             return Ok(());
         };
         let (Some(execution), Some(request)) = (
@@ -116,10 +116,10 @@ pub fn record_connected(session: ConnectedSession, now: Timestamp) -> Op<()> {
         ) else {
             return Ok(());
         };
-        let ek = key(&[request, &execution]);
-        if let Some(mut e) = tx.get::<Execution>(Table::Executions, &ek)? {
+        let stored = tx.get_keyed::<Execution>(Table::ExecutionsById, execution.as_bytes())?;
+        if let Some(mut e) = stored.filter(|e| e.request_id == request) {
             e.operational_connected_on.get_or_insert(now);
-            tx.put(Table::Executions, ek, &e);
+            tx.put(Table::ExecutionsById, execution.into_bytes(), &e);
         }
         tx.put(Table::Devices, ck, &device);
         Ok(())
@@ -132,7 +132,7 @@ pub fn record_authenticated(account: String, client_id: String, now: Timestamp) 
     Box::new(move |tx| {
         let ck = key(&[&account, &client_id]);
         let mut c = tx
-            .get::<DeviceConnection>(Table::DeviceConnections, &ck)?
+            .get_keyed::<DeviceConnection>(Table::DeviceConnections, &ck)?
             .unwrap_or_else(|| super::unprovisioned_connection(&account, &client_id));
         c.last_authenticated_on = Some(now);
         tx.put(Table::DeviceConnections, ck, &c);
@@ -146,7 +146,7 @@ pub fn record_birth(account: String, client_id: String, birth: Birth, now: Times
     Box::new(move |tx| {
         let ck = key(&[&account, &client_id]);
         let mut device = tx
-            .get::<Device>(Table::Devices, &ck)?
+            .get_keyed::<Device>(Table::Devices, &ck)?
             .unwrap_or_else(|| Device::new(account, client_id));
         device.birth = Some(birth);
         device.birth_on = Some(now);

@@ -86,7 +86,7 @@ fn open_request_in(tx: &Tx<'_, '_>, account: &str, client_id: &str) -> Result<bo
     let Some(id) = tx.get_raw(Table::OpenRequestByClient, client_id.as_bytes())? else {
         return Ok(false);
     };
-    let request: Option<ProvisionRequest> = tx.get(Table::Requests, &id)?;
+    let request = tx.get_keyed::<ProvisionRequest>(Table::Requests, &id)?;
     Ok(request.is_some_and(|r| r.account == account))
 }
 
@@ -232,7 +232,7 @@ pub fn delete_account_user(account: String, username: String) -> Op<()> {
 
 /// The user `username` of `account`, of either kind; 404 otherwise.
 fn user_in(tx: &Tx<'_, '_>, account: &str, username: &str) -> Result<StoredUser, StoreError> {
-    if let Some(u) = tx.get::<DeviceUser>(Table::DeviceUsers, username.as_bytes())? {
+    if let Some(u) = tx.get_keyed::<DeviceUser>(Table::DeviceUsers, username.as_bytes())? {
         return (u.account == account)
             .then_some(StoredUser::Device(u))
             .ok_or_else(|| not_found(RecordKind::User));
