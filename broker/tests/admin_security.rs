@@ -734,3 +734,65 @@ async fn a_backup_under_load_restores_every_acknowledged_write() {
     .expect("the enrolled device connects to the restored instance");
     d.disconnect().await;
 }
+
+#[test]
+fn compact_gives_a_stopped_store_its_free_pages_back_and_is_refused_while_serving() {
+    use common::binary::Broker;
+    let mut b = Broker::start("");
+    let (status, _) = b.post("/api/v1/accounts", &json!({"name": "acme"}));
+    assert_eq!(status, 201);
+    let path = "/api/v1/accounts/acme/provision-requests";
+    let ids: Vec<String> = (0..400)
+        .map(|i| {
+            let body = request_body(&format!("dev-{i}"), "fleet", "fleet-password-1");
+            let (status, r) = b.post(path, &body);
+            assert_eq!(status, 201, "{r}");
+            r["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    // Most of them deleted again: their pages are free inside the file.
+    for id in &ids[..350] {
+        let (status, _) = b.request("DELETE", &format!("{path}/{id}"), None);
+        assert_eq!(status, 204);
+    }
+    let data = b.data_dir();
+    let file = data.join("fleetgate.redb");
+    let compact = || fleetgate(&["compact", "--data-dir", data.to_str().unwrap()]);
+
+    let out = compact();
+    assert!(
+        !out.status.success(),
+        "refused while the server has the store open"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a server running on it?"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    b.stop();
+    let before = std::fs::metadata(&file).unwrap().len();
+    let out = compact();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = std::fs::metadata(&file).unwrap().len();
+    assert!(after < before, "{before} -> {after} bytes");
+    assert_eq!(mode(&file), 0o600);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("{before} -> {after} bytes")));
+
+    // The compacted store serves what it held.
+    b.start_again();
+    let (status, list) = b.request("GET", &format!("{path}?limit=100"), None);
+    assert_eq!(status, 200);
+    let kept: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 50, "{list}");
+    assert!(kept.iter().all(|id| ids[350..].iter().any(|k| k == id)));
+}
