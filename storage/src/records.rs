@@ -1062,6 +1062,19 @@ mod tests {
         Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
     }
 
+    fn device_user() -> DeviceUser {
+        DeviceUser {
+            username: "dev-1@acme".into(),
+            account: "acme".into(),
+            password_hash: "hs256$SALT$MAC".into(),
+            permissions: vec![],
+            reserved_for: None,
+            enabled: true,
+            created_on: t(0),
+            modified_on: t(0),
+        }
+    }
+
     fn request(status: RequestStatus, expires: Option<Timestamp>) -> ProvisionRequest {
         ProvisionRequest {
             id: "r".into(),
@@ -1119,16 +1132,7 @@ mod tests {
 
     #[test]
     fn users_debug_hides_their_hashes() {
-        let device = DeviceUser {
-            username: "dev-1@acme".into(),
-            account: "acme".into(),
-            password_hash: "hs256$SALT$MAC".into(),
-            permissions: vec![],
-            reserved_for: None,
-            enabled: true,
-            created_on: t(0),
-            modified_on: t(0),
-        };
+        let device = device_user();
         let provision = ProvisionUser {
             username: "fleet".into(),
             account: "acme".into(),
@@ -1334,16 +1338,7 @@ mod tests {
         );
         assert_eq!(last.status, RequestStatus::Running);
         assert_eq!(last.running.unwrap().execution_id, "e1");
-        let user = DeviceUser {
-            username: "dev-1@acme".into(),
-            account: "acme".into(),
-            password_hash: "hs256$SALT$MAC".into(),
-            permissions: vec![],
-            reserved_for: None,
-            enabled: true,
-            created_on: t(0),
-            modified_on: t(0),
-        };
+        let user = device_user();
         let (back, json) = round_trip("dev-1@acme", &user);
         assert!(back == user && !json.contains("dev-1"), "{json}");
     }
