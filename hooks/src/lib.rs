@@ -493,14 +493,16 @@ impl Hooks {
     /// submitted and resolved as [`Hooks::connected`]. Nothing for a provisioning session or
     /// an account user.
     pub fn visited(&self, session: &Session) -> impl Future<Output = ()> + 'static {
-        let write = self.record_connected(session).map(|connected| {
-            let ended = self.record_disconnected(session);
-            let both: ops::Op<()> = Box::new(move |tx| {
-                connected(tx)?;
-                ended.map_or(Ok(()), |ended| ended(tx))
+        let write = self
+            .record_connected(session)
+            .zip(self.record_disconnected(session))
+            .map(|(connected, ended)| {
+                let both: ops::Op<()> = Box::new(move |tx| {
+                    connected(tx)?;
+                    ended(tx)
+                });
+                self.store.write_async(both)
             });
-            self.store.write_async(both)
-        });
         logged(write, "could not record the connection status")
     }
 
