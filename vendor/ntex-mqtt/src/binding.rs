@@ -7,7 +7,7 @@
 //! connection, held by every idle connection. This binding polls the readiness future in
 //! place and boxes one only while the service is not ready, freeing it once it is.
 use std::task::{Context, Poll, ready};
-use std::{fmt, future::Future, pin::Pin, pin::pin};
+use std::{future::Future, pin::Pin, pin::pin};
 
 use ntex_service::{Pipeline, PipelineBinding, PipelineCall, Service};
 
@@ -65,11 +65,5 @@ where
 
     pub(crate) fn call_nowait(&self, req: R) -> PipelineCall<S, R> {
         self.inner.call_nowait(req)
-    }
-}
-
-impl<S: Service<R>, R> fmt::Debug for Binding<S, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Binding").field("pending", &self.pending.is_some()).finish()
     }
 }
